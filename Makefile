@@ -1,0 +1,32 @@
+# Every target creates the virtualenv when it is missing, so a fresh clone needs only `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test bench demo lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	@command -v pdftotext >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: could not install poppler-utils; pdftotext anchors will be skipped"
+	@command -v rg >/dev/null || (apt-get install -y -qq ripgrep) >/dev/null 2>&1 || echo "note: could not install ripgrep; rg anchors will be skipped"
+	$(BIN)/python bench/run.py
+
+demo: $(STAMP)
+	$(BIN)/python bench/../fixtures/demo.py
+
+lint: $(STAMP)
+	$(BIN)/python -m compileall -q src tests bench
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

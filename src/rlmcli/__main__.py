@@ -1,0 +1,3 @@
+from rlmcli.cli import main
+
+main()

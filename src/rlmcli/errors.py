@@ -1,0 +1,39 @@
+"""Exception types and process exit statuses."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Exit statuses of every `rlm` command (documented in the README)."""
+
+    OK = 0
+    ERROR = 1  # something failed (for ingest: at least one input could not be ingested)
+    USAGE = 2  # bad flags or arguments
+    PARTIAL = 3  # a budget was reached; the answer is partial
+    PROVIDER = 4  # the model provider failed
+    INTERRUPTED = 130
+
+
+class RlmError(Exception):
+    """An error the CLI prints as one line on stderr, without a traceback."""
+
+    status: ExitStatus = ExitStatus.ERROR
+
+    def __init__(self, message: str, status: ExitStatus | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class UsageError(RlmError):
+    status = ExitStatus.USAGE
+
+
+class WorkspaceError(RlmError):
+    """The workspace is missing, locked or damaged."""
+
+
+class ExtractError(RlmError):
+    """One input could not be turned into text; the message names what is wrong."""

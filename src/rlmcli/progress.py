@@ -1,0 +1,63 @@
+"""Ingest progress on a terminal: a Rich bar that appears only when ingest takes a moment."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+SHOW_AFTER = 0.5  # seconds; quick ingests finish without any flicker
+
+
+class IngestProgress:
+    """Implements `rlmcli.workspace.ingest.Progress`; does nothing unless stderr is a TTY."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.enabled = console.is_terminal
+        self.bar: Any = None
+        self.task: Any = None
+        self.total = 0
+        self.done = 0
+        self.pages = 0
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
+
+    def start(self, total_files: int) -> None:
+        self.total = total_files
+        if self.enabled and total_files:
+            # A timer, not the next file_done: one big PDF may take seconds by itself.
+            self.timer = threading.Timer(SHOW_AFTER, self._show)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _show(self) -> None:
+        with self.lock:
+            if self.bar is None and self.done < self.total:
+                self._create()
+
+    def _create(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+            TextColumn("{task.fields[pages]} pages"), TimeRemainingColumn(),
+            TextColumn("[dim]{task.fields[name]}"), console=self.console, transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("ingest", total=self.total, completed=self.done, pages=self.pages, name="")
+
+    def file_done(self, name: str, pages: int) -> None:
+        with self.lock:
+            self.done += 1
+            self.pages += pages
+            if self.bar is not None:
+                self.bar.update(self.task, completed=self.done, pages=self.pages, name=name[-40:])
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        with self.lock:
+            self.done = self.total  # a late timer must not start the bar now
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None

@@ -1,0 +1,99 @@
+"""DOCX with python-docx: paragraphs and tables in body order, headings as `#` lines."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from rlmcli.errors import ExtractError
+from rlmcli.workspace.extract import Extracted
+from rlmcli.workspace.extract.split import markdown_outline, split_blocks
+
+_HEADING_STYLE = re.compile(r"^Heading\s+([1-9])$", re.I)
+
+
+def _paragraph_line(paragraph: Any) -> str:
+    text = paragraph.text.strip()
+    if not text:
+        return ""
+    style = paragraph.style.name if paragraph.style is not None else ""
+    m = _HEADING_STYLE.match(style or "")
+    if m:
+        return "#" * min(int(m.group(1)), 6) + " " + " ".join(text.split())
+    if style == "Title":
+        return "# " + " ".join(text.split())
+    return text
+
+
+def _table_lines(table: Any) -> list[str]:
+    lines = []
+    for row in table.rows:
+        cells: list[str] = []
+        for cell in row.cells:
+            text = " ".join(cell.text.split())
+            # A merged cell is returned once per grid column it spans.
+            if cells and cells[-1] == text and text:
+                continue
+            cells.append(text)
+        if any(cells):
+            lines.append(" | ".join(cells))
+    return lines
+
+
+def _header_footer_lines(document: Any) -> tuple[list[str], list[str]]:
+    headers: list[str] = []
+    footers: list[str] = []
+    for section in document.sections:
+        for part, sink in ((section.header, headers), (section.footer, footers)):
+            if part.is_linked_to_previous and sink:
+                continue
+            for paragraph in part.paragraphs:
+                text = paragraph.text.strip()
+                if text and text not in sink:
+                    sink.append(text)
+    return headers, footers
+
+
+def extract_docx(path: Path) -> Extracted:
+    if path.stat().st_size == 0:
+        raise ExtractError("empty file (0 bytes)")
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(str(path))
+    except zipfile.BadZipFile:
+        raise ExtractError("not a valid DOCX file (not a ZIP archive; corrupt or truncated?)") from None
+    except KeyError as exc:
+        raise ExtractError(f"not a valid DOCX file (missing part {exc})") from None
+    except Exception as exc:  # python-docx raises many types for broken packages
+        raise ExtractError(f"not a valid DOCX file ({type(exc).__name__}: {exc})") from None
+
+    blocks: list[str] = []
+    try:
+        headers, footers = _header_footer_lines(document)
+    except Exception:  # headers are a bonus; a broken header part must not lose the body
+        headers, footers = [], []
+    blocks.extend(f"[header] {h}\n" for h in headers)
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            lines = _table_lines(item)
+            if lines:
+                blocks.append("\n".join(lines) + "\n")
+        else:
+            line = _paragraph_line(item)
+            if line:
+                blocks.append(line + "\n")
+    blocks.extend(f"[footer] {f}\n" for f in footers)
+    if not blocks:
+        raise ExtractError("no text in this DOCX document")
+    pages = split_blocks(blocks)
+    result = Extracted(pages=pages, extractor="python-docx", outline=markdown_outline(pages))
+    props = document.core_properties
+    for key in ("title", "author", "subject"):
+        value = getattr(props, key, None)
+        if value:
+            result.metadata[key] = str(value)
+    return result

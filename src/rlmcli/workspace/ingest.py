@@ -1,0 +1,208 @@
+"""Ingest: sources -> extracted pages -> committed documents, one bad input never stopping the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Protocol
+
+from rlmcli.errors import ExtractError
+from rlmcli.workspace.sources import Source, describe_os_error
+from rlmcli.workspace.store import DocumentBuild, Workspace, WorkspaceWriter
+
+MAX_TEXT_BYTES = 512 * 1024 * 1024  # a text file is read whole; refuse what cannot fit sensibly
+
+
+class Progress(Protocol):
+    def start(self, total_files: int) -> None: ...
+    def file_done(self, name: str, pages: int) -> None: ...
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (name, existing doc id)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (name, what is wrong)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (doc id, warning)
+    skipped_binary: int = 0
+    skipped_ignored: int = 0
+    pages: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_sha(source: Source) -> str:
+    if source.data is not None:
+        return hashlib.sha256(source.data).hexdigest()
+    assert source.path is not None
+    return hash_file(source.path)
+
+
+def auto_key(sources: list[Source], shas: dict[int, str]) -> str:
+    """The automatic workspace's name: a hash of the inputs' content hashes."""
+    digest = hashlib.sha256()
+    for sha in sorted(shas[id(s)] for s in sources):
+        digest.update(sha.encode())
+    return digest.hexdigest()[:20]
+
+
+def _build(source: Source, sha: str, size: int, mtime_ns: int) -> DocumentBuild:
+    from rlmcli.tokens import count_tokens_many
+    from rlmcli.workspace.extract import detect_type, extract
+
+    path = source.path or Path("stdin")
+    if source.data is not None:
+        head = source.data[:8192]
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+    if size == 0:
+        raise ExtractError("empty file (0 bytes)")
+    kind = detect_type(path, head)
+    if kind == "binary":
+        raise ExtractError("binary file: not a supported document type")
+    if kind in ("text", "html") and size > MAX_TEXT_BYTES:
+        raise ExtractError(f"text file too large ({size >> 20} MB; the limit is {MAX_TEXT_BYTES >> 20} MB)")
+    result = extract(path, kind, source.data)
+    return DocumentBuild(
+        name=source.name,
+        source=str(source.path.resolve()) if source.path else "-",
+        sha256=sha, size=size, mtime_ns=mtime_ns, type=kind, extractor=result.extractor,
+        pages=result.pages, tokens=count_tokens_many(result.pages),
+        outline=[(o.level, o.page, o.title) for o in result.outline],
+        warnings=result.warnings, metadata=result.metadata,
+    )
+
+
+def ingest_sources(
+    writer: WorkspaceWriter,
+    sources: list[Source],
+    progress: Progress | None = None,
+    known_shas: dict[int, str] | None = None,
+    report: IngestReport | None = None,
+) -> IngestReport:
+    """Ingest each source into the workspace behind `writer`; failures are recorded, not raised."""
+    report = report or IngestReport()
+    known_shas = known_shas or {}
+    started = time.perf_counter()
+    if progress:
+        progress.start(len(sources))
+    for source in sources:
+        pages = 0
+        try:
+            pages = _ingest_one(writer, source, report, known_shas.get(id(source)))
+        except ExtractError as exc:
+            if not source.explicit and str(exc).startswith("binary file"):
+                report.skipped_binary += 1
+            else:
+                report.failed.append((source.name, str(exc)))
+        except OSError as exc:
+            report.failed.append((source.name, describe_os_error(exc)))
+        except MemoryError:
+            report.failed.append((source.name, "out of memory while extracting"))
+        if progress:
+            progress.file_done(source.name, pages)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None) -> int:
+    if source.data is not None:
+        size, mtime_ns, key = len(source.data), 0, "-"
+    else:
+        assert source.path is not None
+        st = os.stat(source.path)
+        size, mtime_ns, key = st.st_size, st.st_mtime_ns, str(source.path.resolve())
+    existing = writer.find_by_source(key)
+    if existing and key != "-":
+        rec = writer.documents[existing]
+        if rec["size"] == size and rec["mtime_ns"] == mtime_ns:
+            report.unchanged.append(existing)  # fast path: no read at all
+            return 0
+    sha = sha or source_sha(source)
+    if existing and writer.documents[existing]["sha256"] == sha:
+        writer.update_record(existing, mtime_ns=mtime_ns)  # touched, not changed
+        report.unchanged.append(existing)
+        return 0
+    same = writer.find_by_sha(sha)
+    if same and same != existing:
+        rec = writer.documents[same]
+        if key not in rec["aliases"] and key != rec["source"]:
+            writer.update_record(same, aliases=rec["aliases"] + [key])
+        report.duplicates.append((source.name, same))
+        return 0
+    if not source.explicit and source.path is not None and size > 0:
+        # Skip binary files found in directories before paying for a full extraction.
+        from rlmcli.workspace.extract import detect_type
+
+        with open(source.path, "rb") as fh:
+            if detect_type(source.path, fh.read(8192)) == "binary":
+                report.skipped_binary += 1
+                return 0
+    build = _build(source, sha, size, mtime_ns)
+    doc = writer.add(build, replace=existing)
+    (report.replaced if existing else report.added).append(doc)
+    report.warnings.extend((doc, w) for w in build.warnings)
+    report.pages += len(build.pages)
+    report.tokens += sum(build.tokens)
+    return len(build.pages)
+
+
+def workspace_path(spec: str) -> Path:
+    """`-w` value -> directory: a path when it contains '/', else a name under RLM_HOME."""
+    from rlmcli.config import workspaces_dir
+    from rlmcli.errors import UsageError
+
+    if "/" in spec or spec in (".", ".."):
+        return Path(spec).expanduser()
+    if not spec or spec.startswith("."):
+        raise UsageError(f"invalid workspace name {spec!r}")
+    return workspaces_dir() / spec
+
+
+def ingest(
+    inputs: list[str],
+    workspace: str | Path | None = None,
+    stdin: BinaryIO | None = None,
+    progress: Progress | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> tuple[Workspace, IngestReport]:
+    """Ingest files, directories and `-` into a workspace (automatic when `workspace` is None)."""
+    from rlmcli.config import auto_workspaces_dir
+    from rlmcli.workspace.sources import discover
+
+    found = discover(inputs, stdin)
+    report = IngestReport(failed=list(found.errors), skipped_ignored=found.skipped_ignored)
+    shas: dict[int, str] = {}
+    if workspace is None:
+        readable = []
+        for source in found.sources:
+            try:
+                shas[id(source)] = source_sha(source)
+                readable.append(source)
+            except OSError as exc:
+                report.failed.append((source.name, describe_os_error(exc)))
+        found.sources = readable
+        root = auto_workspaces_dir() / auto_key(readable, shas)
+        auto = True
+    else:
+        root = workspace if isinstance(workspace, Path) else workspace_path(workspace)
+        auto = False
+    ws = Workspace.create(root, auto=auto)
+    with ws.writer(on_wait=on_wait) as writer:
+        ingest_sources(writer, found.sources, progress, shas, report)
+    ws.touch()
+    return ws, report

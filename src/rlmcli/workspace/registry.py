@@ -1,0 +1,77 @@
+"""All workspaces under RLM_HOME: listing, the most recently used, pruning automatic ones."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlmcli.config import auto_workspaces_dir, workspaces_dir
+from rlmcli.errors import WorkspaceError
+from rlmcli.workspace.store import Workspace
+
+
+@dataclass
+class WorkspaceInfo:
+    name: str
+    path: Path
+    auto: bool
+    documents: int
+    tokens: int
+    size: int
+    last_used: float
+
+
+def _candidates() -> list[tuple[str, Path, bool]]:
+    out = []
+    for base, auto in ((workspaces_dir(), False), (auto_workspaces_dir(), True)):
+        if base.is_dir():
+            for p in sorted(base.iterdir()):
+                if (p / "manifest.json").is_file():
+                    out.append((("auto:" if auto else "") + p.name, p, auto))
+    return out
+
+
+def list_workspaces(with_size: bool = True) -> list[WorkspaceInfo]:
+    infos = []
+    for name, path, auto in _candidates():
+        ws = Workspace(path)
+        try:
+            totals = ws.manifest().get("totals", {})
+        except WorkspaceError:
+            totals = {}
+        infos.append(WorkspaceInfo(name, path, auto, totals.get("documents", 0), totals.get("tokens", 0),
+                                   ws.size_bytes() if with_size else 0, ws.last_used()))
+    return sorted(infos, key=lambda i: -i.last_used)
+
+
+def most_recent() -> Workspace:
+    """The workspace used last: what `rlm ls` and friends show without `-w`."""
+    best = max(_candidates(), key=lambda c: Workspace(c[1]).last_used(), default=None)
+    if best is None:
+        raise WorkspaceError("no workspaces yet: ingest something first (`rlm ingest FILE`)")
+    return Workspace(best[1])
+
+
+def _unlocked(path: Path) -> bool:
+    """True when no rlm process is writing to the workspace right now."""
+    import fcntl
+
+    try:
+        with open(path / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+    except OSError:
+        return False
+
+
+def prune(days: float) -> list[WorkspaceInfo]:
+    """Delete automatic workspaces unused for `days` days; named ones are never touched."""
+    cutoff = time.time() - days * 86400
+    removed = []
+    for info in list_workspaces(with_size=True):
+        if info.auto and info.last_used < cutoff and _unlocked(info.path):
+            shutil.rmtree(info.path, ignore_errors=True)
+            removed.append(info)
+    return removed

@@ -1,0 +1,384 @@
+"""Workspace layout on disk, its manifest, the write lock and atomic document commits.
+
+    <root>/manifest.json            documents, totals, format version (a summary of meta.json files)
+    <root>/docs/<id>/meta.json      the truth about one document
+    <root>/docs/<id>/outline.txt    headings / bookmarks with page numbers
+    <root>/docs/<id>/pages/0001.txt one file per page or section
+    <root>/index.sqlite             FTS5 over page passages
+
+A document is built in `.tmp/` and renamed into `docs/`, so a reader never sees half of one.
+Writers hold an exclusive `flock` on `.lock`. While a writer has unflushed changes, `.dirty`
+exists; a writer that finds it (after a crash) rebuilds the manifest from the meta.json files
+and re-indexes documents whose index rows do not match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rlmcli.errors import WorkspaceError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def slugify(name: str) -> str:
+    """A readable, filesystem-safe id: 'My Contract (v2).PDF' -> 'my-contract-v2.pdf'."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower())
+    slug = re.sub(r"-{2,}", "-", slug).strip("-.") or "doc"
+    return slug[:80]
+
+
+def page_name(number: int, total: int) -> str:
+    return f"{number:0{max(4, len(str(total)))}d}.txt"
+
+
+@dataclass
+class DocumentBuild:
+    """Everything needed to commit one document."""
+
+    name: str  # what the user calls it: the file name, or 'stdin'
+    source: str  # absolute path, or '-' for stdin
+    sha256: str
+    size: int
+    mtime_ns: int
+    type: str
+    extractor: str
+    pages: list[str]
+    tokens: list[int]
+    outline: list[tuple[int, int, str]] = field(default_factory=list)  # (level, page, title)
+    warnings: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Workspace:
+    """A workspace directory. Reading needs no lock; writing goes through `writer()`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ---- layout -------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def docs_dir(self) -> Path:
+        return self.root / "docs"
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.sqlite"
+
+    def doc_dir(self, doc: str) -> Path:
+        return self.docs_dir / doc
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @classmethod
+    def create(cls, root: Path, auto: bool = False) -> Workspace:
+        ws = cls(root)
+        if ws.root.exists() and not ws.root.is_dir():
+            raise WorkspaceError(f"{root}: exists and is not a directory")
+        if ws.root.is_dir() and not ws.exists() and any(ws.root.iterdir()):
+            raise WorkspaceError(f"{root}: directory is not empty and is not an rlm workspace")
+        ws.docs_dir.mkdir(parents=True, exist_ok=True)
+        if not ws.exists():
+            manifest = {"format": FORMAT_VERSION, "auto": auto, "created": time.time(),
+                        "documents": {}, "totals": _totals({})}
+            write_atomic(ws.manifest_path, json.dumps(manifest, indent=1))
+        return ws
+
+    @classmethod
+    def open(cls, root: Path) -> Workspace:
+        ws = cls(root)
+        if not ws.exists():
+            raise WorkspaceError(f"no rlm workspace at {root} (create one with `rlm ingest FILE -w {root}`)")
+        return ws
+
+    # ---- reading ------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"{self.manifest_path}: unreadable manifest ({exc})") from None
+        if data.get("format", 0) > FORMAT_VERSION:
+            raise WorkspaceError(f"{self.root}: made by a newer rlm (format {data['format']})")
+        return data
+
+    def documents(self) -> dict[str, dict[str, Any]]:
+        return self.manifest()["documents"]
+
+    def resolve_doc(self, name: str) -> str:
+        """A document id from its id, its file name, or an unambiguous prefix of its id."""
+        docs = self.documents()
+        if name in docs:
+            return name
+        by_name = [d for d, rec in docs.items() if rec.get("name") == name or Path(rec.get("source", "")).name == name]
+        if len(by_name) == 1:
+            return by_name[0]
+        slug = slugify(name)
+        matches = by_name or [d for d in docs if d == slug or d.startswith(slug)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise WorkspaceError(f"no document {name!r} in {self.root} (see `rlm ls`)")
+        raise WorkspaceError(f"{name!r} matches several documents: {', '.join(sorted(matches))}")
+
+    def meta(self, doc: str) -> dict[str, Any]:
+        return json.loads((self.doc_dir(doc) / "meta.json").read_text(encoding="utf-8"))
+
+    def page_path(self, doc: str, number: int) -> Path:
+        total = self.documents()[doc]["pages"]
+        if not 1 <= number <= total:
+            raise WorkspaceError(f"{doc} has pages 1-{total}; there is no page {number}")
+        return self.doc_dir(doc) / "pages" / page_name(number, total)
+
+    def read_page(self, doc: str, number: int) -> str:
+        return self.page_path(doc, number).read_text(encoding="utf-8")
+
+    def touch(self) -> None:
+        """Record a use, for `rlm workspaces` and `--prune`."""
+        with contextlib.suppress(OSError):
+            (self.root / ".last_used").touch()
+
+    def last_used(self) -> float:
+        for name in (".last_used", MANIFEST):
+            with contextlib.suppress(OSError):
+                return (self.root / name).stat().st_mtime
+        return 0.0
+
+    def size_bytes(self) -> int:
+        total = 0
+        for dirpath, _, files in os.walk(self.root):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+        return total
+
+    @contextlib.contextmanager
+    def writer(self, on_wait: Callable[[], None] | None = None) -> Iterator[WorkspaceWriter]:
+        w = WorkspaceWriter(self)
+        w.acquire(on_wait)
+        try:
+            yield w
+            w.flush()
+        finally:
+            w.release()
+
+
+def _totals(docs: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {
+        "documents": len(docs),
+        "pages": sum(d["pages"] for d in docs.values()),
+        "chars": sum(d["chars"] for d in docs.values()),
+        "tokens": sum(d["tokens"] for d in docs.values()),
+    }
+
+
+class WorkspaceWriter:
+    """Changes to one workspace, under its lock. Flushes the manifest and index in batches."""
+
+    FLUSH_EVERY = 2.0  # seconds; bounds both the work lost in a crash and manifest rewrites
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._lock_fh: Any = None
+        self._conn: Any = None
+        self._dirty = False
+        self._last_flush = time.monotonic()
+        self.manifest: dict[str, Any] = {}
+
+    # ---- lock and recovery ----------------------------------------------------------------
+    def acquire(self, on_wait: Callable[[], None] | None) -> None:
+        import fcntl
+
+        self._lock_fh = open(self.ws.root / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX)
+        self.manifest = self.ws.manifest()
+        for leftover in (".tmp", ".trash"):
+            shutil.rmtree(self.ws.root / leftover, ignore_errors=True)
+        if (self.ws.root / ".dirty").exists():
+            self._recover()
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fh is not None:
+            self._lock_fh.close()  # closing drops the flock
+            self._lock_fh = None
+
+    def _recover(self) -> None:
+        """After a crash: the doc directories are the truth; rebuild the rest from them."""
+        from rlmcli.workspace import index
+
+        docs: dict[str, dict[str, Any]] = {}
+        for d in sorted(self.ws.docs_dir.iterdir()) if self.ws.docs_dir.is_dir() else []:
+            try:
+                meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+                docs[d.name] = _summary(meta)
+            except (OSError, ValueError, KeyError):
+                shutil.rmtree(d, ignore_errors=True)
+        self.manifest["documents"] = docs
+        conn = self.conn()
+        indexed = index.indexed_docs(conn)
+        self._mark_dirty()
+        for doc in set(indexed) - set(docs):
+            index.remove_document(conn, doc)
+        for doc, rec in docs.items():
+            if indexed.get(doc) != rec["sha256"]:
+                pages = self._read_pages(doc, rec["pages"])
+                meta = self.ws.meta(doc)
+                headings = index.page_headings(pages, [(p, t) for _, p, t in meta.get("outline", [])])
+                index.add_document(conn, doc, rec["sha256"], pages, headings)
+        self.flush()
+
+    def _read_pages(self, doc: str, total: int) -> list[str]:
+        pages_dir = self.ws.doc_dir(doc) / "pages"
+        return [(pages_dir / page_name(n, total)).read_text(encoding="utf-8") for n in range(1, total + 1)]
+
+    def conn(self) -> Any:
+        if self._conn is None:
+            from rlmcli.workspace import index
+
+            self._conn = index.connect(self.ws.index_path)
+        return self._conn
+
+    def _mark_dirty(self) -> None:
+        if not self._dirty:
+            (self.ws.root / ".dirty").touch()  # may already exist when recovering
+            self._dirty = True
+            self.conn().execute("BEGIN")
+
+    # ---- queries ------------------------------------------------------------------------
+    @property
+    def documents(self) -> dict[str, dict[str, Any]]:
+        return self.manifest["documents"]
+
+    def find_by_source(self, source: str) -> str | None:
+        for doc, rec in self.documents.items():
+            if rec["source"] == source:
+                return doc
+        return None
+
+    def find_by_sha(self, sha256: str) -> str | None:
+        for doc, rec in self.documents.items():
+            if rec["sha256"] == sha256:
+                return doc
+        return None
+
+    def _unique_id(self, name: str) -> str:
+        base = slugify(name)
+        doc, n = base, 2
+        while doc in self.documents or self.ws.doc_dir(doc).exists():
+            doc = f"{base}-{n}"
+            n += 1
+        return doc
+
+    # ---- changes ------------------------------------------------------------------------
+    def add(self, build: DocumentBuild, replace: str | None = None) -> str:
+        """Commit one document (replacing doc `replace` when given); returns its id."""
+        from rlmcli.workspace import index
+
+        doc = replace or self._unique_id(build.name)
+        tmp = self.ws.root / ".tmp" / uuid.uuid4().hex
+        pages_dir = tmp / "pages"
+        pages_dir.mkdir(parents=True)
+        total = len(build.pages)
+        for number, text in enumerate(build.pages, start=1):
+            with open(pages_dir / page_name(number, total), "w", encoding="utf-8") as fh:
+                fh.write(text)
+        meta = {
+            "id": doc, "name": build.name, "source": build.source, "aliases": [],
+            "sha256": build.sha256, "size": build.size, "mtime_ns": build.mtime_ns,
+            "type": build.type, "extractor": build.extractor, "pages": total,
+            "chars": sum(len(p) for p in build.pages), "tokens": sum(build.tokens),
+            "page_tokens": build.tokens, "warnings": build.warnings, "metadata": build.metadata,
+            "outline": [list(o) for o in build.outline], "ingested_at": time.time(),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (tmp / "outline.txt").write_text(_outline_text(build.outline), encoding="utf-8")
+        self._mark_dirty()
+        target = self.ws.doc_dir(doc)
+        if target.exists():
+            trash = self.ws.root / ".trash" / uuid.uuid4().hex
+            trash.parent.mkdir(exist_ok=True)
+            os.rename(target, trash)
+        os.rename(tmp, target)
+        self.documents[doc] = _summary(meta)
+        headings = index.page_headings(build.pages, [(p, t) for _, p, t in build.outline])
+        index.add_document(self.conn(), doc, build.sha256, build.pages, headings)
+        self.maybe_flush()
+        return doc
+
+    def update_record(self, doc: str, **changes: Any) -> None:
+        """Change fields of a document's record (a new mtime, an alias) in meta and manifest."""
+        meta = self.ws.meta(doc)
+        meta.update(changes)
+        self._mark_dirty()
+        write_atomic(self.ws.doc_dir(doc) / "meta.json", json.dumps(meta, indent=1))
+        self.documents[doc] = _summary(meta)
+        self.maybe_flush()
+
+    def remove(self, doc: str) -> None:
+        from rlmcli.workspace import index
+
+        self._mark_dirty()
+        trash = self.ws.root / ".trash" / uuid.uuid4().hex
+        trash.parent.mkdir(exist_ok=True)
+        os.rename(self.ws.doc_dir(doc), trash)
+        self.documents.pop(doc, None)
+        index.remove_document(self.conn(), doc)
+        self.flush()
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        self.conn().execute("COMMIT")
+        self.manifest["totals"] = _totals(self.documents)
+        self.manifest["updated"] = time.time()
+        write_atomic(self.ws.manifest_path, json.dumps(self.manifest, indent=1))
+        shutil.rmtree(self.ws.root / ".trash", ignore_errors=True)
+        (self.ws.root / ".dirty").unlink(missing_ok=True)
+        self._dirty = False
+        self._last_flush = time.monotonic()
+
+
+_SUMMARY_KEYS = ("name", "source", "aliases", "sha256", "size", "mtime_ns", "type", "extractor",
+                 "pages", "chars", "tokens", "warnings")
+
+
+def _summary(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in _SUMMARY_KEYS}
+
+
+def _outline_text(outline: list[tuple[int, int, str]]) -> str:
+    return "".join(f"{'  ' * (level - 1)}{title}  (p. {page})\n" for level, page, title in outline)
