@@ -42,7 +42,7 @@ def write_atomic(path: Path, text: str) -> None:
 def slugify(name: str) -> str:
     """A readable, filesystem-safe id: 'My Contract (v2).PDF' -> 'my-contract-v2.pdf'."""
     slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower())
-    slug = re.sub(r"-{2,}", "-", slug).strip("-.") or "doc"
+    slug = re.sub(r"-*\.-*", ".", re.sub(r"-{2,}", "-", slug)).strip("-.") or "doc"
     return slug[:80]
 
 
@@ -205,7 +205,10 @@ class WorkspaceWriter:
         self._conn: Any = None
         self._dirty = False
         self._last_flush = time.monotonic()
+        self._flush_cost = 0.0
         self.manifest: dict[str, Any] = {}
+        self._by_source: dict[str, str] | None = None
+        self._by_sha: dict[str, str] | None = None
 
     # ---- lock and recovery ----------------------------------------------------------------
     def acquire(self, on_wait: Callable[[], None] | None) -> None:
@@ -279,23 +282,37 @@ class WorkspaceWriter:
     def documents(self) -> dict[str, dict[str, Any]]:
         return self.manifest["documents"]
 
+    def _lookups(self) -> tuple[dict[str, str], dict[str, str]]:
+        # Rebuilt only when the documents change: O(1) lookups keep 10,000-file ingests linear.
+        if self._by_source is None or self._by_sha is None:
+            self._by_source = {rec["source"]: doc for doc, rec in self.documents.items()}
+            self._by_sha = {rec["sha256"]: doc for doc, rec in self.documents.items()}
+        return self._by_source, self._by_sha
+
     def find_by_source(self, source: str) -> str | None:
-        for doc, rec in self.documents.items():
-            if rec["source"] == source:
-                return doc
-        return None
+        return self._lookups()[0].get(source)
 
     def find_by_sha(self, sha256: str) -> str | None:
-        for doc, rec in self.documents.items():
-            if rec["sha256"] == sha256:
-                return doc
-        return None
+        return self._lookups()[1].get(sha256)
+
+    def _set_record(self, doc: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            self.documents.pop(doc, None)
+            self._by_source = self._by_sha = None
+            return
+        self.documents[doc] = record
+        if self._by_source is not None and self._by_sha is not None:
+            self._by_source[record["source"]] = doc
+            self._by_sha[record["sha256"]] = doc
 
     def _unique_id(self, name: str) -> str:
         base = slugify(name)
+        stem, dot, ext = base.rpartition(".")
+        if not dot or not stem or len(ext) > 8:
+            stem, ext = base, ""
         doc, n = base, 2
         while doc in self.documents or self.ws.doc_dir(doc).exists():
-            doc = f"{base}-{n}"
+            doc = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"  # report-2.pdf, not report.pdf-2
             n += 1
         return doc
 
@@ -307,7 +324,12 @@ class WorkspaceWriter:
         doc = replace or self._unique_id(build.name)
         tmp = self.ws.root / ".tmp" / uuid.uuid4().hex
         pages_dir = tmp / "pages"
-        pages_dir.mkdir(parents=True)
+        try:
+            os.mkdir(tmp)
+        except FileNotFoundError:
+            os.mkdir(tmp.parent)
+            os.mkdir(tmp)
+        os.mkdir(pages_dir)
         total = len(build.pages)
         for number, text in enumerate(build.pages, start=1):
             with open(pages_dir / page_name(number, total), "w", encoding="utf-8") as fh:
@@ -321,7 +343,8 @@ class WorkspaceWriter:
             "outline": [list(o) for o in build.outline], "ingested_at": time.time(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        (tmp / "outline.txt").write_text(_outline_text(build.outline), encoding="utf-8")
+        if build.outline:
+            (tmp / "outline.txt").write_text(_outline_text(build.outline), encoding="utf-8")
         self._mark_dirty()
         target = self.ws.doc_dir(doc)
         if target.exists():
@@ -329,7 +352,9 @@ class WorkspaceWriter:
             trash.parent.mkdir(exist_ok=True)
             os.rename(target, trash)
         os.rename(tmp, target)
-        self.documents[doc] = _summary(meta)
+        if replace:
+            self._set_record(doc, None)  # its old sha256 must stop pointing here
+        self._set_record(doc, _summary(meta))
         headings = index.page_headings(build.pages, [(p, t) for _, p, t in build.outline])
         index.add_document(self.conn(), doc, build.sha256, build.pages, headings)
         self.maybe_flush()
@@ -341,7 +366,7 @@ class WorkspaceWriter:
         meta.update(changes)
         self._mark_dirty()
         write_atomic(self.ws.doc_dir(doc) / "meta.json", json.dumps(meta, indent=1))
-        self.documents[doc] = _summary(meta)
+        self._set_record(doc, _summary(meta))
         self.maybe_flush()
 
     def remove(self, doc: str) -> None:
@@ -351,25 +376,29 @@ class WorkspaceWriter:
         trash = self.ws.root / ".trash" / uuid.uuid4().hex
         trash.parent.mkdir(exist_ok=True)
         os.rename(self.ws.doc_dir(doc), trash)
-        self.documents.pop(doc, None)
+        self._set_record(doc, None)
         index.remove_document(self.conn(), doc)
         self.flush()
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self.FLUSH_EVERY:
+        # A big manifest takes a while to write: flush less often as it grows.
+        if time.monotonic() - self._last_flush >= max(self.FLUSH_EVERY, 10 * self._flush_cost):
             self.flush()
 
     def flush(self) -> None:
         if not self._dirty:
             return
+        started = time.monotonic()
         self.conn().execute("COMMIT")
         self.manifest["totals"] = _totals(self.documents)
         self.manifest["updated"] = time.time()
-        write_atomic(self.ws.manifest_path, json.dumps(self.manifest, indent=1))
+        indent = 1 if len(self.documents) < 1000 else None  # readable while it is small
+        write_atomic(self.ws.manifest_path, json.dumps(self.manifest, indent=indent))
         shutil.rmtree(self.ws.root / ".trash", ignore_errors=True)
         (self.ws.root / ".dirty").unlink(missing_ok=True)
         self._dirty = False
         self._last_flush = time.monotonic()
+        self._flush_cost = self._last_flush - started
 
 
 _SUMMARY_KEYS = ("name", "source", "aliases", "sha256", "size", "mtime_ns", "type", "extractor",

@@ -170,6 +170,10 @@ def _extract_pypdf(path: Path) -> Extracted:
     return Extracted(pages=pages, extractor="pypdf", outline=outline, metadata=metadata)
 
 
+def _pages(numbers: list[int]) -> str:
+    return ("page " if len(numbers) == 1 else "pages ") + _page_list(numbers)
+
+
 def _page_list(numbers: list[int]) -> str:
     """1,2,3,7,9,10 -> '1-3, 7, 9-10'."""
     spans: list[str] = []
@@ -196,12 +200,12 @@ def extract_pdf(path: Path) -> Extracted:
         raise ExtractError("PDF has no pages")
     empty = [i + 1 for i, t in enumerate(result.pages) if not t.strip()]
     garbled = [i + 1 for i, t in enumerate(result.pages) if t.strip() and _is_garbled(t)]
+    for number in garbled:  # keep what is legible; control characters only confuse a model
+        result.pages[number - 1] = _GARBLED.sub("", result.pages[number - 1])
     if len(empty) == len(result.pages):
-        result.warnings.append(
-            "no text layer on any page (scanned or image-only PDF?); rlm does no OCR"
-        )
+        result.warnings.append("no text layer on any page (scanned or image-only PDF?); rlm does no OCR")
     elif empty:
-        result.warnings.append(f"no text layer on pages {_page_list(empty)} (scanned or blank?)")
+        result.warnings.append(f"no text layer on {_pages(empty)} (scanned or blank?); rlm does no OCR")
     if garbled:
-        result.warnings.append(f"garbled text on pages {_page_list(garbled)} (broken font encoding?)")
+        result.warnings.append(f"garbled text on {_pages(garbled)} (broken font encoding?)")
     return result

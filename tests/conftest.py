@@ -1,0 +1,42 @@
+"""Shared fixtures: an isolated RLM_HOME for every test, paths to fixtures and the corpus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+CORPUS = ROOT.parent / "shared" / "corpus"
+sys.path.insert(0, str(FIXTURES))
+
+
+@pytest.fixture(autouse=True)
+def rlm_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own RLM_HOME, so no test sees the user's workspaces."""
+    home = tmp_path_factory.mktemp("rlm_home")
+    monkeypatch.setenv("RLM_HOME", str(home))
+    monkeypatch.setenv("NO_COLOR", "1")
+    return home
+
+
+def corpus_file(name: str) -> Path:
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here: the shared corpus is only beside the project's own checkout")
+    return path
+
+
+def run_rlm(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+            user: int | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`rlm ARGS` in a real subprocess (`python -m rlmcli`), as a user would run it."""
+    full_env = dict(os.environ, **(env or {}))
+    kwargs: dict = {}
+    if user is not None:
+        kwargs["user"] = user
+    return subprocess.run([sys.executable, "-m", "rlmcli", *args], input=input, capture_output=True,
+                          env=full_env, timeout=300, cwd=cwd, **kwargs)

@@ -1,0 +1,174 @@
+"""The library's ingest: content addressing, replacement, atomicity, recovery and locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from rlmcli.workspace.ingest import ingest
+from rlmcli.workspace.store import Workspace
+from tests.conftest import FIXTURES, corpus_file
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def test_layout_manifest_meta_pages_and_index(tmp_path: Path) -> None:
+    ws, report = ingest([str(FIXTURES / "contract.pdf"), str(FIXTURES / "contract.docx")], tmp_path / "ws")
+    assert report.added == ["contract.pdf", "contract.docx"] and not report.failed
+    manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
+    assert manifest["format"] == 1
+    assert manifest["totals"]["documents"] == 2
+    assert manifest["totals"]["pages"] == 8 + 1
+    meta = json.loads((tmp_path / "ws/docs/contract.pdf/meta.json").read_text())
+    assert meta["type"] == "pdf" and meta["extractor"] == "pypdfium2" and meta["pages"] == 8
+    assert meta["sha256"] and meta["tokens"] == sum(meta["page_tokens"]) > 100
+    assert meta["source"] == str((FIXTURES / "contract.pdf").resolve())
+    assert (tmp_path / "ws/docs/contract.pdf/pages/0007.txt").read_text().startswith("6. Termination")
+    assert "6. Termination  (p. 7)" in (tmp_path / "ws/docs/contract.pdf/outline.txt").read_text()
+    with sqlite3.connect(tmp_path / "ws/index.sqlite") as conn:
+        rows = conn.execute(
+            "SELECT doc, page, line, heading FROM chunks WHERE chunks MATCH 'insolvent' ORDER BY doc").fetchall()
+    assert ("contract.pdf", 7, 1, "6. Termination") in rows
+    assert any(r[0] == "contract.docx" for r in rows)
+
+
+def test_reingest_unchanged_uses_size_and_mtime_without_reading(tmp_path: Path) -> None:
+    src = tmp_path / "notes.txt"
+    src.write_text("alpha beta gamma\n")
+    ingest([str(src)], tmp_path / "ws")
+    st = os.stat(src)
+    src.write_text("ALPHA BETA GAMMA\n")  # same size; put the old mtime back
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    ws, report = ingest([str(src)], tmp_path / "ws")
+    assert report.unchanged == ["notes.txt"]
+    assert ws.read_page("notes.txt", 1) == "alpha beta gamma\n"  # the fast path did not read it
+
+
+def test_touched_file_is_hashed_and_kept(tmp_path: Path) -> None:
+    src = _copy(FIXTURES / "notes.md", tmp_path / "notes.md")
+    ingest([str(src)], tmp_path / "ws")
+    os.utime(src, (1, 1))
+    ws, report = ingest([str(src)], tmp_path / "ws")
+    assert report.unchanged == ["notes.md"] and not report.added and not report.replaced
+    assert ws.documents()["notes.md"]["mtime_ns"] == 1_000_000_000
+
+
+def test_changed_file_replaces_its_old_version(tmp_path: Path) -> None:
+    src = tmp_path / "policy.txt"
+    src.write_text("Old policy: thirty days.\n")
+    ingest([str(src)], tmp_path / "ws")
+    src.write_text("New policy: ninety days notice is required.\n")
+    ws, report = ingest([str(src)], tmp_path / "ws")
+    assert report.replaced == ["policy.txt"]
+    assert list(ws.documents()) == ["policy.txt"]
+    assert "ninety" in ws.read_page("policy.txt", 1)
+    with sqlite3.connect(ws.index_path) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE chunks MATCH 'thirty'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM chunks WHERE chunks MATCH 'ninety'").fetchone()[0] == 1
+
+
+def test_same_content_under_two_names_is_stored_once(tmp_path: Path) -> None:
+    a = _copy(FIXTURES / "contract.pdf", tmp_path / "a.pdf")
+    b = _copy(FIXTURES / "contract.pdf", tmp_path / "b.pdf")
+    ws, report = ingest([str(a), str(b)], tmp_path / "ws")
+    assert report.added == ["a.pdf"] and report.duplicates == [("b.pdf", "a.pdf")]
+    assert ws.documents()["a.pdf"]["aliases"] == [str(b.resolve())]
+    assert sorted(p.name for p in ws.docs_dir.iterdir()) == ["a.pdf"]
+
+
+def test_doc_ids_are_readable_and_unique(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    one = tmp_path / "x" / "My Report (Final).TXT"
+    two = tmp_path / "y" / "My Report (Final).TXT"
+    one.write_text("first\n")
+    two.write_text("second\n")
+    ws, report = ingest([str(one), str(two)], tmp_path / "ws")
+    assert report.added == ["my-report-final.txt", "my-report-final-2.txt"]
+
+
+def test_automatic_workspace_is_keyed_by_content(tmp_path: Path, rlm_home: Path) -> None:
+    a = _copy(FIXTURES / "notes.md", tmp_path / "a.md")
+    ws1, _ = ingest([str(a)])
+    ws2, report = ingest([str(a)])
+    assert ws1.root == ws2.root and ws1.root.parent == rlm_home / "auto"
+    assert report.unchanged == ["a.md"]
+    a.write_text("# different content\n")
+    ws3, _ = ingest([str(a)])
+    assert ws3.root != ws1.root
+
+
+def test_stdin_becomes_a_document_named_stdin(tmp_path: Path) -> None:
+    import io
+
+    ws, report = ingest(["-"], tmp_path / "ws", stdin=io.BytesIO(b"piped text about termination\n"))
+    assert report.added == ["stdin"]
+    assert ws.documents()["stdin"]["source"] == "-"
+    assert ws.read_page("stdin", 1) == "piped text about termination\n"
+
+
+def test_crash_leftovers_are_cleaned_and_orphans_recovered(tmp_path: Path) -> None:
+    ws, _ = ingest([str(FIXTURES / "notes.md")], tmp_path / "ws")
+    # Simulate a writer killed after renaming a new document in, before flushing the manifest.
+    orphan = ws.docs_dir / "orphan.txt"
+    shutil.copytree(ws.docs_dir / "notes.md", orphan)
+    meta = json.loads((orphan / "meta.json").read_text())
+    meta.update(id="orphan.txt", name="orphan.txt", source="/gone/orphan.txt", sha256="f" * 64)
+    (orphan / "meta.json").write_text(json.dumps(meta))
+    (ws.root / ".dirty").touch()
+    (ws.root / ".tmp" / "half-built").mkdir(parents=True)
+    with ws.writer():
+        pass
+    assert sorted(ws.documents()) == ["notes.md", "orphan.txt"]
+    assert not (ws.root / ".tmp").exists() and not (ws.root / ".dirty").exists()
+    with sqlite3.connect(ws.index_path) as conn:
+        docs = {r[0] for r in conn.execute("SELECT doc FROM chunks WHERE chunks MATCH 'Contoso'")}
+    assert docs == {"notes.md", "orphan.txt"}
+
+
+_CONCURRENT = """
+import sys
+from rlmcli.workspace.ingest import ingest
+ws, report = ingest(sys.argv[2:], sys.argv[1])
+print(len(report.added), len(report.failed))
+"""
+
+
+def test_two_processes_never_interleave_writes(tmp_path: Path) -> None:
+    files_a, files_b = [], []
+    for i in range(40):
+        for files, tag in ((files_a, "a"), (files_b, "b")):
+            f = tmp_path / f"{tag}{i}.txt"
+            f.write_text(f"document {tag} number {i}\n" * 50)
+            files.append(str(f))
+    ws_dir = str(tmp_path / "ws")
+    Workspace.create(Path(ws_dir))
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, ws_dir, *files], stdout=subprocess.PIPE, text=True)
+             for files in (files_a, files_b)]
+    outputs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert outputs == [["40", "0"], ["40", "0"]]
+    ws = Workspace.open(Path(ws_dir))
+    assert len(ws.documents()) == 80
+    assert sorted(p.name for p in ws.docs_dir.iterdir()) == sorted(ws.documents())
+    with sqlite3.connect(ws.index_path) as conn:
+        assert conn.execute("SELECT count(DISTINCT doc) FROM chunks").fetchone()[0] == 80
+
+
+def test_ten_copies_of_a_real_pdf_stay_distinct_when_their_bytes_differ(tmp_path: Path) -> None:
+    src = corpus_file("R-FAQ.pdf").read_bytes()
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"faq{i}.pdf"
+        p.write_bytes(src + f"\n% copy {i}\n".encode())
+        paths.append(str(p))
+    ws, report = ingest(paths, tmp_path / "ws")
+    assert report.added == ["faq0.pdf", "faq1.pdf", "faq2.pdf"]
+    assert ws.documents()["faq1.pdf"]["pages"] == ws.documents()["faq0.pdf"]["pages"] > 30
