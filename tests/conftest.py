@@ -32,11 +32,8 @@ def corpus_file(name: str) -> Path:
 
 
 def run_rlm(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
-            user: int | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+            prefix: list[str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """`rlm ARGS` in a real subprocess (`python -m rlmcli`), as a user would run it."""
     full_env = dict(os.environ, **(env or {}))
-    kwargs: dict = {}
-    if user is not None:
-        kwargs["user"] = user
-    return subprocess.run([sys.executable, "-m", "rlmcli", *args], input=input, capture_output=True,
-                          env=full_env, timeout=300, cwd=cwd, **kwargs)
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "rlmcli", *args], input=input,
+                          capture_output=True, env=full_env, timeout=300, cwd=cwd)

@@ -181,9 +181,9 @@ def show(
     """Print one page of a document."""
     ws = _open_workspace(workspace)
     doc_id = ws.resolve_doc(doc)
-    total = ws.documents()[doc_id]["pages"]
-    sys.stderr.write(f"{doc_id} p.{page}/{total}\n")
-    sys.stdout.write(ws.read_page(doc_id, page))
+    text = ws.read_page(doc_id, page)
+    sys.stderr.write(f"{doc_id} p.{page}/{ws.documents()[doc_id]['pages']}\n")
+    sys.stdout.write(text)
 
 
 @app.command()

@@ -228,6 +228,8 @@ class WorkspaceWriter:
             self._recover()
 
     def release(self) -> None:
+        # Whatever is still in .tmp was never committed (a failed write, say).
+        shutil.rmtree(self.ws.root / ".tmp", ignore_errors=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
