@@ -192,7 +192,7 @@ def test_directory_honours_gitignore_and_skips_vcs_and_binaries(tmp_path: Path) 
     result = runner.invoke(app, ["ingest", str(repo), "-w", str(tmp_path / "ws")])
     assert result.exit_code == 0, result.stderr
     docs = json.loads((tmp_path / "ws" / "manifest.json").read_text())["documents"]
-    assert sorted(docs) == ["repo-.gitignore", "repo-readme.md", "repo-src-.gitignore", "repo-src-main.py"]
+    assert sorted(docs) == ["repo-readme.md", "repo-src-main.py", "repo-src.gitignore", "repo.gitignore"]
     assert docs["repo-src-main.py"]["name"] == "repo/src/main.py"
     assert "skipped 2 binary and 4 ignored" in result.stderr
 
