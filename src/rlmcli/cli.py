@@ -104,15 +104,16 @@ def ingest(
     from rlmcli.progress import IngestProgress
     from rlmcli.workspace.ingest import ingest as run_ingest
 
-    err = _stderr()
-    progress = IngestProgress(err)
+    # Rich is imported only for a terminal: a pipe or cron gets plain lines and a faster start.
+    progress = IngestProgress(_stderr()) if sys.stderr.isatty() else None
     try:
         ws, report = run_ingest(
             paths, workspace, progress=progress,
-            on_wait=lambda: err.print("waiting for another rlm process to finish with this workspace…"),
+            on_wait=lambda: sys.stderr.write("waiting for another rlm process to finish with this workspace...\n"),
         )
     finally:
-        progress.stop()
+        if progress:
+            progress.stop()
     for name, problem in report.failed:
         sys.stderr.write(f"rlm: error: {name}: {problem}\n")
     for doc, warning in report.warnings:

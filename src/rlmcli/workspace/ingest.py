@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
 
 from rlmcli.errors import ExtractError
+from rlmcli.tokens import TokenCounter
 from rlmcli.workspace.sources import Source, describe_os_error
 from rlmcli.workspace.store import DocumentBuild, Workspace, WorkspaceWriter
 
@@ -59,8 +60,7 @@ def auto_key(sources: list[Source], shas: dict[int, str]) -> str:
     return digest.hexdigest()[:20]
 
 
-def _build(source: Source, sha: str, size: int, mtime_ns: int) -> DocumentBuild:
-    from rlmcli.tokens import count_tokens_many
+def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter) -> DocumentBuild:
     from rlmcli.workspace.extract import detect_type, extract
 
     path = source.path or Path("stdin")
@@ -76,12 +76,13 @@ def _build(source: Source, sha: str, size: int, mtime_ns: int) -> DocumentBuild:
         raise ExtractError("binary file: not a supported document type")
     if kind in ("text", "html") and size > MAX_TEXT_BYTES:
         raise ExtractError(f"text file too large ({size >> 20} MB; the limit is {MAX_TEXT_BYTES >> 20} MB)")
+    counter.start()  # the encoding loads in a helper process while we extract
     result = extract(path, kind, source.data)
     return DocumentBuild(
         name=source.name,
         source=str(source.path.resolve()) if source.path else "-",
         sha256=sha, size=size, mtime_ns=mtime_ns, type=kind, extractor=result.extractor,
-        pages=result.pages, tokens=count_tokens_many(result.pages),
+        pages=result.pages, tokens=counter.count(result.pages),
         outline=[(o.level, o.page, o.title) for o in result.outline],
         warnings=result.warnings, metadata=result.metadata,
     )
@@ -100,10 +101,18 @@ def ingest_sources(
     started = time.perf_counter()
     if progress:
         progress.start(len(sources))
+    with TokenCounter() as counter:
+        _ingest_all(writer, sources, report, known_shas, counter, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestReport,
+                known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None) -> None:
     for source in sources:
         pages = 0
         try:
-            pages = _ingest_one(writer, source, report, known_shas.get(id(source)))
+            pages = _ingest_one(writer, source, report, known_shas.get(id(source)), counter)
         except ExtractError as exc:
             if not source.explicit and str(exc).startswith("binary file"):
                 report.skipped_binary += 1
@@ -115,11 +124,10 @@ def ingest_sources(
             report.failed.append((source.name, "out of memory while extracting"))
         if progress:
             progress.file_done(source.name, pages)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
-def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None) -> int:
+def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None,
+                counter: TokenCounter) -> int:
     if source.data is not None:
         size, mtime_ns, key = len(source.data), 0, "-"
     else:
@@ -152,7 +160,7 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
             if detect_type(source.path, fh.read(8192)) == "binary":
                 report.skipped_binary += 1
                 return 0
-    build = _build(source, sha, size, mtime_ns)
+    build = _build(source, sha, size, mtime_ns, counter)
     doc = writer.add(build, replace=existing)
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ MANIFEST = "manifest.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
@@ -324,7 +323,7 @@ class WorkspaceWriter:
         from rlmcli.workspace import index
 
         doc = replace or self._unique_id(build.name)
-        tmp = self.ws.root / ".tmp" / uuid.uuid4().hex
+        tmp = self.ws.root / ".tmp" / os.urandom(8).hex()
         pages_dir = tmp / "pages"
         try:
             os.mkdir(tmp)
@@ -350,7 +349,7 @@ class WorkspaceWriter:
         self._mark_dirty()
         target = self.ws.doc_dir(doc)
         if target.exists():
-            trash = self.ws.root / ".trash" / uuid.uuid4().hex
+            trash = self.ws.root / ".trash" / os.urandom(8).hex()
             trash.parent.mkdir(exist_ok=True)
             os.rename(target, trash)
         os.rename(tmp, target)
@@ -375,7 +374,7 @@ class WorkspaceWriter:
         from rlmcli.workspace import index
 
         self._mark_dirty()
-        trash = self.ws.root / ".trash" / uuid.uuid4().hex
+        trash = self.ws.root / ".trash" / os.urandom(8).hex()
         trash.parent.mkdir(exist_ok=True)
         os.rename(self.ws.doc_dir(doc), trash)
         self._set_record(doc, None)

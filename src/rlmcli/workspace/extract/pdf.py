@@ -16,7 +16,7 @@ from typing import Any
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted, OutlineEntry
 
-PARALLEL_MIN_PAGES = 200  # below this, a process pool costs more than it saves
+PARALLEL_MIN_PAGES = 48  # below this, forking workers costs more than it saves
 CHUNK_PAGES = 100
 # Characters that mean the text layer is garbage: replacement, private use, controls.
 _GARBLED = re.compile(r"[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -90,7 +90,8 @@ def _extract_pdfium(path: Path, pdf: Any) -> Extracted:
     workers = min(os.cpu_count() or 1, 4)
     results: list[tuple[str, str | None]] = []
     if n >= PARALLEL_MIN_PAGES and workers > 1:
-        ranges = [(s, min(s + CHUNK_PAGES, n)) for s in range(0, n, CHUNK_PAGES)]
+        step = min(CHUNK_PAGES, -(-n // workers))  # mid-sized PDFs: one equal share per worker
+        ranges = [(s, min(s + step, n)) for s in range(0, n, step)]
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")

@@ -1,0 +1,136 @@
+"""`make bench`: performance figures as ratios against anchors measured in the same run.
+
+Machines here are shared and noisy, so each figure is the median of several runs (the count is
+printed). Results go to stdout as a table and to bench/results.json.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+RESULTS = ROOT / "bench" / "results.json"
+RLM = [sys.executable, "-m", "rlmcli"]
+rows: list[dict[str, object]] = []
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - started
+
+
+def median_of(n: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(n))
+
+
+def record(figure: str, ours: float, anchor: float | None, unit: str, goal: str, runs: int, note: str = "") -> None:
+    ratio = ours / anchor if anchor else None
+    rows.append({"figure": figure, "ours": round(ours, 4), "anchor": None if anchor is None else round(anchor, 4),
+                 "ratio": None if ratio is None else round(ratio, 3), "unit": unit, "goal": goal, "runs": runs,
+                 "note": note})
+    print(f"  {figure}: {ours:.3f} {unit}" + (f" vs {anchor:.3f} (ratio {ratio:.2f})" if ratio else "")
+          + f"  goal {goal}", file=sys.stderr, flush=True)
+
+
+def words(text: str) -> collections.Counter[str]:
+    return collections.Counter(re.findall(r"\w+", text.lower()))
+
+
+def similarity(a: str, b: str) -> float:
+    """Bag-of-words overlap: shared word occurrences / the larger text's word count."""
+    wa, wb = words(a), words(b)
+    shared = sum((wa & wb).values())
+    return shared / max(sum(wa.values()), sum(wb.values()), 1)
+
+
+def bench_pdf(tmp: Path) -> None:
+    have_pdftotext = shutil.which("pdftotext") is not None
+    for name in ("R-intro.pdf", "fullrefman.pdf"):
+        pdf = CORPUS / name
+        if not pdf.exists():
+            print(f"  (skipped {name}: {CORPUS} is not here)", file=sys.stderr)
+            continue
+        runs = 3
+        counter = iter(range(100))
+        ours = median_of(runs, lambda: timed([*RLM, "ingest", str(pdf), "-w", str(tmp / f"pdf{next(counter)}")]))
+        anchor = None
+        if have_pdftotext:
+            anchor = median_of(runs, lambda: timed(["pdftotext", str(pdf), str(tmp / "anchor.txt")]))
+        record(f"ingest {name} (whole CLI run)", ours, anchor, "s", "ratio <= 1.0 vs pdftotext", runs)
+        if have_pdftotext:
+            pages = sorted((tmp / "pdf0" / "docs" / name.lower() / "pages").iterdir())
+            ours_text = "\n".join(p.read_text() for p in pages)
+            sim = similarity(ours_text, (tmp / "anchor.txt").read_text(errors="replace"))
+            record(f"text similarity to pdftotext, {name}", sim, None, "", ">= 0.97", 1,
+                   "bag-of-words overlap")
+
+
+def bench_startup(tmp: Path) -> None:
+    runs = 7
+    help_time = median_of(runs, lambda: timed([*RLM, "--help"]))
+    record("rlm --help", help_time, None, "s", "<= 0.150", runs)
+    pdf = CORPUS / "fullrefman.pdf"
+    if not pdf.exists():
+        pdf = ROOT / "fixtures" / "contract.pdf"
+    ws = tmp / "reingest"
+    subprocess.run([*RLM, "ingest", str(pdf), "-w", str(ws)], check=True, capture_output=True)
+    again = median_of(runs, lambda: timed([*RLM, "ingest", str(pdf), "-w", str(ws)]))
+    record(f"re-ingest unchanged {pdf.name}, added to start-up", (again - help_time) * 1000,
+           None, "ms", "<= 50", runs, f"{again * 1000:.0f} ms total minus `rlm --help`")
+
+
+def bench_big_workspace(tmp: Path) -> None:
+    pdf = CORPUS / "fullrefman.pdf"
+    if not pdf.exists():
+        return
+    data = pdf.read_bytes()
+    inputs = []
+    for i in range(10):  # distinct bytes after %%EOF, so content addressing keeps ten documents
+        p = tmp / f"refman-{i}.pdf"
+        p.write_bytes(data + f"\n% copy {i}\n".encode())
+        inputs.append(str(p))
+    started = time.perf_counter()
+    proc = subprocess.run([*RLM, "ingest", *inputs, "-w", str(tmp / "big")], check=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    totals = json.loads((tmp / "big" / "manifest.json").read_text())["totals"]
+    record(f"ingest 10 x fullrefman.pdf ({totals['tokens'] / 1e6:.1f} M tokens)", elapsed, None, "s", "<= 90", 1,
+           f"peak RSS of any child process {peak_mb:.0f} MB")
+    del proc
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT / "src"))
+    print(f"rlm benchmarks on {os.cpu_count()} cores; corpus {'present' if CORPUS.exists() else 'absent'}",
+          file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        os.environ["RLM_HOME"] = str(tmp / "home")
+        for bench in (bench_startup, bench_pdf, bench_big_workspace):
+            bench(tmp)
+    print()
+    print(f"{'figure':58} {'ours':>10} {'anchor':>10} {'ratio':>7}  goal")
+    for r in rows:
+        anchor = "" if r["anchor"] is None else f"{r['anchor']:.3f}"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        print(f"{r['figure'][:58]:58} {r['ours']:>10.3f} {anchor:>10} {ratio:>7}  {r['goal']} {r['unit']}".rstrip())
+    RESULTS.write_text(json.dumps({"time": time.time(), "rows": rows}, indent=1))
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
