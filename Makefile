@@ -23,7 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 demo: $(STAMP)
-	$(BIN)/python bench/../fixtures/demo.py
+	@RLM_HOME=$${RLM_HOME:-$(CURDIR)/.demo-home} bash fixtures/demo.sh $(BIN)/rlm
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q src tests bench

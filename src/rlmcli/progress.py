@@ -11,8 +11,9 @@ SHOW_AFTER = 0.5  # seconds; quick ingests finish without any flicker
 class IngestProgress:
     """Implements `rlmcli.workspace.ingest.Progress`; does nothing unless stderr is a TTY."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, show_after: float = SHOW_AFTER) -> None:
         self.console = console
+        self.show_after = show_after
         self.enabled = console.is_terminal
         self.bar: Any = None
         self.task: Any = None
@@ -26,7 +27,7 @@ class IngestProgress:
         self.total = total_files
         if self.enabled and total_files:
             # A timer, not the next file_done: one big PDF may take seconds by itself.
-            self.timer = threading.Timer(SHOW_AFTER, self._show)
+            self.timer = threading.Timer(self.show_after, self._show)
             self.timer.daemon = True
             self.timer.start()
 
