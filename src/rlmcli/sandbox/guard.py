@@ -1,0 +1,372 @@
+"""Confinement of the sandbox child, applied before any model code runs.
+
+Layers, strongest first (each one alone should stop the attacks the tests try):
+
+* kernel  — a new user + network namespace (no interfaces: no network at all), Landlock (reads
+            only under the workspace, the scratch dir and the Python installation; writes only
+            under scratch; no TCP; no signals or abstract sockets out of the sandbox) and a
+            seccomp filter (no execve, fork, sockets, ptrace, raising limits, namespaces, ...).
+* audit   — a Python audit hook that refuses the same actions with readable errors.
+* rlimits — address space, CPU time, open files, file size, no core dumps.
+
+`basic` uses the audit hook and rlimits only; pure-Python tampering with the interpreter (for
+example digging a saved reference out with `gc`) is not contained at that level.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import struct
+import sys
+from typing import Any
+
+# ---- rlimits ---------------------------------------------------------------------------------
+
+
+def apply_rlimits(memory_bytes: int, cpu_seconds: int, max_files: int, file_bytes: int) -> None:
+    def lower(which: int, value: int) -> None:
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+    lower(resource.RLIMIT_AS, memory_bytes)
+    lower(resource.RLIMIT_CPU, cpu_seconds)
+    lower(resource.RLIMIT_NOFILE, max_files)
+    lower(resource.RLIMIT_FSIZE, file_bytes)
+    lower(resource.RLIMIT_CORE, 0)
+    # Exceeding the file size limit then fails the write (EFBIG) instead of killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+# ---- kernel: namespaces, Landlock, seccomp ------------------------------------------------------
+
+_SYSCALLS = {
+    # name: (x86_64, aarch64); None where the architecture has no such call
+    "landlock_create_ruleset": (444, 444), "landlock_add_rule": (445, 445), "landlock_restrict_self": (446, 446),
+    "execve": (59, 221), "execveat": (322, 281), "fork": (57, None), "vfork": (58, None),
+    "clone": (56, 220), "clone3": (435, 435), "socket": (41, 198), "socketpair": (53, 199),
+    "ptrace": (101, 117), "process_vm_readv": (310, 270), "process_vm_writev": (311, 271),
+    "kill": (62, 129), "tkill": (200, 130), "tgkill": (234, 131), "setrlimit": (160, 164),
+    "prlimit64": (302, 261), "unshare": (272, 97), "setns": (308, 268), "mount": (165, 40),
+    "umount2": (166, 39), "pivot_root": (155, 41), "chroot": (161, 51), "bpf": (321, 280),
+    "perf_event_open": (298, 241), "userfaultfd": (323, 282), "io_uring_setup": (425, 425),
+    "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218),
+    "init_module": (175, 105), "finit_module": (313, 273), "kexec_load": (246, 104),
+    "pidfd_open": (434, 434), "pidfd_send_signal": (424, 424), "rt_sigqueueinfo": (129, 138),
+    "rt_tgsigqueueinfo": (297, 240),
+}
+_ARCH = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7)}
+
+
+def _nr(name: str) -> int | None:
+    machine = os.uname().machine
+    if machine not in _ARCH:
+        return None
+    return _SYSCALLS[name][_ARCH[machine][0]]
+
+
+def _libc() -> Any:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    libc.prctl.restype = ctypes.c_int
+    return libc
+
+
+def _no_new_privs(libc: Any) -> None:
+    import ctypes
+
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def enter_network_namespace() -> None:
+    """A new user namespace (so no privilege is needed) with a new, empty network namespace."""
+    import ctypes
+
+    libc = _libc()
+    clone_newuser, clone_newnet = 0x10000000, 0x40000000
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(clone_newuser | clone_newnet) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(err)}")
+    # Map ourselves to the same ids, so files keep their owners inside the namespace.
+    try:
+        with open("/proc/self/setgroups", "w") as fh:
+            fh.write("deny")
+        with open("/proc/self/uid_map", "w") as fh:
+            fh.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as fh:
+            fh.write(f"{gid} {gid} 1")
+    except OSError:
+        pass  # the namespace still has no network; unmapped ids only show as 'nobody'
+
+
+# Landlock access rights (linux/landlock.h)
+_FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_ALL_V1 = (1 << 13) - 1
+_FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+
+def landlock_abi() -> int:
+    nr = _nr("landlock_create_ruleset")
+    if nr is None:
+        return 0
+    try:
+        abi = _libc().syscall(nr, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    except OSError:
+        return 0
+    return max(int(abi), 0)
+
+
+def apply_landlock(read_paths: list[str], write_paths: list[str]) -> int:
+    """Restrict this process's file access (and TCP, signals) for good; returns the ABI used."""
+    import ctypes
+
+    abi = landlock_abi()
+    if abi < 1:
+        raise OSError("Landlock is not available in this kernel")
+    libc = _libc()
+    fs = _FS_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+    fs |= _FS_IOCTL_DEV if abi >= 5 else 0
+    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 else 0
+    scoped = (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0
+    if abi >= 6:
+        attr = struct.pack("=QQQ", fs, net, scoped)
+    elif abi >= 4:
+        attr = struct.pack("=QQ", fs, net)
+    else:
+        attr = struct.pack("=Q", fs)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = libc.syscall(_nr("landlock_create_ruleset"), buf, len(attr), 0)
+    if ruleset < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
+    read_rights = _FS_READ_FILE | _FS_READ_DIR | _FS_EXECUTE
+    try:
+        for paths, rights in ((read_paths, read_rights), (write_paths, fs)):
+            for path in paths:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                allowed = rights if os.path.isdir(path) else rights & (_FS_READ_FILE | _FS_WRITE_FILE | _FS_EXECUTE | _FS_TRUNCATE)
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd), 12)
+                res = libc.syscall(_nr("landlock_add_rule"), ruleset, 1, rule, 0)  # PATH_BENEATH
+                os.close(fd)
+                if res != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"landlock_add_rule({path}): {os.strerror(err)}")
+        _no_new_privs(libc)
+        if libc.syscall(_nr("landlock_restrict_self"), ruleset, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
+    finally:
+        os.close(ruleset)
+    return abi
+
+
+def apply_seccomp() -> None:
+    """Refuse (EPERM) the system calls model code never needs; threads keep working."""
+    import ctypes
+
+    machine = os.uname().machine
+    if machine not in _ARCH:
+        raise OSError(f"no seccomp syscall table for {machine}")
+    audit_arch = _ARCH[machine][1]
+    eperm = 0x00050000 | 1  # SECCOMP_RET_ERRNO | EPERM
+    enosys = 0x00050000 | 38
+    allow = 0x7FFF0000
+    pid = os.getpid()
+
+    def stmt(code: int, k: int) -> tuple[int, int, int, int]:
+        return (code, 0, 0, k)
+
+    def jump(code: int, k: int, jt: int, jf: int) -> tuple[int, int, int, int]:
+        return (code, jt, jf, k)
+
+    ld_w_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    blocked = [n for n in (_nr(s) for s in (
+        "execve", "execveat", "fork", "vfork", "socket", "socketpair", "ptrace", "process_vm_readv",
+        "process_vm_writev", "setrlimit", "prlimit64", "unshare", "setns", "mount", "umount2",
+        "pivot_root", "chroot", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "keyctl",
+        "add_key", "request_key", "init_module", "finit_module", "kexec_load", "pidfd_open",
+        "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo")) if n is not None]
+    own_pid_only = [n for n in (_nr(s) for s in ("kill", "tkill", "tgkill")) if n is not None]
+    prog: list[tuple[int, int, int, int]] = [
+        stmt(ld_w_abs, 4), jump(jeq, audit_arch, 1, 0), stmt(ret, eperm),
+        stmt(ld_w_abs, 0), jump(jge, 0x40000000, 0, 1), stmt(ret, eperm),  # x32 ABI: refuse
+    ]
+    for n in blocked:
+        prog += [jump(jeq, n, 0, 1), stmt(ret, eperm)]
+    prog += [jump(jeq, _nr("clone3") or 0, 0, 1), stmt(ret, enosys)]  # glibc falls back to clone
+    # clone: threads (CLONE_THREAD) yes, new processes no
+    prog += [jump(jeq, _nr("clone") or 0, 0, 4), stmt(ld_w_abs, 16), jump(jset, 0x00010000, 0, 1), stmt(ret, allow),
+             stmt(ret, eperm)]
+    for n in own_pid_only:  # signals only to ourselves (arg0 == our pid)
+        prog += [jump(jeq, n, 0, 4), stmt(ld_w_abs, 16), jump(jeq, pid, 0, 1), stmt(ret, allow), stmt(ret, eperm)]
+    prog.append(stmt(ret, allow))
+    raw = b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+    filters = ctypes.create_string_buffer(raw, len(raw))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog), ctypes.cast(filters, ctypes.c_void_p))
+    libc = _libc()
+    _no_new_privs(libc)
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp: {os.strerror(err)}")
+
+
+def forget_ctypes() -> None:
+    """Drop ctypes from sys.modules so model code must import it anew (which the hook refuses)."""
+    for name in list(sys.modules):
+        if name == "ctypes" or name.startswith(("ctypes.", "_ctypes")):
+            del sys.modules[name]
+
+
+# ---- audit hook ------------------------------------------------------------------------------
+
+_PROCESS_EVENTS = {
+    "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.vfork",
+    "subprocess.Popen", "os.startfile", "pty.spawn", "os.setns", "os.unshare", "os.killpg",
+    "os.pidfd_open",
+}
+_FORBIDDEN_IMPORTS = {
+    "ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "subprocess", "pty",
+    "multiprocessing", "_multiprocessing", "socket", "_socket", "ssl", "_ssl", "_posixshmem",
+}
+_WRITE_EVENTS = {
+    "os.mkdir": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.symlink": (0, 1),
+    "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,), "os.truncate": (0,),
+    "os.chflags": (0,), "os.lchflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
+    "os.mkfifo": (0,), "os.mknod": (0,), "shutil.rmtree": (0,), "shutil.move": (0, 1),
+    "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.make_archive": (0,),
+}
+_READ_EVENTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0, "os.chdir": 0, "os.listxattr": 0,
+                "os.getxattr": 0, "shutil.copyfile": 0, "shutil.copytree": 0, "sqlite3.connect": 0}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roots: list[str]) -> None:
+    """Refuse network, processes, native code, signals, limit changes and file access outside the roots."""
+    realpath, join, getcwd, fspath = os.path.realpath, os.path.join, os.getcwd, os.fspath
+    my_pid = os.getpid()
+    reads = tuple(r.rstrip("/") + "/" for r in read_roots + write_roots + python_roots)
+    writes = tuple(w.rstrip("/") + "/" for w in write_roots)
+    pyroots = tuple(p.rstrip("/") + "/" for p in python_roots)
+    extra_reads = {"/dev/null", "/dev/urandom", "/dev/zero"}
+    busy = [False]
+
+    def resolve(path: Any) -> str | None:
+        if isinstance(path, int) or path is None:
+            return None  # an already-open descriptor: its opening was checked
+        path = fspath(path)
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "surrogateescape")
+        return realpath(join(getcwd(), path))
+
+    def inside(path: str, roots: tuple[str, ...]) -> bool:
+        return (path + "/").startswith(roots)
+
+    def refuse_read(path: Any) -> None:
+        real = resolve(path)
+        if real is not None and real not in extra_reads and not inside(real, reads):
+            raise PermissionError(f"reading {path!s} is not allowed in the rlm sandbox (only the workspace and scratch)")
+
+    def refuse_write(path: Any) -> None:
+        real = resolve(path)
+        if real is not None and not inside(real, writes):
+            raise PermissionError(f"writing {path!s} is not allowed in the rlm sandbox (only the scratch directory)")
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if busy[0]:
+            return
+        if event == "open":
+            busy[0] = True
+            try:
+                path, mode, flags = args
+                writing = (mode is not None and any(c in mode for c in "wax+")) or (
+                    mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
+                if writing:
+                    refuse_write(path)
+                else:
+                    refuse_read(path)
+            finally:
+                busy[0] = False
+            return
+        if event.startswith(("socket.", "http.client.", "urllib.", "ftplib.", "smtplib.", "poplib.",
+                             "imaplib.", "nntplib.", "telnetlib.", "webbrowser.")):
+            raise PermissionError("network access is disabled in the rlm sandbox")
+        if event in _PROCESS_EVENTS:
+            raise PermissionError("starting processes is disabled in the rlm sandbox")
+        if event == "import":
+            module = args[0]
+            top = module.split(".")[0]
+            if module in _FORBIDDEN_IMPORTS or top in _FORBIDDEN_IMPORTS:
+                raise ImportError(f"module {module!r} is not available in the rlm sandbox")
+            filename = args[1]
+            if isinstance(filename, str) and filename.endswith((".so", ".pyd", ".dylib")):
+                if not (realpath(filename) + "/").startswith(pyroots):
+                    raise ImportError(f"native module {module!r} outside the Python installation is refused")
+            return
+        if event.startswith("ctypes.") or event in ("sqlite3.enable_load_extension", "sqlite3.load_extension"):
+            raise PermissionError("native code is disabled in the rlm sandbox")
+        if event in ("os.kill", "signal.pthread_kill"):
+            if event == "os.kill" and args[0] == my_pid:
+                return
+            raise PermissionError("sending signals to other processes is disabled in the rlm sandbox")
+        if event.startswith("resource.") and event != "resource.getrlimit":
+            raise PermissionError("changing resource limits is disabled in the rlm sandbox")
+        if event == "sqlite3.connect":
+            database = args[0]
+            text = fspath(database) if not isinstance(database, int) else ""
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", "replace")
+            if text.startswith("file:"):
+                target, _, query = text[5:].partition("?")
+                if "immutable=1" in query or "mode=ro" in query:
+                    busy[0] = True
+                    try:
+                        refuse_read(target)
+                    finally:
+                        busy[0] = False
+                    return
+                target_path = target
+            else:
+                target_path = text
+            if target_path in ("", ":memory:"):
+                return
+            busy[0] = True
+            try:
+                refuse_write(target_path)
+            finally:
+                busy[0] = False
+            return
+        if event in _WRITE_EVENTS:
+            busy[0] = True
+            try:
+                for i in _WRITE_EVENTS[event]:
+                    if i < len(args):
+                        refuse_write(args[i])
+                if event in _READ_EVENTS:
+                    refuse_read(args[_READ_EVENTS[event]])
+            finally:
+                busy[0] = False
+            return
+        if event in _READ_EVENTS:
+            busy[0] = True
+            try:
+                refuse_read(args[_READ_EVENTS[event]])
+            finally:
+                busy[0] = False
+
+    sys.addaudithook(hook)

@@ -1,0 +1,366 @@
+"""The helpers model code gets in its namespace. Their docstrings are the single source of the
+system prompt's helper reference (`helper_reference()`), so keep them short and exact.
+
+Runs inside the sandbox child: only the standard library, reading the workspace (the cwd).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import sqlite3
+from bisect import bisect_right
+from typing import Any, Callable, Protocol
+
+STOPWORDS = frozenset(
+    "a an and are as at be by can could did do does for from had has have how i if in into is it "
+    "its may might of on or our shall should so than that the their them then there these they this "
+    "those to was we were what when where which who whom why will with would you your".split()
+)
+
+
+class Channel(Protocol):
+    def request(self, kind: str, payload: dict[str, Any]) -> Any: ...
+
+
+class FinalAnswer(BaseException):
+    """Raised by FINAL to end the cell (BaseException, so `except Exception` cannot swallow it)."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+class Text(str):
+    """Text that carries where it came from: `.doc`, `.page`, `.lines` and `.cite`."""
+
+    doc: str
+    page: int | None
+    lines: tuple[int, int] | None
+
+    def __new__(cls, text: str, doc: str, page: int | None = None, lines: tuple[int, int] | None = None) -> Text:
+        obj = super().__new__(cls, text)
+        obj.doc, obj.page, obj.lines = doc, page, lines
+        return obj
+
+    @property
+    def cite(self) -> str:
+        where = f" p.{self.page}" if self.page else ""
+        if self.lines:
+            where += f" l.{self.lines[0]}-{self.lines[1]}"
+        return f"[{self.doc}{where}]"
+
+
+class Hit:
+    __slots__ = ("doc", "page", "line", "text")
+
+    def __init__(self, doc: str, page: int, line: int, text: str) -> None:
+        self.doc, self.page, self.line, self.text = doc, page, line, text
+
+    def __repr__(self) -> str:
+        return f"{self.doc} p.{self.page} l.{self.line}: {self.text}"
+
+    __str__ = __repr__
+
+
+class Hits(list):  # type: ignore[type-arg]
+    """grep's result: a list of Hit that prints one per line and says when it was cut."""
+
+    truncated: bool = False
+    limit: int = 0
+
+    def __repr__(self) -> str:
+        lines = [repr(h) for h in self]
+        if self.truncated:
+            lines.append(f"... stopped at max_hits={self.limit}; there are more matches (narrow the pattern or raise max_hits)")
+        if not self:
+            lines.append("(no matches)")
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+
+class Passage:
+    __slots__ = ("doc", "page", "line", "score", "heading", "text")
+
+    def __init__(self, doc: str, page: int, line: int, score: float, heading: str, text: str) -> None:
+        self.doc, self.page, self.line, self.score, self.heading, self.text = doc, page, line, score, heading, text
+
+    @property
+    def cite(self) -> str:
+        return f"[{self.doc} p.{self.page} l.{self.line}]"
+
+    def __repr__(self) -> str:
+        head = f" ({self.heading})" if self.heading else ""
+        return f"{self.cite}{head} score={self.score:.2f}\n{self.text}"
+
+    __str__ = __repr__
+
+
+class Passages(list):  # type: ignore[type-arg]
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(p) for p in self) if self else "(no passages found)"
+
+    __str__ = __repr__
+
+
+def _page_file(doc: str, number: int, total: int) -> str:
+    return os.path.join("docs", doc, "pages", f"{number:0{max(4, len(str(total)))}d}.txt")
+
+
+def fts_query(query: str) -> str:
+    """A natural-language query as an FTS5 OR-query; '48,500' or '10-K' become phrases."""
+    terms = []
+    for token in re.findall(r"\w[\w'.,&$%/-]*", query):
+        parts = re.findall(r"\w+", token.lower())
+        if not parts or (len(parts) == 1 and parts[0] in STOPWORDS):
+            continue
+        terms.append('"' + " ".join(parts) + '"')
+    return " OR ".join(dict.fromkeys(terms))
+
+
+class Toolkit:
+    """State behind the helpers: the manifest, cached page text, the index, the parent channel."""
+
+    HEADING_WEIGHT = 2.0
+
+    def __init__(self, channel: Channel, namespace: dict[str, Any]) -> None:
+        self.channel = channel
+        self.namespace = namespace
+        self._manifest: dict[str, Any] | None = None
+        self._corpus: str | None = None
+        self._corpus_lower: str | None = None
+        self._starts: list[int] = []
+        self._where: list[tuple[str, int]] = []
+        self._context: str | None = None
+        self._db: sqlite3.Connection | None = None
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    @property
+    def docs(self) -> dict[str, Any]:
+        if self._manifest is None:
+            with open("manifest.json", encoding="utf-8") as fh:
+                self._manifest = json.load(fh)
+        return self._manifest["documents"]
+
+    def _doc(self, doc: str) -> str:
+        if doc in self.docs:
+            return doc
+        for d, rec in self.docs.items():
+            if rec.get("name") == doc or os.path.basename(rec.get("source", "")) == doc:
+                return d
+        matches = [d for d in self.docs if d.startswith(doc.lower())]
+        if len(matches) == 1:
+            return matches[0]
+        raise KeyError(f"no document {doc!r}; documents are: {', '.join(list(self.docs)[:20])}")
+
+    def _page_text(self, doc: str, number: int) -> str:
+        total = self.docs[doc]["pages"]
+        if not 1 <= number <= total:
+            raise IndexError(f"{doc} has pages 1-{total}; there is no page {number}")
+        with open(_page_file(doc, number, total), encoding="utf-8") as fh:
+            return fh.read()
+
+    def _load_corpus(self) -> str:
+        if self._corpus is None:
+            parts, starts, where, offset = [], [], [], 0
+            for doc, rec in self.docs.items():
+                for number in range(1, rec["pages"] + 1):
+                    text = self._page_text(doc, number)
+                    starts.append(offset)
+                    where.append((doc, number))
+                    parts.append(text)
+                    offset += len(text) + 3
+            self._corpus = "\n\x00\n".join(parts)  # a separator no line can contain
+            self._starts, self._where = starts, where
+        return self._corpus
+
+    # ---- helpers (their docstrings are the model's reference) ------------------------------------
+    def ls(self, path: str = ".") -> list[str]:
+        """List a directory of the workspace. `ls('docs')` shows each document with its pages and tokens."""
+        norm = os.path.normpath(path)
+        if norm == "docs":
+            rows = [f"{d}/  {r['type']}, {r['pages']} pages, {r['tokens']:,} tokens" for d, r in self.docs.items()]
+            print("\n".join(rows))
+            return list(self.docs)
+        names = sorted(os.listdir(path))
+        print("\n".join(names))
+        return names
+
+    def tree(self, depth: int = 2) -> None:
+        """Print the workspace tree (documents, their outline.txt and page counts) to `depth` levels."""
+        out = ["manifest.json", "index.sqlite", "docs/"]
+        for doc, rec in self.docs.items():
+            out.append(f"  {doc}/  ({rec['type']}, {rec['pages']} pages, {rec['tokens']:,} tokens)")
+            if depth >= 2:
+                extra = ", outline.txt" if os.path.exists(os.path.join("docs", doc, "outline.txt")) else ""
+                out.append(f"    meta.json{extra}, pages/0001.txt … {rec['pages']:04d}.txt")
+        print("\n".join(out))
+
+    def read(self, doc: str, page: int | tuple[int, int] | None = None, start: int | None = None,
+             end: int | None = None) -> Text:
+        """Text of a page (`page=3`), a page range (`page=(3, 5)`), or lines `start`..`end` (1-based, inclusive) of one page; the whole document when `page` is None. Each page starts with a `[doc p.N]` line."""
+        doc = self._doc(doc)
+        total = self.docs[doc]["pages"]
+        if page is None:
+            first, last = 1, total
+        elif isinstance(page, (tuple, list, range)):
+            first, last = (page[0], page[-1])
+        else:
+            first = last = int(page)
+        if start is not None or end is not None:
+            if first != last:
+                raise ValueError("start/end select lines of one page: give a single page")
+            lines = self._page_text(doc, first).split("\n")
+            s = max(1, start or 1)
+            e = min(len(lines), end or len(lines))
+            body = "\n".join(lines[s - 1:e])
+            return Text(f"[{doc} p.{first} l.{s}-{e}]\n{body}", doc, first, (s, e))
+        chunks = [f"[{doc} p.{n}]\n{self._page_text(doc, n)}" for n in range(first, last + 1)]
+        return Text("\n".join(chunks), doc, first if first == last else None)
+
+    def grep(self, pattern: str, doc: str | None = None, ignore_case: bool = True, context: int = 0,
+             max_hits: int = 200) -> Hits:
+        """Regex search over every page (or one `doc`). Returns hits (doc, page, line, text), one per matching line; `context` adds that many lines around each hit."""
+        corpus = self._load_corpus()
+        plain = re.escape(pattern) == pattern or not re.search(r"[\\.^$*+?{}\[\]|()]", pattern)
+        if ignore_case and plain:
+            # A literal: search a lower-cased copy with a plain pattern, far faster than re.I.
+            if self._corpus_lower is None or len(self._corpus_lower) != len(corpus):
+                self._corpus_lower = corpus.lower()
+            haystack, rx = self._corpus_lower, re.compile(re.escape(pattern.lower()))
+            if len(haystack) != len(corpus):  # lower() changed lengths (rare scripts): use re.I
+                haystack, rx = corpus, re.compile(re.escape(pattern), re.I)
+        else:
+            haystack, rx = corpus, re.compile(pattern, re.I if ignore_case else 0)
+        hits = Hits()
+        hits.limit = max_hits
+        lo, hi = 0, len(corpus)
+        if doc is not None:
+            doc = self._doc(doc)
+            idx = [i for i, (d, _) in enumerate(self._where) if d == doc]
+            lo = self._starts[idx[0]]
+            hi = self._starts[idx[-1] + 1] if idx[-1] + 1 < len(self._starts) else len(corpus)
+        pos = lo
+        while True:
+            m = rx.search(haystack, pos, hi)
+            if m is None:
+                break
+            at = m.start()
+            i = bisect_right(self._starts, at) - 1
+            page_start = self._starts[i]
+            line_start = corpus.rfind("\n", page_start, at) + 1 if at > page_start else page_start
+            line_end = corpus.find("\n", at)
+            if line_end == -1:
+                line_end = len(corpus)
+            d, page = self._where[i]
+            line_no = corpus.count("\n", page_start, line_start) + 1
+            text = corpus[line_start:line_end]
+            if context:
+                page_lines = self._page_text(d, page).split("\n")
+                text = "\n".join(page_lines[max(0, line_no - 1 - context):line_no + context])
+            if len(hits) >= max_hits:
+                hits.truncated = True
+                break
+            hits.append(Hit(d, page, line_no, text))
+            pos = max(line_end + 1, m.end() if m.end() > at else at + 1)
+        return hits
+
+    def search(self, query: str, k: int = 10, doc: str | None = None) -> Passages:
+        """Ranked full-text search (BM25, stemmed; headings weigh more). Returns up to `k` passages, the best one per page, each with doc, page, line, score and text."""
+        if self._db is None:
+            self._db = sqlite3.connect(f"file:{os.path.abspath('index.sqlite')}?immutable=1", uri=True)
+        match = fts_query(query)
+        if not match:
+            return Passages()
+        sql = (f"SELECT doc, page, line, heading, body, bm25(chunks, {self.HEADING_WEIGHT}, 1.0) AS score "
+               "FROM chunks WHERE chunks MATCH ?")
+        args: list[Any] = [match]
+        if doc is not None:
+            sql += " AND doc = ?"
+            args.append(self._doc(doc))
+        sql += " ORDER BY score LIMIT ?"
+        args.append(max(k * 5, 50))
+        seen: set[tuple[str, int]] = set()
+        out = Passages()
+        for d, page, line, heading, body, score in self._db.execute(sql, args):
+            if (d, page) in seen:
+                continue
+            seen.add((d, page))
+            out.append(Passage(d, int(page), int(line), -float(score), heading or "", body))
+            if len(out) >= k:
+                break
+        return out
+
+    def context_text(self) -> str:
+        """`context`: the whole workspace as one string, each page preceded by a `=== [doc p.N] ===` line (for slicing by offset)."""
+        if self._context is None:
+            parts = []
+            for doc, rec in self.docs.items():
+                for number in range(1, rec["pages"] + 1):
+                    parts.append(f"=== [{doc} p.{number}] ===\n{self._page_text(doc, number)}")
+            self._context = "\n".join(parts)
+        return self._context
+
+    def llm_query(self, prompt: str, model: str | None = None) -> str:
+        """Ask a sub-model one question; returns its text. Put the text it must read inside the prompt."""
+        return str(self.channel.request("llm_query", {"prompt": str(prompt), "model": model}))
+
+    def llm_batch(self, prompts: list[str], model: str | None = None) -> list[str]:
+        """Ask a sub-model many prompts concurrently; returns the answers in order. A failed item holds an error string starting with 'ERROR:'."""
+        result = self.channel.request("llm_batch", {"prompts": [str(p) for p in prompts], "model": model})
+        return [str(r) for r in result]
+
+    def rlm_query(self, question: str, text_or_docs: str | list[str]) -> str:
+        """Delegate a sub-question over a text or a list of doc ids to a recursive run (a plain sub-call when depth is exhausted)."""
+        target: Any = list(text_or_docs) if isinstance(text_or_docs, (list, tuple)) else str(text_or_docs)
+        return str(self.channel.request("rlm_query", {"question": str(question), "target": target}))
+
+    def FINAL(self, answer: Any) -> None:  # noqa: N802 - the RLM convention
+        """End the run with this answer (a string; cite pages like [doc p.N])."""
+        raise FinalAnswer(str(answer))
+
+    def FINAL_VAR(self, name: str) -> None:  # noqa: N802
+        """End the run with the value of the variable called `name`."""
+        if name not in self.namespace:
+            raise NameError(f"FINAL_VAR: no variable named {name!r}")
+        raise FinalAnswer(str(self.namespace[name]))
+
+    def SHOW_VARS(self) -> dict[str, str]:  # noqa: N802
+        """List your variables with their types and sizes."""
+        out = {}
+        for name, value in self.namespace.items():
+            if name.startswith("_") or name in HELPER_NAMES or inspect.ismodule(value):
+                continue
+            size = f", len {len(value)}" if hasattr(value, "__len__") else ""
+            out[name] = f"{type(value).__name__}{size}"
+        print("\n".join(f"{k}: {v}" for k, v in out.items()) or "(no variables)")
+        return out
+
+    def bind(self) -> dict[str, Callable[..., Any]]:
+        names = {name: getattr(self, name) for name in HELPER_NAMES if name not in ("context", "llm_query_batched")}
+        names["llm_query_batched"] = self.llm_batch
+        return names
+
+
+HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "context", "llm_query", "llm_batch", "llm_query_batched",
+                "rlm_query", "FINAL", "FINAL_VAR", "SHOW_VARS")
+
+
+def helper_reference() -> str:
+    """The helper section of the system prompt, generated from the docstrings above."""
+    lines = []
+    for name in HELPER_NAMES:
+        if name == "llm_query_batched":
+            lines.append("- `llm_query_batched(...)`: the same as `llm_batch`.")
+            continue
+        if name == "context":
+            lines.append(f"- `context`: {inspect.getdoc(Toolkit.context_text).split(': ', 1)[1]}")
+            continue
+        fn = getattr(Toolkit, name)
+        sig = str(inspect.signature(fn)).replace("(self, ", "(").replace("(self)", "()")
+        sig = re.sub(r" -> .*$", "", sig)
+        lines.append(f"- `{name}{sig}`: {inspect.getdoc(fn)}")
+    return "\n".join(lines)

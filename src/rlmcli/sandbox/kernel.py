@@ -1,0 +1,196 @@
+"""The sandbox child's main program: confine the process, then run cells until told to stop.
+
+Started by `process.Sandbox` as `python -I kernel.py CONFIG_JSON`; talks to the parent only over
+the two pipe descriptors named in the config (stdout is /dev/null; model output is captured).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import linecache
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+if __name__ == "__main__":  # run by path with -I: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from rlmcli.sandbox import protocol  # noqa: E402
+from rlmcli.sandbox.helpers import HELPER_NAMES, FinalAnswer, Toolkit  # noqa: E402
+
+# Modules model code may use without paying for the import inside a cell.
+PRELOAD = ("re", "json", "math", "statistics", "itertools", "collections", "functools", "glob", "textwrap",
+           "string", "datetime", "heapq", "difflib", "csv", "random", "fnmatch", "bisect", "decimal",
+           "operator", "unicodedata", "pathlib", "io", "shutil", "tempfile")
+
+
+class CappedIO:
+    """A text sink that keeps the first `cap` characters and counts the rest."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[str] = []
+        self.kept = 0
+        self.total = 0
+
+    def write(self, s: str) -> int:
+        s = str(s)
+        self.total += len(s)
+        if self.kept < self.cap:
+            piece = s[: self.cap - self.kept]
+            self.parts.append(piece)
+            self.kept += len(piece)
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError("captured output has no file descriptor")
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+class ParentChannel:
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self.next_id = 0
+
+    def request(self, kind: str, payload: dict[str, Any]) -> Any:
+        self.next_id += 1
+        protocol.send(self.wfd, {"type": "request", "id": self.next_id, "kind": kind, "payload": payload})
+        reply = protocol.recv(self.rfd)
+        if reply.get("type") != "response" or reply.get("id") != self.next_id:
+            raise RuntimeError("sandbox protocol error: unexpected reply from the parent")
+        if not reply.get("ok"):
+            raise RuntimeError(reply.get("error") or f"{kind} failed")
+        return reply.get("value")
+
+
+def _confine(cfg: dict[str, Any]) -> list[str]:
+    from rlmcli.sandbox import guard
+
+    layers: list[str] = []
+    problems: list[str] = []
+    guard.apply_rlimits(cfg["memory_bytes"], cfg["cpu_seconds"], cfg["max_files"], cfg["file_bytes"])
+    layers.append("rlimits")
+    if cfg["level"] != "basic":
+        for name, step in (
+            ("netns", guard.enter_network_namespace),
+            ("landlock", lambda: guard.apply_landlock(cfg["read_roots"] + cfg["python_roots"], [cfg["scratch"]])),
+            ("seccomp", guard.apply_seccomp),
+        ):
+            if name in cfg["disable"]:
+                problems.append(f"{name}: disabled")
+                continue
+            try:
+                result = step()
+                layers.append(f"{name}-v{result}" if name == "landlock" else name)
+            except Exception as exc:  # noqa: BLE001 - each layer is optional under 'auto'
+                problems.append(f"{name}: {exc}")
+        guard.forget_ctypes()
+        kernel_fs = any(l.startswith("landlock") for l in layers)
+        kernel_net = "netns" in layers or "seccomp" in layers
+        if cfg["level"] == "strict" and not (kernel_fs and kernel_net):
+            raise RuntimeError("strict sandbox needs kernel-enforced filesystem and network isolation; "
+                               + "; ".join(problems))
+    if "audit" not in cfg["disable"]:
+        guard.install_audit_hook(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"])
+        layers.append("audit")
+    return layers
+
+
+def _trim_traceback(exc: BaseException) -> str:
+    """The traceback of the model's own code only (frames from <cell N>), then the error line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
+    text = "".join(traceback.format_list(frames))
+    head = "Traceback (most recent call last):\n" if frames else ""
+    return head + text + "".join(traceback.format_exception_only(type(exc), exc))
+
+
+def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: int, memory_mb: int) -> dict[str, Any]:
+    out, err = CappedIO(cap), CappedIO(cap)
+    before = {k: id(v) for k, v in ns.items()}
+    final: str | None = None
+    error = False
+    filename = f"<cell {number}>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    started = time.perf_counter()
+    try:
+        tree = ast.parse(code, filename)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        if "context" not in ns and any(isinstance(n, ast.Name) and n.id == "context" for n in ast.walk(tree)):
+            ns["context"] = toolkit.context_text()
+        exec(compile(tree, filename, "exec"), ns)
+        if last is not None:  # like a REPL: show the value of a final expression
+            value = eval(compile(ast.Expression(last.value), filename, "eval"), ns)
+            if value is not None:
+                print(repr(value))
+    except FinalAnswer as done:
+        final = done.answer
+    except SystemExit:
+        err.write("SystemExit is ignored in the sandbox: call FINAL(answer) to finish.\n")
+    except MemoryError:
+        error = True
+        err.write(f"MemoryError: the cell went over the sandbox's memory limit ({memory_mb} MiB); "
+                  "work on smaller pieces.\n")
+    except BaseException as exc:  # noqa: BLE001 - everything the model's code raises is reported
+        error = True
+        err.write(_trim_traceback(exc))
+    finally:
+        sys.stdout, sys.stderr = saved
+    duration = time.perf_counter() - started
+    changed = [k for k, v in ns.items() if not k.startswith("_") and k not in HELPER_NAMES
+               and (k not in before or before[k] != id(v))]
+    return {"type": "result", "stdout": out.getvalue(), "stderr": err.getvalue(), "stdout_total": out.total,
+            "stderr_total": err.total, "changed": changed, "duration": duration, "final": final, "error": error}
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    rfd, wfd = cfg["rfd"], cfg["wfd"]
+    os.chdir(cfg["workspace"])
+    for name in PRELOAD:
+        __import__(name)
+    try:
+        layers = _confine(cfg)
+    except Exception as exc:  # noqa: BLE001
+        protocol.send(wfd, {"type": "fatal", "error": str(exc)})
+        sys.exit(3)
+    channel = ParentChannel(rfd, wfd)
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
+    toolkit = Toolkit(channel, ns)
+    ns.update(toolkit.bind())
+    protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
+    number = 0
+    while True:
+        try:
+            message = protocol.recv(rfd)
+        except EOFError:
+            return
+        if message.get("type") == "exec":
+            number += 1
+            result = run_cell(str(message.get("code", "")), number, ns, toolkit, cfg["output_cap"], cfg["memory_bytes"] >> 20)
+            protocol.send(wfd, result)
+        elif message.get("type") == "shutdown":
+            return
+
+
+if __name__ == "__main__":
+    main()
