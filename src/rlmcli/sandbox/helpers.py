@@ -360,7 +360,7 @@ def helper_reference() -> str:
             lines.append(f"- `context`: {inspect.getdoc(Toolkit.context_text).split(': ', 1)[1]}")
             continue
         fn = getattr(Toolkit, name)
-        sig = str(inspect.signature(fn)).replace("(self, ", "(").replace("(self)", "()")
+        sig = str(inspect.signature(fn, eval_str=True)).replace("(self, ", "(").replace("(self)", "()")
         sig = re.sub(r" -> .*$", "", sig)
         lines.append(f"- `{name}{sig}`: {inspect.getdoc(fn)}")
     return "\n".join(lines)

@@ -134,9 +134,9 @@ def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: 
     started = time.perf_counter()
     try:
         tree = ast.parse(code, filename)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         if "context" not in ns and any(isinstance(n, ast.Name) and n.id == "context" for n in ast.walk(tree)):
-            ns["context"] = toolkit.context_text()
+            ns["context"] = toolkit.context_text()  # loaded on first use: it can be large
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         exec(compile(tree, filename, "exec"), ns)
         if last is not None:  # like a REPL: show the value of a final expression
             value = eval(compile(ast.Expression(last.value), filename, "eval"), ns)
