@@ -102,12 +102,12 @@ def _confine(cfg: dict[str, Any]) -> list[str]:
                 layers.append(f"{name}-v{result}" if name == "landlock" else name)
             except Exception as exc:  # noqa: BLE001 - each layer is optional under 'auto'
                 problems.append(f"{name}: {exc}")
-        guard.forget_ctypes()
         kernel_fs = any(l.startswith("landlock") for l in layers)
         kernel_net = "netns" in layers or "seccomp" in layers
         if cfg["level"] == "strict" and not (kernel_fs and kernel_net):
             raise RuntimeError("strict sandbox needs kernel-enforced filesystem and network isolation; "
                                + "; ".join(problems))
+    guard.forget_modules()
     if "audit" not in cfg["disable"]:
         guard.install_audit_hook(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"])
         layers.append("audit")
