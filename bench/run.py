@@ -96,6 +96,7 @@ def bench_startup(tmp: Path) -> None:
 def bench_big_workspace(tmp: Path) -> None:
     pdf = CORPUS / "fullrefman.pdf"
     if not pdf.exists():
+        print("  (skipped the 10 M-token workspace: no corpus)", file=sys.stderr)
         return
     data = pdf.read_bytes()
     inputs = []
@@ -113,14 +114,28 @@ def bench_big_workspace(tmp: Path) -> None:
     del proc
 
 
+def bench_sandbox(tmp: Path) -> None:
+    import sandbox_bench
+
+    small = tmp / "small"
+    if not small.exists():
+        subprocess.run([*RLM, "ingest", str(ROOT / "fixtures"), "-w", str(small)], check=True, capture_output=True)
+    sandbox_bench.bench_cells(small, record)
+    if (tmp / "big").exists():
+        sandbox_bench.bench_grep_search(tmp / "big", record)
+    if CORPUS.exists():
+        sandbox_bench.bench_search_quality(tmp, CORPUS, record)
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "bench"))
     print(f"rlm benchmarks on {os.cpu_count()} cores; corpus {'present' if CORPUS.exists() else 'absent'}",
           file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         os.environ["RLM_HOME"] = str(tmp / "home")
-        for bench in (bench_startup, bench_pdf, bench_big_workspace):
+        for bench in (bench_startup, bench_pdf, bench_big_workspace, bench_sandbox):
             bench(tmp)
     print()
     print(f"{'figure':58} {'ours':>10} {'anchor':>10} {'ratio':>7}  goal")

@@ -124,7 +124,7 @@ def fts_query(query: str) -> str:
 class Toolkit:
     """State behind the helpers: the manifest, cached page text, the index, the parent channel."""
 
-    HEADING_WEIGHT = 2.0
+    HEADING_WEIGHT = 3.0
 
     def __init__(self, channel: Channel, namespace: dict[str, Any]) -> None:
         self.channel = channel

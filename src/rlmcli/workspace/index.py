@@ -35,19 +35,26 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def chunk_page(text: str, heading: str) -> Iterator[tuple[str, int, str]]:
-    """(heading, first line number, passage) for one page; paragraphs merged up to CHUNK_CHARS."""
+def chunk_page(text: str, heading: str, titles: Iterable[str] = ()) -> Iterator[tuple[str, int, str]]:
+    """(heading, first line number, passage) for one page; paragraphs merged up to CHUNK_CHARS.
+
+    A passage starts at each Markdown heading and at each line that ends with one of `titles`
+    (the outline entries that start on this page: PDF bookmarks name the FAQ entry or section).
+    """
     lines = text.split("\n")
+    wanted = [t for t in titles if len(t) >= 4]
     buf: list[str] = []
     size = 0
     start = 1
     for number, line in enumerate(lines, start=1):
         m = _MD_HEADING.match(line)
-        if m:
+        stripped = line.strip()
+        title = next((t for t in wanted if stripped.endswith(t) and len(stripped) <= len(t) + 12), None)
+        if m or title:
             if buf:
                 yield heading, start, "\n".join(buf)
                 buf, size = [], 0
-            heading = m.group(1).strip()
+            heading = m.group(1).strip() if m else title  # type: ignore[assignment]
         blank = not line.strip()
         if blank and size >= CHUNK_CHARS // 2 or size + len(line) > CHUNK_CHARS and buf:
             if buf:
@@ -63,29 +70,31 @@ def chunk_page(text: str, heading: str) -> Iterator[tuple[str, int, str]]:
         yield heading, start, "\n".join(buf)
 
 
-def page_headings(pages: list[str], outline: Iterable[tuple[int, str]]) -> list[str]:
-    """The outline heading in force at the top of each page (from PDF bookmarks, say)."""
-    by_page: dict[int, str] = {}
+def page_headings(pages: list[str], outline: Iterable[tuple[int, str]]) -> list[tuple[str, list[str]]]:
+    """For each page: the outline heading in force at its top, and the titles that start on it."""
+    starting: dict[int, list[str]] = {}
     for page, title in outline:
-        by_page.setdefault(page, title)
+        starting.setdefault(page, []).append(title)
     current = ""
     result = []
     for number in range(1, len(pages) + 1):
-        result.append(current if number not in by_page else by_page[number])
-        current = by_page.get(number, current)
+        titles = starting.get(number, [])
+        result.append((current, titles))
+        if titles:
+            current = titles[-1]
     return result
 
 
 def add_document(
-    conn: sqlite3.Connection, doc: str, sha256: str, pages: list[str], headings: list[str]
+    conn: sqlite3.Connection, doc: str, sha256: str, pages: list[str], headings: list[tuple[str, list[str]]]
 ) -> None:
     """Replace `doc`'s rows. The caller owns the transaction."""
     if conn.execute("SELECT 1 FROM docs WHERE doc = ?", (doc,)).fetchone():
         remove_document(conn, doc)  # a scan of the FTS table: only when replacing
     rows = (
         (heading, body, doc, number, line)
-        for number, (page, first_heading) in enumerate(zip(pages, headings), start=1)
-        for heading, line, body in chunk_page(page, first_heading)
+        for number, (page, (first_heading, titles)) in enumerate(zip(pages, headings), start=1)
+        for heading, line, body in chunk_page(page, first_heading, titles)
     )
     conn.executemany("INSERT INTO chunks(heading, body, doc, page, line) VALUES (?,?,?,?,?)", rows)
     conn.execute("INSERT OR REPLACE INTO docs VALUES (?, ?)", (doc, sha256))
