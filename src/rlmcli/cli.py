@@ -225,6 +225,100 @@ def workspaces(
         typer.echo(f"{info.name}\t{info.documents} docs\t{_human(info.tokens)} tokens\t{_human(info.size)}B\t{when}\t{info.path}")
 
 
+@app.command(context_settings={"allow_interspersed_args": True})
+@handle_errors
+def ask(
+    args: list[str] = typer.Argument(..., metavar="[FILE...] QUESTION", help="Files to ask about (or '-' for stdin), then the question."),
+    workspace: Optional[str] = WorkspaceOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (a litellm model string). Default: $RLM_MODEL."),
+    sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Model for sub-calls (default: the root model)."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable that holds the API key."),
+    max_iterations: int = typer.Option(20, "--max-iterations", help="Root-model iterations."),
+    max_depth: int = typer.Option(1, "--max-depth", help="Recursion levels (1: sub-calls are plain calls)."),
+    max_calls: int = typer.Option(200, "--max-calls", help="Model calls in all, at every depth."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Prompt + completion tokens in all."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="US dollars in all."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall seconds for the whole run."),
+    concurrency: int = typer.Option(16, "--concurrency", help="Model requests in flight at once."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the response cache."),
+    sandbox: str = typer.Option("auto", "--sandbox", help="auto | strict | basic (see README: Isolation)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print a worst-case cost estimate and exit."),
+    offline: bool = typer.Option(False, "--offline", help="No model: print the best passages for the question."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the answer."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full code and outputs in the trace."),
+) -> None:
+    """Answer a question about documents; the answer goes to stdout, the trace to stderr."""
+    import json
+    import os
+
+    from rlmcli.errors import UsageError
+
+    if not args:
+        raise UsageError("ask needs a QUESTION")
+    question, files = args[-1], args[:-1]
+    if not question.strip():
+        raise UsageError("the question is empty")
+    if not files and workspace is None:
+        raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
+    if sandbox not in ("auto", "strict", "basic"):
+        raise UsageError(f"--sandbox must be auto, strict or basic, not {sandbox!r}")
+    ws = _workspace_for(files, workspace, quiet)
+    if offline:
+        _offline(ws, question)
+        return
+    from rlmcli.ask import ask as run_ask
+    from rlmcli.ask import dry_run_estimate, resolve_model
+    from rlmcli.engine.budget import Limits
+    from rlmcli.engine.models import ModelConfig
+
+    config = ModelConfig(model=resolve_model(model), sub_model=sub_model, api_base=api_base, api_key_env=api_key_env,
+                         cache=not no_cache, retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
+    limits = Limits(max_iterations=max_iterations, max_depth=max_depth, max_calls=max_calls, max_tokens=max_tokens,
+                    max_cost=max_cost, timeout=timeout, concurrency=concurrency)
+    if dry_run:
+        typer.echo(json.dumps(dry_run_estimate(ws, config, limits), indent=1))
+        return
+    from rlmcli.trace.plain import PlainView
+
+    observer = None if quiet else PlainView(verbose=verbose)
+    result = run_ask(ws, question, config, limits, observer, sandbox)
+    if result.status == "failed":  # the engine fails a run only on provider errors
+        _fail(result.error or "the run failed", ExitStatus.PROVIDER)
+    typer.echo(result.answer)
+    if result.status == "partial":
+        sys.stderr.write(f"rlm: partial answer: the {result.limit} budget was reached\n")
+        raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _workspace_for(files: list[str], workspace: Optional[str], quiet: bool) -> Any:
+    """Ingest FILEs (reusing the cached workspace), or open -w; say what failed."""
+    from rlmcli.workspace.ingest import ingest as run_ingest
+
+    if not files:
+        return _open_workspace(workspace)
+    ws, report = run_ingest(files, workspace)
+    for name, problem in report.failed:
+        sys.stderr.write(f"rlm: error: {name}: {problem}\n")
+    if not quiet:
+        for doc, warning in report.warnings:
+            sys.stderr.write(f"rlm: warning: {doc}: {warning}\n")
+    if not ws.documents():
+        from rlmcli.errors import RlmError
+
+        raise RlmError("nothing to ask about: no input could be ingested")
+    return ws
+
+
+def _offline(ws: Any, question: str) -> None:
+    from rlmcli.sandbox import Sandbox
+
+    with Sandbox(ws.root) as sb:
+        out = sb.run(f"print(search({question!r}, k=5))")
+    sys.stderr.write("offline: no model was used; these are the best-matching passages, not an answer\n")
+    typer.echo(out.stdout.rstrip() or out.stderr.rstrip())
+
+
 def main() -> None:
     app()
 

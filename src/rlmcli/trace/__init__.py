@@ -1,0 +1,1 @@
+"""Views of a run's events: plain lines (pipes, cron, -v) and the JSONL trace file."""

@@ -1,0 +1,132 @@
+"""A fake OpenAI-compatible server on 127.0.0.1 that plays scripted replies over real HTTP.
+
+    server = FakeLLM().start()
+    server.script("root", ["```python\\nprint(1)\\n```", "FINAL(done)"])   # model 'openai/root'
+    server.responder("sub", lambda prompt: f"summary of {len(prompt)} chars")
+    server.fault("root", status=429)                                      # next reply: HTTP 429
+
+Each reply may add latency. Requests are recorded in `server.requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass
+class Reply:
+    content: str = ""
+    status: int = 200
+    delay: float = 0.0
+    raw: bytes | None = None  # sent as the body verbatim (malformed JSON, say)
+    hang: bool = False  # never answer (until the client gives up)
+
+
+class FakeLLM:
+    def __init__(self, default_delay: float = 0.0) -> None:
+        self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self.responders: dict[str, Callable[[str], str | Reply]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.default_delay = default_delay
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.httpd: ThreadingHTTPServer | None = None
+
+    # ---- scripting ------------------------------------------------------------------------------
+    def script(self, model: str, replies: list[str | Reply]) -> None:
+        for r in replies:
+            self.scripts[model].append(r if isinstance(r, Reply) else Reply(r))
+
+    def responder(self, model: str, fn: Callable[[str], str | Reply]) -> None:
+        self.responders[model] = fn
+
+    def fault(self, model: str, status: int = 500, raw: bytes | None = None, hang: bool = False) -> None:
+        self.scripts[model].appendleft(Reply(status=status, raw=raw, hang=hang))
+
+    def calls(self, model: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["model"] == model]
+
+    @property
+    def base(self) -> str:
+        assert self.httpd is not None
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    # ---- serving --------------------------------------------------------------------------------
+    def _next(self, model: str, prompt: str) -> Reply:
+        with self.lock:
+            if self.scripts[model]:
+                return self.scripts[model].popleft()
+        if model in self.responders:
+            r = self.responders[model](prompt)
+            return r if isinstance(r, Reply) else Reply(r)
+        return Reply(status=500, raw=json.dumps({"error": {"message": f"fake server: no script for {model}"}}).encode())
+
+    def start(self) -> FakeLLM:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                model = body.get("model", "")
+                messages = body.get("messages", [])
+                prompt = messages[-1].get("content", "") if messages else ""
+                if isinstance(prompt, list):
+                    prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
+                with server.lock:
+                    server.requests.append({"model": model, "messages": messages, "time": time.time(),
+                                            "auth": self.headers.get("Authorization", "")})
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    reply = server._next(model, prompt)
+                    time.sleep(reply.delay or server.default_delay)
+                    if reply.hang:
+                        time.sleep(30)
+                        return
+                    if reply.raw is not None:
+                        payload = reply.raw
+                    elif reply.status != 200:
+                        payload = json.dumps({"error": {"message": f"fake error {reply.status}", "type": "server_error",
+                                                        "code": reply.status}}).encode()
+                    else:
+                        words = sum(len(str(m.get("content", "")).split()) for m in messages)
+                        payload = json.dumps({
+                            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                            "model": model,
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": reply.content}}],
+                            "usage": {"prompt_tokens": words + 10, "completion_tokens": len(reply.content.split()) + 1,
+                                      "total_tokens": words + 11 + len(reply.content.split())},
+                        }).encode()
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
