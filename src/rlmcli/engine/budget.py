@@ -44,17 +44,18 @@ class Budget:
     started: float = field(default_factory=time.monotonic)
     calls: list[CallRecord] = field(default_factory=list)
     reached: str | None = None  # the first limit that stopped the run
+    pending: int = 0  # calls reserved and in flight: concurrent calls cannot overshoot max-calls
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self) -> None:
-        """Raise BudgetExceeded when any limit is already used up (before starting a call)."""
+    def check(self, reserve: bool = False) -> None:
+        """Raise BudgetExceeded when any limit is used up; `reserve` also books one call atomically."""
         lim = self.limits
         with self._lock:
             paid = [c for c in self.calls if not c.cache_hit]
             problems = []
             if lim.timeout is not None and time.monotonic() - self.started >= lim.timeout:
                 problems.append(("timeout", f"{lim.timeout:g} s"))
-            if len(paid) >= lim.max_calls:
+            if len(paid) + self.pending >= lim.max_calls:
                 problems.append(("max-calls", f"{lim.max_calls} calls"))
             if lim.max_tokens is not None and sum(c.prompt_tokens + c.completion_tokens for c in paid) >= lim.max_tokens:
                 problems.append(("max-tokens", f"{lim.max_tokens:,} tokens"))
@@ -64,6 +65,12 @@ class Budget:
                 limit, detail = problems[0]
                 self.reached = self.reached or limit
                 raise BudgetExceeded(limit, detail)
+            if reserve:
+                self.pending += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.pending -= 1
 
     def remaining_time(self) -> float | None:
         if self.limits.timeout is None:
@@ -74,9 +81,11 @@ class Budget:
         with self._lock:
             self.reached = self.reached or limit
 
-    def add(self, record: CallRecord) -> None:
+    def add(self, record: CallRecord, reserved: bool = False) -> None:
         with self._lock:
             self.calls.append(record)
+            if reserved:
+                self.pending -= 1
 
     def usage(self, workspace_tokens: int = 0) -> dict[str, Any]:
         """Totals, per model and per depth, and tokens read ÷ workspace tokens."""

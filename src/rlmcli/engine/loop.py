@@ -27,7 +27,7 @@ NUDGE = ("Your reply had no ```python code block and no FINAL. Continue by writi
          "explores the workspace, or finish with FINAL(\"answer\") inside a code block.")
 LAST_CALL = ("You have reached the iteration limit. Using only what you have found so far, give your best "
              "answer now, citing pages like [doc p.N]. Reply with the answer text only, no code.")
-DESCRIPTION_BUDGET = 6000  # characters (~1,500 tokens) of workspace description, however many docs
+DESCRIPTION_BUDGET = 4500  # characters (under ~1,800 tokens) of workspace description, however many docs
 
 
 def system_prompt() -> str:

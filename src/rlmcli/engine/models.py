@@ -168,8 +168,12 @@ class Gateway:
                 return str(hit.get("content", ""))
         started = time.monotonic()
         with self.semaphore:
-            self.budget.check()  # the wait may have used up the time budget
-            response = self._call_with_retries(messages, model, params)
+            self.budget.check(reserve=True)  # after the wait: it may have used up the time budget
+            try:
+                response = self._call_with_retries(messages, model, params)
+            except BaseException:
+                self.budget.release()
+                raise
         latency = time.monotonic() - started
         content = response.choices[0].message.content or ""
         usage = getattr(response, "usage", None)
@@ -183,7 +187,7 @@ class Gateway:
             cost = float(litellm().completion_cost(completion_response=response, model=model))
         except Exception:  # noqa: BLE001 - no price known for this model
             cost = None
-        self._record(model, depth, usage_d, latency, cost, False)
+        self._record(model, depth, usage_d, latency, cost, False, reserved=True)
         if self.cache and content:
             self.cache.put(key, {"content": content, "usage": usage_d})
         return content
@@ -223,12 +227,12 @@ class Gateway:
         return min(delay, 30.0, remaining if remaining is not None else 30.0)
 
     def _record(self, model: str, depth: int, usage: dict[str, Any], latency: float, cost: float | None,
-                cache_hit: bool) -> None:
+                cache_hit: bool, reserved: bool = False) -> None:
         record = CallRecord(model=model, depth=depth, prompt_tokens=int(usage.get("prompt_tokens", 0)),
                             completion_tokens=int(usage.get("completion_tokens", 0)),
                             cached_tokens=int(usage.get("cached_tokens", 0)), latency=latency,
                             cost=0.0 if cache_hit else cost, cache_hit=cache_hit)
-        self.budget.add(record)
+        self.budget.add(record, reserved)
         self.observer(Event(MODEL_CALL, depth, data={
             "model": model, "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
             "cached_tokens": record.cached_tokens, "latency": round(latency, 3), "cost": record.cost,
