@@ -1,0 +1,85 @@
+"""`rlm ask` as a user runs it: a real subprocess pointed at the fake server."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import FIXTURES, run_rlm
+from tests.fakeserver import FakeLLM, Reply
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLM]:
+    s = FakeLLM().start()
+    yield s
+    s.stop()
+
+
+def _ask(server: FakeLLM, *extra: str, input: bytes | None = None, files: tuple[str, ...] | None = None):
+    files = files if files is not None else (str(FIXTURES / "contract.pdf"),)
+    return run_rlm("ask", *files, "What are the termination clauses?", "--model", "openai/gpt-4o-mini",
+                   "--api-base", server.base, "--no-cache", *extra, input=input, env={"RLM_RETRY_BASE": "0.01"})
+
+
+def test_answer_on_stdout_trace_on_stderr_exit_0(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", ["```python\nprint(grep('insolvent'))\n```", "```python\nFINAL('Insolvency ends it [contract.pdf p.7]')\n```"])
+    result = _ask(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == "Insolvency ends it [contract.pdf p.7]\n"
+    err = result.stderr.decode()
+    assert "iteration 1" in err and "code: print(grep('insolvent'))" in err and "answered after 2 iterations" in err
+    assert "\x1b" not in err
+
+
+def test_quiet_prints_only_the_answer(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", ["```python\nFINAL('42')\n```"])
+    result = _ask(server, "-q")
+    assert result.stdout == b"42\n" and result.stderr == b""
+
+
+def test_partial_answer_exits_3(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", ["```python\nprint(1)\n```", "best effort [contract.pdf p.7]"])
+    result = _ask(server, "--max-iterations", "1")
+    assert result.returncode == 3
+    assert result.stdout == b"best effort [contract.pdf p.7]\n"
+    assert b"rlm: partial answer: the max-iterations budget was reached" in result.stderr
+
+
+def test_provider_error_exits_4_with_its_message(server: FakeLLM) -> None:
+    server.responder("gpt-4o-mini", lambda prompt: Reply(status=401, raw=json.dumps(
+        {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}).encode()))
+    result = _ask(server)
+    assert result.returncode == 4
+    assert b"Incorrect API key provided" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_no_model_is_a_usage_error_that_names_the_way_out(server: FakeLLM) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RLM_MODEL"}
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "q", env=env)
+    assert result.returncode == 2
+    assert b"no model is set: pass --model" in result.stderr and b"--offline" in result.stderr
+
+
+def test_stdin_is_read_only_with_dash(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", ["```python\nFINAL(read('stdin', 1).splitlines()[1])\n```"])
+    result = _ask(server, input=b"piped notes: clause 9 allows termination\n", files=("-",))
+    assert result.stdout == b"piped notes: clause 9 allows termination\n", result.stderr
+
+
+def test_dry_run_prints_a_worst_case_estimate(server: FakeLLM) -> None:
+    result = _ask(server, "--dry-run", "--max-calls", "10", "--max-iterations", "5")
+    estimate = json.loads(result.stdout)
+    assert estimate["root"]["calls"] == 6 and estimate["sub"]["calls"] == 4
+    assert estimate["root"]["context_window"] == 128000 and estimate["worst_case_cost"] > 0
+    assert server.requests == []
+
+
+def test_offline_prints_passages_not_an_answer() -> None:
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "what if a party becomes insolvent", "--offline")
+    assert result.returncode == 0
+    assert result.stdout.decode().startswith("[contract.pdf p.7 l.")
+    assert b"offline: no model was used" in result.stderr
