@@ -127,6 +127,17 @@ def bench_sandbox(tmp: Path) -> None:
         sandbox_bench.bench_search_quality(tmp, CORPUS, record)
 
 
+def bench_engine(tmp: Path) -> None:
+    import engine_bench
+
+    small = tmp / "small"
+    if not small.exists():
+        subprocess.run([*RLM, "ingest", str(ROOT / "fixtures"), "-w", str(small)], check=True, capture_output=True)
+    engine_bench.bench_concurrency(small, record)
+    engine_bench.bench_overhead(small, record)
+    engine_bench.bench_needle(tmp, tmp / "big" if (tmp / "big").exists() else None, CORPUS, record)
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
@@ -135,7 +146,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         os.environ["RLM_HOME"] = str(tmp / "home")
-        for bench in (bench_startup, bench_pdf, bench_big_workspace, bench_sandbox):
+        only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
+        groups = {"startup": bench_startup, "pdf": bench_pdf, "big": bench_big_workspace, "sandbox": bench_sandbox,
+                  "engine": bench_engine}
+        for name, bench in groups.items():
+            if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):
+                continue
             bench(tmp)
     print()
     print(f"{'figure':58} {'ours':>10} {'anchor':>10} {'ratio':>7}  goal")

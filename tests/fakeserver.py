@@ -29,7 +29,8 @@ class Reply:
 
 
 class FakeLLM:
-    def __init__(self, default_delay: float = 0.0) -> None:
+    def __init__(self, default_delay: float = 0.0, count_tokens: Callable[[str], int] | None = None) -> None:
+        self.count_tokens = count_tokens or (lambda text: len(text.split()))
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.responders: dict[str, Callable[[str], str | Reply]] = {}
         self.requests: list[dict[str, Any]] = []
@@ -101,14 +102,14 @@ class FakeLLM:
                         payload = json.dumps({"error": {"message": f"fake error {reply.status}", "type": "server_error",
                                                         "code": reply.status}}).encode()
                     else:
-                        words = sum(len(str(m.get("content", "")).split()) for m in messages)
+                        words = sum(server.count_tokens(str(m.get("content", ""))) for m in messages)
                         payload = json.dumps({
                             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                             "model": model,
                             "choices": [{"index": 0, "finish_reason": "stop",
                                          "message": {"role": "assistant", "content": reply.content}}],
-                            "usage": {"prompt_tokens": words + 10, "completion_tokens": len(reply.content.split()) + 1,
-                                      "total_tokens": words + 11 + len(reply.content.split())},
+                            "usage": {"prompt_tokens": words + 10, "completion_tokens": server.count_tokens(reply.content) + 1,
+                                      "total_tokens": words + 11 + server.count_tokens(reply.content)},
                         }).encode()
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")

@@ -1,0 +1,112 @@
+"""Engine figures for `make bench`: sub-call concurrency, loop overhead, needle in a haystack.
+
+A fake OpenAI-compatible server on 127.0.0.1 (tests/fakeserver.py) plays the model, with
+latency, and litellm talks to it over real HTTP.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+Record = Callable[..., None]
+NEEDLE = "The vault combination for the archive room is 31-17-42."
+
+
+def _run(ws_root: Path, server: object, script: list[str], **limits: object) -> tuple[object, object]:
+    from rlmcli.ask import ask
+    from rlmcli.engine.budget import Limits
+    from rlmcli.engine.events import Recorder
+    from rlmcli.engine.models import ModelConfig
+    from rlmcli.workspace.store import Workspace
+
+    server.script("root", script)  # type: ignore[attr-defined]
+    rec = Recorder()
+    cfg = ModelConfig(model="openai/root", sub_model="openai/sub", api_base=server.base, cache=False)  # type: ignore[attr-defined]
+    result = ask(Workspace.open(ws_root), "q", cfg, Limits(**limits), rec)  # type: ignore[arg-type]
+    return result, rec
+
+
+def bench_concurrency(ws_root: Path, record: Record) -> None:
+    from tests.fakeserver import FakeLLM, Reply
+
+    server = FakeLLM().start()
+    server.responder("sub", lambda prompt: Reply("ok", delay=1.0))
+    try:
+        _run(ws_root, server, ["```python\nprint('warm')\n```", "```python\nFINAL('x')\n```"])  # imports litellm
+        times = []
+        for _ in range(3):
+            result, rec = _run(ws_root, server, ["```python\nr = llm_batch(['p'] * 64)\n```", "```python\nFINAL('x')\n```"],
+                               concurrency=16, max_calls=100)
+            start = next(e.time for e in rec.events if e.kind == "subcall_started")  # type: ignore[attr-defined]
+            end = next(e.time for e in rec.events if e.kind == "subcall_finished")  # type: ignore[attr-defined]
+            times.append(end - start)
+        ideal = 64 / 16 * 1.0
+        record("64 sub-calls at 1 s latency, concurrency 16", statistics.median(times), ideal, "s",
+               "ratio <= 1.15 vs ideal", 3)
+    finally:
+        server.stop()
+
+
+def bench_overhead(ws_root: Path, record: Record) -> None:
+    from tests.fakeserver import FakeLLM
+
+    server = FakeLLM().start()
+    try:
+        n = 30
+        script = ["```python\nx = 1\n```"] * (n - 1) + ["```python\nFINAL('done')\n```"]
+        _run(ws_root, server, ["```python\nFINAL('warm')\n```"])
+        per_iter = []
+        for _ in range(3):
+            result, rec = _run(ws_root, server, list(script), max_iterations=n + 1)
+            events = rec.events  # type: ignore[attr-defined]
+            started = next(e.time for e in events if e.kind == "run_started")  # after the sandbox started
+            finished = next(e.time for e in events if e.kind == "final_answer")
+            model = sum(e.data["latency"] for e in events if e.kind == "model_call")
+            cells = sum(e.data["duration"] for e in events if e.kind == "cell_output")
+            per_iter.append((finished - started - model - cells) / n)
+        record("engine overhead per iteration (no model latency, no user code)", statistics.median(per_iter) * 1000,
+               None, "ms", "<= 30", 3, "sandbox start excluded")
+    finally:
+        server.stop()
+
+
+def bench_needle(tmp: Path, big: Path | None, corpus: Path, record: Record) -> None:
+    from rlmcli.tokens import count_tokens
+    from rlmcli.workspace.ingest import ingest
+    from tests.fakeserver import FakeLLM
+
+    refman = corpus / "fullrefman.pdf"
+    if not refman.exists():
+        return
+    memo = tmp / "memo.txt"
+    memo.write_text("Facilities memo.\n" + "Routine maintenance notes.\n" * 200 + NEEDLE + "\n" + "More notes.\n" * 200)
+    spaces = [("1 M", tmp / "needle-1m", [str(refman), str(memo)])]
+    if big is not None:
+        spaces.append(("10 M", big, [str(memo)]))
+    server = FakeLLM(count_tokens=count_tokens).start()
+    try:
+        for label, root, files in spaces:
+            ws, _ = ingest(files, root)
+            tokens = ws.manifest()["totals"]["tokens"]
+            script = [
+                "Let me grep for it.\n```python\nhits = grep('vault combination')\nprint(hits)\n```",
+                "```python\nh = hits[0]\nprint(read(h.doc, h.page, start=h.line, end=h.line))\n```",
+                "```python\nFINAL(f'31-17-42 [{h.doc} p.{h.page}]')\n```",
+            ]
+            t = time.perf_counter()
+            result, rec = _run(root, server, script)
+            wall = time.perf_counter() - t
+            root_tokens = sum(e.data["prompt_tokens"] + e.data["completion_tokens"]
+                              for e in rec.events if e.kind == "model_call")  # type: ignore[attr-defined]
+            assert "31-17-42" in result.answer, result.answer  # type: ignore[attr-defined]
+            record(f"needle, {label}-token workspace ({tokens / 1e6:.1f} M): wall", wall, None, "s", "report", 1)
+            record(f"needle, {label}: root tokens / workspace tokens", 100 * root_tokens / tokens, None, "%", "<= 1 %", 1,
+                   f"{root_tokens:,} tokens read by the root model")
+    finally:
+        server.stop()
