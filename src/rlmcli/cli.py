@@ -7,6 +7,7 @@ them, so `rlm --help` stays fast.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
@@ -230,28 +231,30 @@ def workspaces(
 def ask(
     args: list[str] = typer.Argument(..., metavar="[FILE...] QUESTION", help="Files to ask about (or '-' for stdin), then the question."),
     workspace: Optional[str] = WorkspaceOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (a litellm model string). Default: $RLM_MODEL."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (a litellm model string). Default: $RLM_MODEL or config."),
     sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Model for sub-calls (default: the root model)."),
     api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable that holds the API key."),
-    max_iterations: int = typer.Option(20, "--max-iterations", help="Root-model iterations."),
-    max_depth: int = typer.Option(1, "--max-depth", help="Recursion levels (1: sub-calls are plain calls)."),
-    max_calls: int = typer.Option(200, "--max-calls", help="Model calls in all, at every depth."),
+    max_iterations: Optional[int] = typer.Option(None, "--max-iterations", help="Root-model iterations (20)."),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Recursion levels (1: sub-calls are plain calls)."),
+    max_calls: Optional[int] = typer.Option(None, "--max-calls", help="Model calls in all, at every depth (200)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Prompt + completion tokens in all."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="US dollars in all."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall seconds for the whole run."),
-    concurrency: int = typer.Option(16, "--concurrency", help="Model requests in flight at once."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Model requests in flight at once (16)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the response cache."),
-    sandbox: str = typer.Option("auto", "--sandbox", help="auto | strict | basic (see README: Isolation)."),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | strict | basic (see README: Isolation)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print a worst-case cost estimate and exit."),
     offline: bool = typer.Option(False, "--offline", help="No model: print the best passages for the question."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (schema rlm.answer/1) on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the answer."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full code and outputs in the trace."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Full code and outputs in the trace."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colour (NO_COLOR is honoured too)."),
 ) -> None:
-    """Answer a question about documents; the answer goes to stdout, the trace to stderr."""
+    """Answer a question about documents: the answer on stdout, the trace on stderr."""
     import json
-    import os
 
+    from rlmcli.config import resolve_settings
     from rlmcli.errors import UsageError
 
     if not args:
@@ -261,34 +264,106 @@ def ask(
         raise UsageError("the question is empty")
     if not files and workspace is None:
         raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
-    if sandbox not in ("auto", "strict", "basic"):
-        raise UsageError(f"--sandbox must be auto, strict or basic, not {sandbox!r}")
+    settings = {k: v for k, (v, _) in resolve_settings({
+        "model": model, "sub_model": sub_model, "api_base": api_base, "api_key_env": api_key_env,
+        "sandbox": sandbox, "max_iterations": max_iterations, "max_depth": max_depth, "max_calls": max_calls,
+        "max_tokens": max_tokens, "max_cost": max_cost, "timeout": timeout, "concurrency": concurrency,
+        "cache": False if no_cache else None}).items()}
+    if settings["sandbox"] not in ("auto", "strict", "basic"):
+        raise UsageError(f"--sandbox must be auto, strict or basic, not {settings['sandbox']!r}")
     ws = _workspace_for(files, workspace, quiet)
     if offline:
-        _offline(ws, question)
+        _offline(ws, question, as_json)
         return
-    from rlmcli.ask import ask as run_ask
-    from rlmcli.ask import dry_run_estimate, resolve_model
+    from rlmcli.ask import NO_MODEL
     from rlmcli.engine.budget import Limits
     from rlmcli.engine.models import ModelConfig
 
-    config = ModelConfig(model=resolve_model(model), sub_model=sub_model, api_base=api_base, api_key_env=api_key_env,
-                         cache=not no_cache, retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
-    limits = Limits(max_iterations=max_iterations, max_depth=max_depth, max_calls=max_calls, max_tokens=max_tokens,
-                    max_cost=max_cost, timeout=timeout, concurrency=concurrency)
+    if not settings["model"]:
+        raise UsageError(NO_MODEL)
+    config = ModelConfig(model=settings["model"], sub_model=settings["sub_model"], api_base=settings["api_base"],
+                         api_key_env=settings["api_key_env"], cache=settings["cache"],
+                         retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
+    limits = Limits(**{k: settings[k] for k in ("max_iterations", "max_depth", "max_calls", "max_tokens", "max_cost",
+                                                 "timeout", "concurrency")})
     if dry_run:
+        from rlmcli.ask import dry_run_estimate
+
         typer.echo(json.dumps(dry_run_estimate(ws, config, limits), indent=1))
         return
-    from rlmcli.trace.plain import PlainView
+    _run_and_print(ws, question, config, limits, settings["sandbox"], as_json, quiet, verbose, no_color)
 
-    observer = None if quiet else PlainView(verbose=verbose)
-    result = run_ask(ws, question, config, limits, observer, sandbox)
+
+def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: str, as_json: bool, quiet: bool,
+                   verbose: bool, no_color: bool) -> None:
+    import json
+
+    from rlmcli.answer import check_citations, sources_text
+    from rlmcli.ask import ask as run_ask
+    from rlmcli.trace.store import TraceWriter, new_run_id
+
+    run_id = new_run_id()
+    trace = TraceWriter(ws.root / "runs" / f"{run_id}.jsonl")
+    observers: list[Any] = [trace]
+    live = None
+    if not quiet:
+        if sys.stderr.isatty():
+            from rlmcli.trace.live import LiveView
+
+            live = LiveView(_stderr_console(no_color), verbose)
+            observers.append(live)
+        elif verbose:
+            from rlmcli.trace.plain import PlainView
+
+            observers.append(PlainView(verbose=True))
+
+    def fanout(event: Any) -> None:
+        for observer in observers:
+            observer(event)
+
+    try:
+        if live is not None:
+            live.__enter__()
+        result = run_ask(ws, question, config, limits, fanout, sandbox)
+    finally:
+        if live is not None:
+            live.__exit__(None, None, None)
+        trace.close()
+    citations = check_citations(result.answer, ws) if result.answer else []
+    if as_json:
+        typer.echo(json.dumps({
+            "schema": "rlm.answer/1", "answer": result.answer, "status": result.status, "limit": result.limit,
+            "error": result.error, "citations": [c.to_dict() for c in citations], "usage": result.usage,
+            "iterations": result.iterations, "seconds": round(result.seconds, 3), "run_id": run_id,
+            "trace": str(trace.path), "workspace": str(ws.root), "sandbox": result.sandbox_layers,
+        }, ensure_ascii=False, indent=1))
+    elif result.status != "failed":
+        typer.echo(result.answer)
+    if not quiet and not as_json:
+        if citations:
+            sys.stderr.write(sources_text(citations, ws) + "\n")
+        if live is None and result.status != "failed":
+            u = result.usage
+            cost = f"${u['cost']:.4f}" if u.get("cost") is not None else "cost unknown"
+            sys.stderr.write(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls, "
+                             f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "
+                             f"{result.seconds:.1f}s; trace {run_id}\n")
     if result.status == "failed":  # the engine fails a run only on provider errors
         _fail(result.error or "the run failed", ExitStatus.PROVIDER)
-    typer.echo(result.answer)
+    if result.limit == "interrupted":
+        sys.stderr.write("rlm: interrupted; the partial answer above and the trace were saved\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(ExitStatus.INTERRUPTED))  # do not wait for in-flight sub-calls to time out
     if result.status == "partial":
         sys.stderr.write(f"rlm: partial answer: the {result.limit} budget was reached\n")
         raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _stderr_console(no_color: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, no_color=no_color or None, highlight=False)
 
 
 def _workspace_for(files: list[str], workspace: Optional[str], quiet: bool) -> Any:
@@ -304,19 +379,97 @@ def _workspace_for(files: list[str], workspace: Optional[str], quiet: bool) -> A
         for doc, warning in report.warnings:
             sys.stderr.write(f"rlm: warning: {doc}: {warning}\n")
     if not ws.documents():
-        from rlmcli.errors import RlmError
-
         raise RlmError("nothing to ask about: no input could be ingested")
     return ws
 
 
-def _offline(ws: Any, question: str) -> None:
-    from rlmcli.sandbox import Sandbox
+def _offline(ws: Any, question: str, as_json: bool) -> None:
+    import json
 
-    with Sandbox(ws.root) as sb:
-        out = sb.run(f"print(search({question!r}, k=5))")
+    from rlmcli.search import passages_text, search_workspace
+
+    passages = search_workspace(ws, question, k=5)
     sys.stderr.write("offline: no model was used; these are the best-matching passages, not an answer\n")
-    typer.echo(out.stdout.rstrip() or out.stderr.rstrip())
+    if as_json:
+        typer.echo(json.dumps({"schema": "rlm.passages/1", "query": question, "passages": passages}, indent=1))
+    else:
+        typer.echo(passages_text(passages))
+
+
+@app.command()
+@handle_errors
+def search(
+    args: list[str] = typer.Argument(..., metavar="[FILE...] QUERY", help="Files to search (or -w), then the query."),
+    workspace: Optional[str] = WorkspaceOpt,
+    k: int = typer.Option(10, "-k", help="Passages to return."),
+    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON list of passages (doc, page, line, score, text)."),
+) -> None:
+    """Search a workspace without any model: ranked passages with citations."""
+    import json
+
+    from rlmcli.search import passages_text, search_workspace
+
+    query, files = args[-1], args[:-1]
+    ws = _workspace_for(files, workspace, True) if files else _open_workspace(workspace)
+    passages = search_workspace(ws, query, k=k, doc=ws.resolve_doc(doc) if doc else None)
+    typer.echo(json.dumps(passages, indent=1) if as_json else passages_text(passages))
+
+
+@app.command()
+@handle_errors
+def runs(workspace: Optional[str] = WorkspaceOpt) -> None:
+    """List the runs saved in a workspace: time, status, cost, duration, question."""
+    import time
+
+    from rlmcli.trace.store import list_runs
+
+    ws = _open_workspace(workspace)
+    for r in list_runs(ws.root):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+        cost = f"${r.cost:.4f}" if r.cost is not None else "-"
+        secs = f"{r.seconds:.1f}s" if r.seconds is not None else "-"
+        typer.echo(f"{r.run_id}\t{when}\t{r.status}\t{cost}\t{secs}\t{r.question}")
+
+
+@app.command()
+@handle_errors
+def trace(
+    run: str = typer.Argument("last", help="Run id (or a unique prefix; 'last' for the newest)."),
+    workspace: Optional[str] = WorkspaceOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Full code and outputs."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML page instead."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colour."),
+) -> None:
+    """Re-render a saved run from its trace file."""
+    from rlmcli.trace.store import find_run, load
+
+    ws = _open_workspace(workspace)
+    path = find_run(ws.root, run)
+    events = load(path)
+    if html is not None:
+        from rlmcli.trace.html import write_html
+
+        write_html(events, html, title=f"rlm run {path.stem}")
+        sys.stderr.write(f"wrote {html}\n")
+        return
+    from rich.console import Console
+
+    from rlmcli.trace.live import render_events
+
+    render_events(events, Console(no_color=no_color or None, highlight=False), verbose)
+
+
+@app.command("config")
+@handle_errors
+def config_cmd() -> None:
+    """Show the resolved settings and where each came from."""
+    from rlmcli.config import config_path, resolve_settings, rlm_home
+
+    typer.echo(f"config file: {config_path()}{'' if config_path().is_file() else ' (not present)'}")
+    typer.echo(f"RLM_HOME: {rlm_home()}")
+    for name, (value, source) in resolve_settings({}).items():
+        typer.echo(f"{name} = {value!r}\t# {source}")
 
 
 def main() -> None:

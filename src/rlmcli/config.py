@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 
 def rlm_home() -> Path:
@@ -21,3 +23,72 @@ def workspaces_dir() -> Path:
 
 def auto_workspaces_dir() -> Path:
     return rlm_home() / "auto"
+
+
+def config_path() -> Path:
+    """`$RLM_CONFIG`, else `$XDG_CONFIG_HOME/rlm/config.toml`, else `~/.config/rlm/config.toml`."""
+    env = os.environ.get("RLM_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "rlm" / "config.toml"
+
+
+# name: (type, default). Each can be set by a flag, by RLM_<NAME> in the environment, or in config.toml.
+SETTINGS: dict[str, tuple[type, Any]] = {
+    "model": (str, None), "sub_model": (str, None), "api_base": (str, None), "api_key_env": (str, None),
+    "sandbox": (str, "auto"), "max_iterations": (int, 20), "max_depth": (int, 1), "max_calls": (int, 200),
+    "max_tokens": (int, None), "max_cost": (float, None), "timeout": (float, None), "concurrency": (int, 16),
+    "cache": (bool, True),
+}
+
+
+def _convert(name: str, value: Any, origin: str) -> Any:
+    kind = SETTINGS[name][0]
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes", "on")
+        return kind(value)
+    except (TypeError, ValueError):
+        from rlmcli.errors import UsageError
+
+        raise UsageError(f"{origin}: {name} must be a {kind.__name__}, not {value!r}") from None
+
+
+def load_config_file() -> dict[str, Any]:
+    path = config_path()
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    from rlmcli.errors import UsageError
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    unknown = sorted(set(data) - set(SETTINGS))
+    if unknown:
+        raise UsageError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(SETTINGS)})")
+    return data
+
+
+def resolve_settings(flags: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Each setting's value and where it came from: flag > environment > config file > default."""
+    file_values = load_config_file()
+    out: dict[str, tuple[Any, str]] = {}
+    for name, (_, default) in SETTINGS.items():
+        env_name = "RLM_" + name.upper()
+        if flags.get(name) is not None:
+            out[name] = (flags[name], "flag")
+        elif os.environ.get(env_name):
+            out[name] = (_convert(name, os.environ[env_name], env_name), f"environment ({env_name})")
+        elif name in file_values:
+            out[name] = (_convert(name, file_values[name], str(config_path())), f"config file ({config_path()})")
+        else:
+            out[name] = (default, "default")
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -30,9 +31,20 @@ def test_answer_on_stdout_trace_on_stderr_exit_0(server: FakeLLM) -> None:
     result = _ask(server)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == "Insolvency ends it [contract.pdf p.7]\n"
-    err = result.stderr.decode()
-    assert "iteration 1" in err and "code: print(grep('insolvent'))" in err and "answered after 2 iterations" in err
-    assert "\x1b" not in err
+    err = result.stderr.decode().splitlines()
+    assert err[0] == "Sources:" and err[1] == "  ✓ contract.pdf p.7 l.1: 6. Termination"
+    assert err[2].startswith("rlm: answered in 2 iterations, 2 calls,") and len(err) == 3  # no animation in a pipe
+    assert all("\x1b" not in line for line in err)
+
+
+def test_verbose_in_a_pipe_prints_plain_timestamped_lines(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", ["```python\nprint(grep('insolvent'))\n```", "```python\nFINAL('done')\n```"])
+    err = _ask(server, "-v").stderr.decode()
+    lines = err.splitlines()
+    assert re.match(r"\d\d:\d\d:\d\d run: openai/gpt-4o-mini over ", lines[0])
+    assert "iteration 1" in lines[1] and lines[2].endswith("code:") and lines[3] == "print(grep('insolvent'))"
+    assert "contract.pdf p.7 l.9: insolvent, enters liquidation" in err
+    assert "answered after 2 iterations" in err and "\x1b" not in err
 
 
 def test_quiet_prints_only_the_answer(server: FakeLLM) -> None:

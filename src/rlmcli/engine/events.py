@@ -25,6 +25,7 @@ MODEL_TEXT = "model_text"  # data: text (the root model's whole reply)
 CODE_CELL = "code_cell"  # data: iteration, index, code
 CELL_OUTPUT = "cell_output"  # data: output (full), shown (what the model saw), error, duration, changed
 SUBCALL_STARTED = "subcall_started"  # data: id, kind (llm_query | llm_batch | rlm_query), model, size
+SUBCALL_PROGRESS = "subcall_progress"  # data: id, kind, done, total (llm_batch, as items finish)
 SUBCALL_FINISHED = "subcall_finished"  # data: id, kind, ok, error, done, total
 MODEL_CALL = "model_call"  # data: model, prompt_tokens, completion_tokens, cached_tokens, latency, cost, cache_hit
 BUDGET_WARNING = "budget_warning"  # data: limit, used, max

@@ -103,6 +103,7 @@ class Engine:
         self.budget = self.gateway.budget
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.cancelled = threading.Event()
 
     def _emit_raw(self, event: Event) -> None:
         self.observer(event)
@@ -126,14 +127,23 @@ class Engine:
             done = [0]
 
             def one(prompt: str) -> str:
+                if self.cancelled.is_set():
+                    return "ERROR: interrupted"
                 answer = self._plain(prompt, model)
                 with self._lock:
                     done[0] += 1
+                    self.emit(ev.SUBCALL_PROGRESS, id=call_id, kind=kind, done=done[0], total=len(prompts))
                 return answer
 
             workers = max(1, min(self.limits.concurrency, len(prompts)))
-            with ThreadPoolExecutor(max_workers=workers) as pool:  # order kept; a failure stays in its slot
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:  # order kept; a failure stays in its slot
                 answers = list(pool.map(one, prompts))
+            except BaseException:  # Ctrl-C: drop what has not started
+                self.cancelled.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
             failed = sum(a.startswith("ERROR:") for a in answers)
             self.emit(ev.SUBCALL_FINISHED, id=call_id, kind=kind, ok=failed == 0, failed=failed, done=done[0],
                       total=len(prompts))
@@ -209,6 +219,12 @@ class Engine:
                 result.answer = result.answer or self._best_effort(messages)
             except ProviderError as exc:
                 result.status, result.error = "failed", str(exc)
+            except KeyboardInterrupt:
+                if self.depth > 0:
+                    raise  # the root run owns the interrupt
+                self.cancelled.set()
+                result.status, result.limit = "partial", "interrupted"
+                result.answer = result.answer or self._last_text(messages)
         result.seconds = time.monotonic() - started
         result.usage = self.budget.usage(self.ws.manifest()["totals"]["tokens"]) if self.depth == 0 else {}
         self.emit(ev.FINAL_ANSWER, answer=result.answer, status=result.status, limit=result.limit)
@@ -269,6 +285,10 @@ class Engine:
             return final[1] if final and final[0] == "answer" else reply.strip()
         except (BudgetExceeded, ProviderError):
             pass
+        return self._last_text(messages)
+
+    @staticmethod
+    def _last_text(messages: list[dict[str, Any]]) -> str:
         for message in reversed(messages):
             if message["role"] == "assistant" and message["content"].strip():
                 return message["content"].strip()

@@ -1,0 +1,40 @@
+"""The live Rich tree on a terminal, with a footer of iterations, calls, tokens, cost and time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlmcli.engine.events import Event
+from rlmcli.trace.tree import TraceTree
+
+
+class LiveView:
+    """An observer that redraws the tree as events arrive (Rich Live on stderr)."""
+
+    def __init__(self, console: Any, verbose: bool = False) -> None:
+        from rich.live import Live
+
+        self.tree = TraceTree()
+        self.verbose = verbose
+        self.console = console
+        self.live = Live(console=console, refresh_per_second=8, transient=False, vertical_overflow="visible",
+                         get_renderable=lambda: self.tree.render(self.verbose))
+
+    def __enter__(self) -> LiveView:
+        self.live.start()
+        return self
+
+    def __call__(self, event: Event) -> None:
+        self.tree(event)
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.refresh()
+        self.live.stop()
+
+
+def render_events(events: list[Event], console: Any, verbose: bool = False) -> None:
+    """Replay: feed saved events to the same tree and print it once."""
+    tree = TraceTree()
+    for e in events:
+        tree(e)
+    console.print(tree.render(verbose))

@@ -1,0 +1,94 @@
+"""Traces on disk: `<workspace>/runs/<run-id>.jsonl`, one event per line, full code and outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from rlmcli.engine.events import Event
+from rlmcli.errors import RlmError
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
+
+
+class TraceWriter:
+    """An observer appending every event to the run's JSONL file as it happens (a crash keeps them)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh: TextIO | None = open(path, "a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        if self._fh is not None:
+            self._fh.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def load(path: Path) -> list[Event]:
+    events = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                raw = json.loads(line)
+                events.append(Event(raw["kind"], raw.get("depth", 0), raw.get("time", 0.0), raw.get("data", {})))
+            except (ValueError, KeyError):
+                continue  # a line cut by a crash
+    return events
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    path: Path
+    started: float
+    question: str
+    status: str
+    cost: float | None
+    seconds: float | None
+
+
+def list_runs(workspace_root: Path) -> list[RunSummary]:
+    runs = []
+    for path in sorted((workspace_root / "runs").glob("*.jsonl")):
+        events = load(path)
+        started = next((e for e in events if e.kind == "run_started" and e.depth == 0), None)
+        finished = next((e for e in events if e.kind == "run_finished" and e.depth == 0), None)
+        usage = finished.data.get("usage", {}) if finished else {}
+        runs.append(RunSummary(
+            run_id=path.stem, path=path, started=started.time if started else path.stat().st_mtime,
+            question=started.data.get("question", "") if started else "",
+            status=finished.data.get("status", "?") if finished else "unfinished",
+            cost=usage.get("cost"), seconds=finished.data.get("seconds") if finished else None))
+    return runs
+
+
+def find_run(workspace_root: Path, run: str) -> Path:
+    """A run by id or unique prefix; 'last' is the newest."""
+    paths = sorted((workspace_root / "runs").glob("*.jsonl"))
+    if run == "last" and paths:
+        return paths[-1]
+    matches = [p for p in paths if p.stem == run] or [p for p in paths if p.stem.startswith(run)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RlmError(f"no run {run!r} in {workspace_root} (see `rlm runs`)")
+    raise RlmError(f"{run!r} matches several runs: {', '.join(p.stem for p in matches[:5])}")
+
+
+def as_dicts(events: list[Event]) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in events]
