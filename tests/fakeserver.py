@@ -96,6 +96,9 @@ class FakeLLM:
                     if reply.hang:
                         time.sleep(30)
                         return
+                    if body.get("stream") and reply.raw is None and reply.status == 200:
+                        self._stream(body, model, messages, reply)
+                        return
                     if reply.raw is not None:
                         payload = reply.raw
                     elif reply.status != 200:
@@ -121,6 +124,32 @@ class FakeLLM:
                 finally:
                     with server.lock:
                         server.in_flight -= 1
+
+            def _stream(self, body: dict[str, Any], model: str, messages: list[Any], reply: Reply) -> None:
+                """Server-sent events, a few words per chunk, usage in the last one when asked."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+                words = reply.content.split(" ")
+                for i in range(0, len(words), 3):
+                    piece = " ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "")
+                    chunk = dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece},
+                                                 "finish_reason": None}])
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                last = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
+                self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    prompt = sum(server.count_tokens(str(m.get("content", ""))) for m in messages) + 10
+                    done = server.count_tokens(reply.content) + 1
+                    usage = dict(base, choices=[], usage={"prompt_tokens": prompt, "completion_tokens": done,
+                                                          "total_tokens": prompt + done})
+                    self.wfile.write(f"data: {json.dumps(usage)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

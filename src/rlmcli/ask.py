@@ -30,8 +30,9 @@ def cache_path() -> Path:
 
 
 def ask(ws: Workspace, question: str, config: ModelConfig, limits: Limits | None = None,
-        observer: Callable[[Event], None] | None = None, sandbox: str = "auto") -> RunResult:
-    engine = Engine(ws, config, limits or Limits(), observer, sandbox_level=sandbox, cache_path=cache_path())
+        observer: Callable[[Event], None] | None = None, sandbox: str = "auto", stream: bool = False) -> RunResult:
+    engine = Engine(ws, config, limits or Limits(), observer, sandbox_level=sandbox, cache_path=cache_path(),
+                    stream=stream)
     ws.touch()
     return engine.run(question)
 

@@ -324,7 +324,7 @@ def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: st
     try:
         if live is not None:
             live.__enter__()
-        result = run_ask(ws, question, config, limits, fanout, sandbox)
+        result = run_ask(ws, question, config, limits, fanout, sandbox, stream=live is not None)
     finally:
         if live is not None:
             live.__exit__(None, None, None)

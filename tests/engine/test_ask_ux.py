@@ -245,3 +245,27 @@ def test_config_sources_flag_env_file_default(tmp_path: Path, monkeypatch: pytes
     cfg.write_text("modle = 'typo'\n")
     bad = CliRunner().invoke(app, ["config"])
     assert bad.exit_code == 2 and "unknown settings modle" in bad.stderr
+
+
+def test_model_text_streams_into_the_live_tree(server: FakeLLM, ws: Workspace) -> None:
+    from rlmcli.engine.events import Recorder
+
+    server.script("gpt-4o-mini", ["I will search the contract for the insolvency clause first.\n```python\nprint(1)\n```",
+                                  "```python\nFINAL('done')\n```"])
+    rec = Recorder()
+    snapshots = []
+    tree = TraceTree()
+
+    def watch(e: object) -> None:
+        rec(e)  # type: ignore[arg-type]
+        tree(e)  # type: ignore[arg-type]
+        if e.kind == "model_delta":  # type: ignore[attr-defined]
+            console = _record()
+            console.print(tree.render())
+            snapshots.append(console.export_text())
+
+    result = ask(ws, "q", _cfg(server), Limits(), watch, stream=True)
+    deltas = [e.data["text"] for e in rec.events if e.kind == "model_delta"]
+    assert len(deltas) > 3 and "".join(deltas).startswith("I will search the contract")
+    assert any("I will search ▌" in s or "▌" in s for s in snapshots)
+    assert result.answer == "done" and result.usage["prompt_tokens"] > 0 and result.usage["cost"] > 0

@@ -21,6 +21,7 @@ class Event:
 # The kinds, in the order a run produces them.
 RUN_STARTED = "run_started"  # data: question, model, sub_model, workspace, limits, sandbox layers
 ITERATION_STARTED = "iteration_started"  # data: iteration
+MODEL_DELTA = "model_delta"  # data: iteration, text (a streamed piece), reset (a retry starts over)
 MODEL_TEXT = "model_text"  # data: text (the root model's whole reply)
 CODE_CELL = "code_cell"  # data: iteration, index, code
 CELL_OUTPUT = "cell_output"  # data: output (full), shown (what the model saw), error, duration, changed

@@ -91,8 +91,9 @@ class Engine:
     def __init__(self, ws: Workspace, config: ModelConfig, limits: Limits | None = None,
                  observer: Callable[[Event], None] | None = None, sandbox_level: str = "auto",
                  depth: int = 0, gateway: Gateway | None = None, cache_path: Path | None = None,
-                 focus: list[str] | None = None) -> None:
+                 focus: list[str] | None = None, stream: bool = False) -> None:
         self.ws = ws
+        self.stream = stream  # stream the root model's text (for a live view)
         self.config = config
         self.limits = limits or Limits()
         self.observer = observer or (lambda e: None)
@@ -236,7 +237,9 @@ class Engine:
         for iteration in range(1, self.limits.max_iterations + 1):
             result.iterations = iteration
             self.emit(ev.ITERATION_STARTED, iteration=iteration)
-            reply = self.gateway.complete(messages, model, self.depth)
+            stream = (lambda text, reset, it=iteration: self.emit(ev.MODEL_DELTA, iteration=it, text=text, reset=reset)) \
+                if self.stream else None
+            reply = self.gateway.complete(messages, model, self.depth, on_delta=stream)
             self.emit(ev.MODEL_TEXT, iteration=iteration, text=reply)
             messages.append({"role": "assistant", "content": reply})
             blocks = code_blocks(reply)

@@ -51,7 +51,11 @@ def litellm() -> Any:
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             os.environ.setdefault("LITELLM_LOG", "ERROR")
             import logging
+            import warnings
 
+            # Library housekeeping warnings (pydantic schema notes) are not the user's business.
+            warnings.filterwarnings("ignore", module=r"(pydantic|litellm)(\..*)?$")
+            warnings.filterwarnings("ignore", message=r".*(ReadOnly|model_fields).*")
             import litellm as lib
 
             lib.suppress_debug_info = True
@@ -155,7 +159,9 @@ class Gateway:
                     "split the text into smaller pieces (for example with llm_batch over chunks).")
         return None
 
-    def complete(self, messages: list[dict[str, Any]], model: str, depth: int) -> str:
+    def complete(self, messages: list[dict[str, Any]], model: str, depth: int,
+                 on_delta: Callable[[str, bool], None] | None = None) -> str:
+        """One completion. With `on_delta`, the reply is streamed: on_delta(text, reset) per chunk."""
         self.budget.check()
         params: dict[str, Any] = {}
         if self.config.temperature is not None:
@@ -170,7 +176,7 @@ class Gateway:
         with self.semaphore:
             self.budget.check(reserve=True)  # after the wait: it may have used up the time budget
             try:
-                response = self._call_with_retries(messages, model, params)
+                response = self._call_with_retries(messages, model, params, on_delta)
             except BaseException:
                 self.budget.release()
                 raise
@@ -192,7 +198,8 @@ class Gateway:
             self.cache.put(key, {"content": content, "usage": usage_d})
         return content
 
-    def _call_with_retries(self, messages: list[dict[str, Any]], model: str, params: dict[str, Any]) -> Any:
+    def _call_with_retries(self, messages: list[dict[str, Any]], model: str, params: dict[str, Any],
+                           on_delta: Callable[[str, bool], None] | None = None) -> Any:
         lib = litellm()
         attempts = self.config.retries + 1
         last: Exception | None = None
@@ -202,8 +209,12 @@ class Gateway:
             if remaining is not None:
                 timeout = max(1.0, min(timeout, remaining))
             try:
-                response = lib.completion(model=model, messages=messages, api_base=self.config.api_base,
-                                          api_key=self._api_key(), timeout=timeout, num_retries=0, **params)
+                kwargs = dict(model=model, messages=messages, api_base=self.config.api_base, api_key=self._api_key(),
+                              timeout=timeout, num_retries=0, **params)
+                if on_delta is not None:
+                    response = self._stream(lib, kwargs, messages, on_delta, reset=attempt > 0)
+                else:
+                    response = lib.completion(**kwargs)
                 if not response.choices[0].message.content and attempt < attempts - 1:
                     last = ProviderError("the model returned an empty reply")
                     time.sleep(self._backoff(attempt))
@@ -220,6 +231,21 @@ class Gateway:
             raise last
         assert last is not None
         raise ProviderError(f"{model}: {_provider_message(last)}") from None
+
+    @staticmethod
+    def _stream(lib: Any, kwargs: dict[str, Any], messages: list[dict[str, Any]],
+                on_delta: Callable[[str, bool], None], reset: bool) -> Any:
+        """Stream the reply to on_delta, then rebuild a whole response (with usage) from the chunks."""
+        chunks = []
+        if reset:
+            on_delta("", True)  # a retry starts the text again
+        for chunk in lib.completion(stream=True, stream_options={"include_usage": True}, **kwargs):
+            chunks.append(chunk)
+            choices = getattr(chunk, "choices", None) or []
+            delta = getattr(choices[0].delta, "content", None) if choices else None
+            if delta:
+                on_delta(delta, False)
+        return lib.stream_chunk_builder(chunks, messages=messages)
 
     def _backoff(self, attempt: int) -> float:
         delay = self.config.retry_base * (2 ** attempt) * (0.8 + 0.4 * random.random())

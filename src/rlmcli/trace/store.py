@@ -26,6 +26,8 @@ class TraceWriter:
         self._fh: TextIO | None = open(path, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "model_delta":
+            return  # the whole reply follows as model_text; deltas would only bloat the file
         if self._fh is not None:
             self._fh.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
             self._fh.flush()

@@ -73,11 +73,19 @@ class TraceTree:
                 self.iterations[e.depth] = run.add("iteration", n=d["iteration"])
             if e.depth == 0:
                 self.iteration_count = d["iteration"]
+        elif e.kind == ev.MODEL_DELTA:
+            it = self.iterations.get(e.depth)
+            if it is not None:
+                live = it.children[-1] if it.children and it.children[-1].kind == "streaming" else it.add("streaming", text="")
+                live.data["text"] = ("" if d.get("reset") else live.data["text"]) + d.get("text", "")
         elif e.kind == ev.MODEL_TEXT:
             it = self.iterations.get(e.depth)
             text = d.get("text", "")
-            if it is not None and text and "```" not in text:
-                it.add("text", text=text)  # prose with no code: worth showing
+            if it is not None:
+                if it.children and it.children[-1].kind == "streaming":
+                    it.children.pop()  # the whole reply replaces the streamed preview
+                if text and "```" not in text:
+                    it.add("text", text=text)  # prose with no code: worth showing
         elif e.kind == ev.CODE_CELL:
             it = self.iterations.get(e.depth)
             if it is not None:
@@ -145,6 +153,9 @@ class TraceTree:
                                   (_clip(d["question"], 80), "bold"), " · ", (d["model"], "magenta"))
         elif node.kind == "iteration":
             label = Text(f"iteration {d['n']}", style="bold")
+        elif node.kind == "streaming":
+            tail = d["text"].splitlines()[-OUTPUT_LINES:]
+            label = Text("\n".join(tail) + " ▌", style="dim italic")
         elif node.kind == "text":
             label = Text(_fold(d["text"], OUTPUT_LINES, verbose), style="italic")
         elif node.kind == "code":
