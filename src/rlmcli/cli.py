@@ -460,6 +460,107 @@ def trace(
     render_events(events, Console(no_color=no_color or None, highlight=False), verbose)
 
 
+@app.command(context_settings={"allow_interspersed_args": True})
+@handle_errors
+def batch(
+    args: list[str] = typer.Argument(None, metavar="[JOBS.jsonl | FILE...]", help="A JSONL job file, or with --questions the files to ask about."),
+    output: Path = typer.Option(..., "-o", "--output", help="Results JSONL: appended as jobs finish; reused to resume."),
+    questions: Optional[Path] = typer.Option(None, "--questions", help="One question per line, each asked over FILE..."),
+    jobs_at_once: int = typer.Option(4, "-j", "--jobs", help="Jobs running at once."),
+    rerun_failed: bool = typer.Option(False, "--rerun-failed", help="Run again the jobs whose last result failed or was skipped."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Batch-wide US dollars: no new job starts once reached."),
+    job_max_cost: Optional[float] = typer.Option(None, "--job-max-cost", help="US dollars per job (a job line's max_cost overrides)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (default: $RLM_MODEL or config)."),
+    sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Model for sub-calls."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable that holds the API key."),
+    max_iterations: Optional[int] = typer.Option(None, "--max-iterations"),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth"),
+    max_calls: Optional[int] = typer.Option(None, "--max-calls"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall seconds per job."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Provider requests in flight across ALL jobs (16)."),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | strict | basic."),
+) -> None:
+    """Run many questions over many documents; resumable; one JSON line per finished job."""
+    from rlmcli.batch import Batch, BatchReport, ResultsFile, finished_ids, parse_jobs, question_jobs
+    from rlmcli.config import resolve_settings
+    from rlmcli.engine.budget import Limits
+    from rlmcli.engine.models import ModelConfig
+    from rlmcli.errors import UsageError
+
+    args = args or []
+    report = BatchReport()
+    if questions is not None:
+        if not args:
+            raise UsageError("--questions needs FILE... to ask about")
+        if not questions.is_file():
+            raise UsageError(f"{questions}: no such file")
+        jobs = question_jobs(questions, args)
+    else:
+        if len(args) != 1:
+            raise UsageError("give one JOBS.jsonl file, or --questions Q.txt FILE...")
+        jobs, errors = parse_jobs(Path(args[0]))
+        for e in errors:
+            sys.stderr.write(f"rlm: error: {args[0]}:{e.line}: {e.message}\n")
+        report.malformed = len(errors)
+    settings = {k: v for k, (v, _) in resolve_settings({
+        "model": model, "sub_model": sub_model, "api_base": api_base, "api_key_env": api_key_env, "sandbox": sandbox,
+        "max_iterations": max_iterations, "max_depth": max_depth, "max_calls": max_calls, "max_tokens": max_tokens,
+        "max_cost": job_max_cost, "timeout": timeout, "concurrency": concurrency,
+        "cache": False if no_cache else None}).items()}
+    if not settings["model"] and not all("model" in j.overrides for j in jobs):
+        from rlmcli.ask import NO_MODEL
+
+        raise UsageError(NO_MODEL)
+    done = finished_ids(output, rerun_failed)
+    todo = [j for j in jobs if j.id not in done]
+    report.already = len(jobs) - len(todo)
+    config = ModelConfig(model=settings["model"] or "", sub_model=settings["sub_model"], api_base=settings["api_base"],
+                         api_key_env=settings["api_key_env"], cache=settings["cache"],
+                         retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
+    limits = Limits(**{k: settings[k] for k in ("max_iterations", "max_depth", "max_calls", "max_tokens", "max_cost",
+                                                 "timeout", "concurrency")})
+    bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
+    runner = Batch(config, limits, settings["sandbox"], jobs_at_once, max_cost, on_update=bar.update if bar else None)
+    try:
+        runner.run(todo, ResultsFile(output), report)
+    finally:
+        if bar:
+            bar.stop()
+    sys.stderr.write(f"rlm batch: {report.done} done, {report.failed} failed, {report.skipped} skipped for budget, "
+                     f"{report.already} already in {output}, {report.malformed} malformed lines; "
+                     f"${report.cost:.4f}; {report.seconds:.1f}s\n")
+    if report.skipped:
+        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {max_cost:g}) was reached; "
+                         "run again with a higher --max-cost to finish\n")
+    if report.failed or report.malformed:
+        raise typer.Exit(int(ExitStatus.ERROR))
+    if report.skipped:
+        raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+class _BatchProgress:
+    """done / failed / running / cost / ETA on a terminal."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                 console=_stderr_console(), transient=True)
+        self.task = self.progress.add_task("batch", total=total, info="")
+        self.progress.start()
+
+    def update(self, report: Any, running: int, total: int) -> None:
+        self.progress.update(self.task, completed=report.done + report.failed + report.skipped,
+                             info=f"{report.failed} failed · {running} running · ${report.cost:.4f}")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
 @app.command("config")
 @handle_errors
 def config_cmd() -> None:
