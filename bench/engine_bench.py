@@ -110,3 +110,31 @@ def bench_needle(tmp: Path, big: Path | None, corpus: Path, record: Record) -> N
                    f"{root_tokens:,} tokens read by the root model")
     finally:
         server.stop()
+
+
+def bench_batch(ws_root: Path, record: Record) -> None:
+    """200 jobs at 1 s model latency, 16 at a time."""
+    from rlmcli.batch import Batch, BatchReport, Job, ResultsFile
+    from rlmcli.engine.budget import Limits
+    from rlmcli.engine.models import ModelConfig
+    from tests.fakeserver import FakeLLM, Reply
+
+    server = FakeLLM().start()
+    server.responder("root", lambda prompt: Reply("```python\nFINAL('ok')\n```", delay=1.0))
+    try:
+        import tempfile
+
+        n, j = 200, 16
+        jobs = [Job(f"job{i}", f"question {i}", workspace=str(ws_root)) for i in range(n)]
+        config = ModelConfig(model="openai/root", api_base=server.base, cache=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = Batch(config, Limits(concurrency=j), jobs_at_once=j)
+            t = time.perf_counter()
+            report = runner.run(jobs, ResultsFile(Path(tmp) / "results.jsonl"), BatchReport())
+            wall = time.perf_counter() - t
+        assert report.done == n, report
+        ideal = -(-n // j) * 1.0
+        record(f"batch: {n} jobs at 1 s latency, -j {j}", wall, ideal, "s", "ratio <= 1.2 vs ideal", 1,
+               f"overhead per job {(wall * j / n - 1.0) * 1000:.0f} ms (sandbox start, engine, results file)")
+    finally:
+        server.stop()

@@ -136,6 +136,7 @@ def bench_engine(tmp: Path) -> None:
     engine_bench.bench_concurrency(small, record)
     engine_bench.bench_overhead(small, record)
     engine_bench.bench_needle(tmp, tmp / "big" if (tmp / "big").exists() else None, CORPUS, record)
+    engine_bench.bench_batch(small, record)
 
 
 def main() -> None:

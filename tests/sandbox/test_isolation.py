@@ -230,6 +230,12 @@ def test_no_writes_outside_scratch(guarded: Sandbox, workspace: Path, code: str,
     _still_works(guarded)
 
 
+def test_stdlib_modules_that_link_system_libraries_still_import(guarded: Sandbox) -> None:
+    result = guarded.run("import zlib, gzip, bz2, lzma, hashlib, decimal, csv, statistics, datetime, difflib\n"
+                         "print(zlib.crc32(b'rlm'), hashlib.sha256(b'rlm').hexdigest()[:8])")
+    assert result.stdout == "1384078434 81de85df\n", result.stderr
+
+
 def test_scratch_is_writable(guarded: Sandbox) -> None:
     result = guarded.run("import os, tempfile\np = os.path.join(SCRATCH, 'notes.txt')\nopen(p, 'w').write('kept')\n"
                          "print(open(p).read(), tempfile.gettempdir() == SCRATCH)")

@@ -6,7 +6,6 @@ Runs inside the sandbox child: only the standard library, reading the workspace 
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -330,9 +329,11 @@ class Toolkit:
 
     def SHOW_VARS(self) -> dict[str, str]:  # noqa: N802
         """List your variables with their types and sizes."""
+        import types
+
         out = {}
         for name, value in self.namespace.items():
-            if name.startswith("_") or name in HELPER_NAMES or inspect.ismodule(value):
+            if name.startswith("_") or name in HELPER_NAMES or isinstance(value, types.ModuleType) or name == "SCRATCH":
                 continue
             size = f", len {len(value)}" if hasattr(value, "__len__") else ""
             out[name] = f"{type(value).__name__}{size}"
@@ -351,6 +352,8 @@ HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "context", "llm_query", 
 
 def helper_reference() -> str:
     """The helper section of the system prompt, generated from the docstrings above."""
+    import inspect
+
     lines = []
     for name in HELPER_NAMES:
         if name == "llm_query_batched":

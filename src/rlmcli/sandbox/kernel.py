@@ -22,9 +22,7 @@ from rlmcli.sandbox import protocol  # noqa: E402
 from rlmcli.sandbox.helpers import HELPER_NAMES, FinalAnswer, Toolkit  # noqa: E402
 
 # Modules model code may use without paying for the import inside a cell.
-PRELOAD = ("re", "json", "math", "statistics", "itertools", "collections", "functools", "glob", "textwrap",
-           "string", "datetime", "heapq", "difflib", "csv", "random", "fnmatch", "bisect", "decimal",
-           "operator", "unicodedata", "pathlib", "io", "shutil", "tempfile")
+PRELOAD = ("re", "json", "math", "itertools", "collections", "functools", "glob", "bisect")
 
 
 class CappedIO:
@@ -91,7 +89,7 @@ def _confine(cfg: dict[str, Any]) -> list[str]:
     if cfg["level"] != "basic":
         for name, step in (
             ("netns", guard.enter_network_namespace),
-            ("landlock", lambda: guard.apply_landlock(cfg["read_roots"] + cfg["python_roots"], [cfg["scratch"]])),
+            ("landlock", lambda: guard.apply_landlock(cfg["read_roots"] + cfg["python_roots"] + cfg["system_roots"], [cfg["scratch"]])),
             ("seccomp", guard.apply_seccomp),
         ):
             if name in cfg["disable"]:

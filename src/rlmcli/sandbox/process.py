@@ -96,6 +96,11 @@ def python_roots() -> list[str]:
     return sorted(real | {r for r in roots if r and os.path.isdir(r)})
 
 
+# Shared libraries that stdlib extension modules link to (libz, libcrypto, libsqlite3, ...), and the
+# loader's cache. Readable through Landlock only: Python code still cannot open them.
+SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache")
+
+
 class Sandbox:
     """A child Python process whose cwd is the workspace, running cells in one namespace."""
 
@@ -125,6 +130,7 @@ class Sandbox:
         cfg = {
             "rfd": to_child_r, "wfd": from_child_w, "workspace": self.workspace, "scratch": self.scratch,
             "level": self.level, "read_roots": [self.workspace], "python_roots": python_roots(),
+            "system_roots": [p for p in SYSTEM_LIBRARIES if os.path.exists(p)],
             "memory_bytes": lim.memory_mb << 20, "cpu_seconds": lim.cpu_seconds, "max_files": lim.max_files,
             "file_bytes": lim.file_mb << 20, "output_cap": lim.output_cap, "disable": list(self.disable),
         }
