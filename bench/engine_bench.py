@@ -6,6 +6,7 @@ latency, and litellm talks to it over real HTTP.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -112,18 +113,36 @@ def bench_needle(tmp: Path, big: Path | None, corpus: Path, record: Record) -> N
         server.stop()
 
 
+class _ServerProcess:
+    """The fake server in its own process, as a real provider would be."""
+
+    def __init__(self, reply: str, delay: float) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--reply", reply,
+                                      "--delay", str(delay)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.base = self.proc.stdout.readline().strip()
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
 def bench_batch(ws_root: Path, record: Record) -> None:
     """200 jobs at 1 s model latency, 16 at a time."""
     from rlmcli.batch import Batch, BatchReport, Job, ResultsFile
     from rlmcli.engine.budget import Limits
     from rlmcli.engine.models import ModelConfig
-    from tests.fakeserver import FakeLLM, Reply
 
-    server = FakeLLM().start()
-    server.responder("root", lambda prompt: Reply("```python\nFINAL('ok')\n```", delay=1.0))
+    server = _ServerProcess("```python\nFINAL('ok')\n```", float(os.environ.get("BENCH_DELAY", "1.0")))
     try:
         import tempfile
 
+        from rlmcli.engine.models import litellm
+
+        litellm()  # a once-per-process import (2+ s), not a per-job cost: measured apart
         n, j = 200, 16
         jobs = [Job(f"job{i}", f"question {i}", workspace=str(ws_root)) for i in range(n)]
         config = ModelConfig(model="openai/root", api_base=server.base, cache=False)

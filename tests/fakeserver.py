@@ -160,3 +160,26 @@ class FakeLLM:
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
+
+
+def main() -> None:
+    """`python tests/fakeserver.py --reply TEXT --delay S`: serve one fixed reply in its own process
+    (benchmarks use this so the server does not share the client's interpreter lock)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reply", required=True)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeLLM(default_delay=args.delay)
+    server.responder_all = True  # type: ignore[attr-defined]
+    server._next = lambda model, prompt: Reply(args.reply)  # type: ignore[method-assign]
+    server.start()
+    print(server.base, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

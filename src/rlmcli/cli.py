@@ -271,6 +271,10 @@ def ask(
         "cache": False if no_cache else None}).items()}
     if settings["sandbox"] not in ("auto", "strict", "basic"):
         raise UsageError(f"--sandbox must be auto, strict or basic, not {settings['sandbox']!r}")
+    if not offline and settings["model"]:
+        from rlmcli.engine.models import prewarm
+
+        prewarm()  # litellm's import overlaps ingest and the sandbox start
     ws = _workspace_for(files, workspace, quiet)
     if offline:
         _offline(ws, question, as_json)

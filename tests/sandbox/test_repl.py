@@ -162,3 +162,13 @@ def test_helper_reference_is_generated_from_docstrings() -> None:
                  "llm_query_batched", "rlm_query(", "FINAL(", "FINAL_VAR(", "SHOW_VARS("):
         assert f"`{name}" in ref
     assert "max_hits: int = 200" in ref
+
+
+def test_reset_forgets_variables_but_keeps_the_process(workspace: Path) -> None:
+    with Sandbox(workspace) as sb:
+        sb.run("secret = 'from the previous job'\nimport json")
+        pid = sb.proc.pid if sb.proc else None
+        sb.reset()
+        result = sb.run("print('secret' in dir(), 'json' in dir(), len(grep('insolvent')))")
+        assert result.stdout == "False False 2\n"
+        assert sb.proc is not None and sb.proc.pid == pid

@@ -6,6 +6,7 @@ Gateway (budgets, concurrency, cache). `rlm_query` starts a child Engine one lev
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tempfile
 import threading
@@ -91,9 +92,10 @@ class Engine:
     def __init__(self, ws: Workspace, config: ModelConfig, limits: Limits | None = None,
                  observer: Callable[[Event], None] | None = None, sandbox_level: str = "auto",
                  depth: int = 0, gateway: Gateway | None = None, cache_path: Path | None = None,
-                 focus: list[str] | None = None, stream: bool = False) -> None:
+                 focus: list[str] | None = None, stream: bool = False, sandbox: Any = None) -> None:
         self.ws = ws
         self.stream = stream  # stream the root model's text (for a live view)
+        self.sandbox = sandbox  # a started Sandbox to reuse (reset first, left open); None: a new one
         self.config = config
         self.limits = limits or Limits()
         self.observer = observer or (lambda e: None)
@@ -207,7 +209,13 @@ class Engine:
         started = time.monotonic()
         model = self.config.model if self.depth == 0 else self.gateway.sub_model
         result = RunResult(answer="", status="failed")
-        with Sandbox(self.ws.root, level=self.sandbox_level, on_request=self._serve) as sandbox:
+        if self.sandbox is not None:
+            self.sandbox.reset()
+            self.sandbox.on_request = self._serve
+            owned = contextlib.nullcontext(self.sandbox)
+        else:
+            owned = Sandbox(self.ws.root, level=self.sandbox_level, on_request=self._serve)
+        with owned as sandbox:
             result.sandbox_layers = sandbox.layers
             self.emit(ev.RUN_STARTED, question=question, model=model, sub_model=self.gateway.sub_model,
                       workspace=str(self.ws.root), sandbox=sandbox.layers, limits=vars(self.limits))

@@ -67,6 +67,11 @@ def litellm() -> Any:
     return _litellm
 
 
+def prewarm() -> None:
+    """Import litellm (2+ s) on a background thread while the caller ingests and starts sandboxes."""
+    threading.Thread(target=litellm, name="litellm-import", daemon=True).start()
+
+
 class ResponseCache:
     """Responses on disk, keyed by model, messages and parameters."""
 

@@ -172,9 +172,14 @@ def main() -> None:
         protocol.send(wfd, {"type": "fatal", "error": str(exc)})
         sys.exit(3)
     channel = ParentChannel(rfd, wfd)
-    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
-    toolkit = Toolkit(channel, ns)
-    ns.update(toolkit.bind())
+
+    def fresh() -> tuple[dict[str, Any], Toolkit]:
+        ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
+        kit = Toolkit(channel, ns)
+        ns.update(kit.bind())
+        return ns, kit
+
+    ns, toolkit = fresh()
     protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
     number = 0
     while True:
@@ -186,6 +191,13 @@ def main() -> None:
             number += 1
             result = run_cell(str(message.get("code", "")), number, ns, toolkit, cfg["output_cap"], cfg["memory_bytes"] >> 20)
             protocol.send(wfd, result)
+        elif message.get("type") == "reset":  # a new run in the same process: no variable survives
+            cached = toolkit
+            ns, toolkit = fresh()
+            toolkit._manifest, toolkit._corpus, toolkit._starts, toolkit._where = (
+                None, cached._corpus, cached._starts, cached._where)  # page text is the same workspace's
+            number = 0
+            protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
         elif message.get("type") == "shutdown":
             return
 

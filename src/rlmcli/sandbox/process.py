@@ -156,6 +156,19 @@ class Sandbox:
         self.layers = list(ready.get("layers", []))
         return self
 
+    def reset(self) -> None:
+        """Forget every variable (a new run in the same warm process); restarts a dead child."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._restart()
+            return
+        try:
+            protocol.send(self._wfd, {"type": "reset"})
+            reply = self._recv(deadline=time.monotonic() + 10)
+            if reply.get("type") != "ready":
+                raise protocol.ProtocolError("no ready after reset")
+        except (EOFError, OSError, TimeoutError, protocol.ProtocolError):
+            self._restart()
+
     def _kill(self) -> None:
         if self.proc is not None:
             try:
