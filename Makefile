@@ -26,7 +26,7 @@ demo: $(STAMP)
 	@RLM_HOME=$${RLM_HOME:-$(CURDIR)/.demo-home} bash fixtures/demo.sh $(BIN)/rlm
 
 lint: $(STAMP)
-	$(BIN)/python -m compileall -q src tests bench
+	$(BIN)/python -m pyflakes src tests bench fixtures
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

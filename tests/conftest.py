@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,16 @@ def rlm_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("RLM_HOME", str(home))
     monkeypatch.setenv("NO_COLOR", "1")
     return home
+
+
+@pytest.fixture
+def server() -> Iterator[object]:
+    """A fake OpenAI-compatible server on 127.0.0.1 (tests/fakeserver.py), stopped after the test."""
+    from tests.fakeserver import FakeLLM
+
+    s = FakeLLM().start()
+    yield s
+    s.stop()
 
 
 def corpus_file(name: str) -> Path:

@@ -8,10 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from rlmcli.batch import Batch, BatchReport, Job, ResultsFile, parse_jobs
 from rlmcli.engine.budget import Limits
@@ -20,13 +18,6 @@ from tests.conftest import FIXTURES, run_rlm
 from tests.fakeserver import FakeLLM, Reply
 
 FINISH = "```python\nFINAL('answer to: ' + {q!r})\n```"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLM]:
-    s = FakeLLM().start()
-    yield s
-    s.stop()
 
 
 def _question(prompt: str) -> str:

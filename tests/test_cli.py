@@ -170,7 +170,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
     result = run_rlm("ingest", str(secret), str(good), "-w", str(ws), prefix=prefix)
     assert result.returncode == 1
-    assert f"rlm: error: secret.txt: permission denied (unreadable)" in result.stderr.decode()
+    assert "rlm: error: secret.txt: permission denied (unreadable)" in result.stderr.decode()
     assert list(json.loads((ws / "manifest.json").read_text())["documents"]) == ["notes.md"]
 
 

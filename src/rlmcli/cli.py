@@ -280,22 +280,29 @@ def ask(
         _offline(ws, question, as_json)
         return
     from rlmcli.ask import NO_MODEL
-    from rlmcli.engine.budget import Limits
-    from rlmcli.engine.models import ModelConfig
 
     if not settings["model"]:
         raise UsageError(NO_MODEL)
-    config = ModelConfig(model=settings["model"], sub_model=settings["sub_model"], api_base=settings["api_base"],
-                         api_key_env=settings["api_key_env"], cache=settings["cache"],
-                         retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
-    limits = Limits(**{k: settings[k] for k in ("max_iterations", "max_depth", "max_calls", "max_tokens", "max_cost",
-                                                 "timeout", "concurrency")})
+    config, limits = _model_and_limits(settings)
     if dry_run:
         from rlmcli.ask import dry_run_estimate
 
         typer.echo(json.dumps(dry_run_estimate(ws, config, limits), indent=1))
         return
     _run_and_print(ws, question, config, limits, settings["sandbox"], as_json, quiet, verbose, no_color)
+
+
+def _model_and_limits(settings: dict[str, Any]) -> tuple[Any, Any]:
+    """Resolved settings -> the engine's ModelConfig and Limits (shared by ask and batch)."""
+    from rlmcli.engine.budget import Limits
+    from rlmcli.engine.models import ModelConfig
+
+    config = ModelConfig(model=settings["model"] or "", sub_model=settings["sub_model"], api_base=settings["api_base"],
+                         api_key_env=settings["api_key_env"], cache=settings["cache"],
+                         retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
+    limits = Limits(**{k: settings[k] for k in ("max_iterations", "max_depth", "max_calls", "max_tokens", "max_cost",
+                                                 "timeout", "concurrency")})
+    return config, limits
 
 
 def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: str, as_json: bool, quiet: bool,
@@ -490,8 +497,6 @@ def batch(
     """Run many questions over many documents; resumable; one JSON line per finished job."""
     from rlmcli.batch import Batch, BatchReport, ResultsFile, finished_ids, parse_jobs, question_jobs
     from rlmcli.config import resolve_settings
-    from rlmcli.engine.budget import Limits
-    from rlmcli.engine.models import ModelConfig
     from rlmcli.errors import UsageError
 
     args = args or []
@@ -521,11 +526,7 @@ def batch(
     done = finished_ids(output, rerun_failed)
     todo = [j for j in jobs if j.id not in done]
     report.already = len(jobs) - len(todo)
-    config = ModelConfig(model=settings["model"] or "", sub_model=settings["sub_model"], api_base=settings["api_base"],
-                         api_key_env=settings["api_key_env"], cache=settings["cache"],
-                         retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
-    limits = Limits(**{k: settings[k] for k in ("max_iterations", "max_depth", "max_calls", "max_tokens", "max_cost",
-                                                 "timeout", "concurrency")})
+    config, limits = _model_and_limits(settings)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
     runner = Batch(config, limits, settings["sandbox"], jobs_at_once, max_cost, on_update=bar.update if bar else None)
     try:

@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 
-import pytest
 
 from tests.conftest import FIXTURES, run_rlm
 from tests.fakeserver import FakeLLM, Reply
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLM]:
-    s = FakeLLM().start()
-    yield s
-    s.stop()
 
 
 def _ask(server: FakeLLM, *extra: str, input: bytes | None = None, files: tuple[str, ...] | None = None):

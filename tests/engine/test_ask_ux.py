@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,6 @@ SCRIPT = [
     "```python\nnotes = llm_batch(['a', 'b', 'c'])\nprint(notes)\n```",
     "```python\nFINAL('Insolvency: \"enters liquidation\" [contract.pdf p.7]')\n```",
 ]
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLM]:
-    s = FakeLLM().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

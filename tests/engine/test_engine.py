@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.conftest import FIXTURES
 from tests.fakeserver import FakeLLM, Reply
 
 ROOT, SUB = "gpt-4o-mini", "sub-model"  # the root has a litellm price; the sub model does not
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLM]:
-    s = FakeLLM().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def discover(inputs: list[str], stdin: BinaryIO | None = None) -> Discovery:
             continue
         path = Path(raw).expanduser()
         try:
-            st = os.stat(path)
+            os.stat(path)  # follows links: a loop or a dangling link is named here
         except OSError as exc:
             out.errors.append((raw, describe_os_error(exc)))
             continue
@@ -117,6 +117,5 @@ def discover(inputs: list[str], stdin: BinaryIO | None = None) -> Discovery:
         elif not path.is_file():
             out.errors.append((raw, "not a regular file (device, FIFO or socket)"))
         else:
-            del st
             out.sources.append(Source(path.name, path))
     return out
