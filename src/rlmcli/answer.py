@@ -35,17 +35,18 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().replace("-\n", "").split())
 
 
-def _sentence_around(answer: str, start: int, end: int) -> str:
-    left = max(answer.rfind(". ", 0, start), answer.rfind("\n", 0, start))
-    right_candidates = [i for i in (answer.find(". ", end), answer.find("\n", end)) if i != -1]
-    right = min(right_candidates) if right_candidates else len(answer)
-    return answer[left + 1:right]
+def _claim_before(answer: str, start: int, previous_end: int) -> str:
+    """The text a citation supports: back to the previous citation or the start of its sentence."""
+    left = max(answer.rfind(". ", 0, start), answer.rfind("\n", 0, start), answer.rfind("; ", 0, start), previous_end - 1)
+    return answer[left + 1:start]
 
 
 def check_citations(answer: str, ws: Workspace) -> list[Citation]:
     out: list[Citation] = []
-    seen: set[tuple[str, int, int]] = set()
+    previous_end = 0
     for m in _CITE.finditer(answer):
+        claim = _claim_before(answer, m.start(), previous_end)
+        previous_end = m.end()
         raw_doc, first = m.group(1).strip(), int(m.group(2))
         last = int(m.group(3)) if m.group(3) else first
         line = int(m.group(4)) if m.group(4) else None
@@ -58,12 +59,8 @@ def check_citations(answer: str, ws: Workspace) -> list[Citation]:
         if not 1 <= first <= pages:
             out.append(Citation(m.group(0), doc, first, line, "unresolved", f"{doc} has {pages} pages"))
             continue
-        key = (doc, first, m.start())
-        if key in seen:
-            continue
-        seen.add(key)
         text = "\n".join(ws.read_page(doc, p) for p in range(first, min(last, pages) + 1))
-        quotes = _QUOTE.findall(_sentence_around(answer, m.start(), m.end()))
+        quotes = _QUOTE.findall(claim)
         status, note, quote = "verified", "", None
         for q in quotes:
             if _norm(q) not in _norm(text):
@@ -78,11 +75,16 @@ def check_citations(answer: str, ws: Workspace) -> list[Citation]:
 
 
 def sources_text(citations: list[Citation], ws: Workspace) -> str:
-    """The Sources list printed under an answer."""
+    """The Sources list printed under an answer: each distinct place once."""
     if not citations:
         return ""
     lines = ["Sources:"]
+    shown_places: set[tuple[Any, ...]] = set()
     for c in citations:
+        place = (c.doc, c.page, c.line, c.status, c.quote, c.text if c.status == "unresolved" else None)
+        if place in shown_places:
+            continue
+        shown_places.add(place)
         if c.status == "unresolved":
             lines.append(f"  ✗ {c.text}: {c.note}")
             continue

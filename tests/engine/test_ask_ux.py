@@ -261,3 +261,13 @@ def test_model_text_streams_into_the_live_tree(server: FakeLLM, ws: Workspace) -
     assert len(deltas) > 3 and "".join(deltas).startswith("I will search the contract")
     assert any("I will search ▌" in s or "▌" in s for s in snapshots)
     assert result.answer == "done" and result.usage["prompt_tokens"] > 0 and result.usage["cost"] > 0
+
+
+def test_a_quote_belongs_to_the_citation_after_it_and_sources_are_listed_once(ws: Workspace) -> None:
+    answer = ('Ends on insolvency, "enters liquidation" [contract.pdf p.7]; the fee is EUR 48,500 [contract.pdf p.4]; '
+              'and again [contract.pdf p.7] and [contract.pdf p.7].')
+    cites = check_citations(answer, ws)
+    assert [(c.page, c.quote, c.line) for c in cites] == [(7, "enters liquidation", 9), (4, None, 1), (7, None, 1), (7, None, 1)]
+    listing = sources_text(cites, ws).splitlines()
+    assert listing == ["Sources:", "  ✓ contract.pdf p.7 l.9: insolvent, enters liquidation or has a receiver appointed over its assets.",
+                       "  ✓ contract.pdf p.4 l.1: 3. Fees and Payment", "  ✓ contract.pdf p.7 l.1: 6. Termination"]

@@ -84,8 +84,9 @@ class TraceTree:
             if it is not None:
                 if it.children and it.children[-1].kind == "streaming":
                     it.children.pop()  # the whole reply replaces the streamed preview
-                if text and "```" not in text:
-                    it.add("text", text=text)  # prose with no code: worth showing
+                prose = _prose(text)
+                if prose:
+                    it.add("text", text=prose)  # what the model says around its code
         elif e.kind == ev.CODE_CELL:
             it = self.iterations.get(e.depth)
             if it is not None:
@@ -128,7 +129,10 @@ class TraceTree:
     def footer_text(self, now: float | None = None) -> str:
         end = self.finished or now or time.time()
         elapsed = end - (self.started or end)
-        cost = f"${self.cost:.4f}" + ("+?" if self.cost_unknown else "") if (self.cost or not self.cost_unknown) else "cost unknown"
+        if self.cost_unknown:
+            cost = f"${self.cost:.4f} + unpriced calls" if self.cost else "cost unknown"
+        else:
+            cost = f"${self.cost:.4f}"
         return (f"iterations {self.iteration_count} · calls {self.calls} · tokens {self.tokens:,} · {cost} · "
                 f"{elapsed:.1f}s")
 
@@ -157,7 +161,7 @@ class TraceTree:
             tail = d["text"].splitlines()[-OUTPUT_LINES:]
             label = Text("\n".join(tail) + " ▌", style="dim italic")
         elif node.kind == "text":
-            label = Text(_fold(d["text"], OUTPUT_LINES, verbose), style="italic")
+            label = Text(_fold(d["text"], 2, verbose), style="italic")
         elif node.kind == "code":
             label = Syntax(_fold(d["code"].rstrip(), CODE_LINES, verbose), "python", theme="ansi_dark",
                            background_color="default", word_wrap=True)
@@ -179,6 +183,13 @@ class TraceTree:
         for child in node.children:
             self._rich(child, branch, verbose)
         return branch
+
+
+def _prose(text: str) -> str:
+    """The model's words outside its code blocks."""
+    import re
+
+    return re.sub(r"```.*?(```|$)", "", text, flags=re.S).strip()
 
 
 def _clip(text: str, width: int) -> str:
