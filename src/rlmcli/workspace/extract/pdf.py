@@ -16,7 +16,7 @@ from typing import Any
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted, OutlineEntry
 
-PARALLEL_MIN_PAGES = 48  # below this, forking workers costs more than it saves
+PARALLEL_MIN_PAGES = 300  # below this, a second extraction process only competes with the tokenizer helper for 2 cores
 CHUNK_PAGES = 100
 # Characters that mean the text layer is garbage: replacement, private use, controls.
 _GARBLED = re.compile(r"[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]")
