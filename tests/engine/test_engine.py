@@ -111,6 +111,16 @@ def test_budgets_stop_cleanly_with_a_partial_answer(server: FakeLLM, ws: Workspa
     assert paid <= max(limits.max_calls, 3)
 
 
+def test_budget_warning_at_80_percent(server: FakeLLM, ws: Workspace) -> None:
+    server.responder(ROOT, lambda prompt: code("print(llm_query('hello'))"))
+    server.responder(SUB, lambda prompt: "hi")
+    rec = Recorder()
+    ask(ws, "q", config(server), Limits(max_calls=10), rec)
+    warnings = [e.data for e in rec.events if e.kind == ev.BUDGET_WARNING]
+    assert warnings == [{"limit": "max-calls", "used": 8.0, "max": 10.0}]
+    assert rec.kinds().index(ev.BUDGET_WARNING) < rec.kinds().index(ev.RUN_FINISHED)
+
+
 def test_timeout_budget(server: FakeLLM, ws: Workspace) -> None:
     server.responder(ROOT, lambda prompt: Reply(code("print(1)"), delay=0.4))
     started = time.monotonic()

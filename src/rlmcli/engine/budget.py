@@ -45,6 +45,7 @@ class Budget:
     calls: list[CallRecord] = field(default_factory=list)
     reached: str | None = None  # the first limit that stopped the run
     pending: int = 0  # calls reserved and in flight: concurrent calls cannot overshoot max-calls
+    warned: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check(self, reserve: bool = False) -> None:
@@ -71,6 +72,24 @@ class Budget:
     def release(self) -> None:
         with self._lock:
             self.pending -= 1
+
+    def new_warnings(self, threshold: float = 0.8) -> list[tuple[str, float, float]]:
+        """Limits that have just passed `threshold` of their maximum: (limit, used, max), once each."""
+        lim = self.limits
+        with self._lock:
+            paid = [c for c in self.calls if not c.cache_hit]
+            candidates = [("max-calls", float(len(paid)), float(lim.max_calls))]
+            if lim.max_tokens is not None:
+                candidates.append(("max-tokens", float(sum(c.prompt_tokens + c.completion_tokens for c in paid)),
+                                   float(lim.max_tokens)))
+            if lim.max_cost is not None:
+                candidates.append(("max-cost", sum(c.cost or 0.0 for c in paid), lim.max_cost))
+            if lim.timeout is not None:
+                candidates.append(("timeout", time.monotonic() - self.started, lim.timeout))
+            fresh = [(name, used, top) for name, used, top in candidates
+                     if top > 0 and used >= threshold * top and name not in self.warned]
+            self.warned.update(name for name, _, _ in fresh)
+        return fresh
 
     def remaining_time(self) -> float | None:
         if self.limits.timeout is None:

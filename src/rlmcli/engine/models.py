@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlmcli.engine.budget import Budget, CallRecord
-from rlmcli.engine.events import MODEL_CALL, Event
+from rlmcli.engine.events import BUDGET_WARNING, MODEL_CALL, Event
 from rlmcli.errors import ExitStatus, RlmError
 
 
@@ -268,3 +268,5 @@ class Gateway:
             "model": model, "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
             "cached_tokens": record.cached_tokens, "latency": round(latency, 3), "cost": record.cost,
             "cache_hit": cache_hit}))
+        for limit, used, top in self.budget.new_warnings():
+            self.observer(Event(BUDGET_WARNING, depth, data={"limit": limit, "used": round(used, 6), "max": top}))

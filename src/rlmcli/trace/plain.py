@@ -49,6 +49,8 @@ class PlainView:
             self._out(e.depth + 1, f"{d['kind']} → {d['model']} ({what})")
         elif e.kind == ev.SUBCALL_FINISHED and d["kind"] == "llm_batch":
             self._out(e.depth + 1, f"llm_batch done {d['done']}/{d['total']}" + (f", {d['failed']} failed" if d.get("failed") else ""))
+        elif e.kind == ev.BUDGET_WARNING:
+            self._out(e.depth, f"budget warning: {d['limit']} at {d['used']:g} of {d['max']:g}")
         elif e.kind == ev.RUN_FINISHED and e.depth == 0:
             u = d.get("usage") or {}
             cost = u.get("cost")

@@ -51,6 +51,7 @@ class TraceTree:
         self.started: float | None = None
         self.finished: float | None = None
         self.status: str | None = None
+        self.warnings: list[str] = []
 
     def __call__(self, e: Event) -> None:
         d = e.data
@@ -117,6 +118,9 @@ class TraceTree:
                 self.cost_unknown = True
             else:
                 self.cost += d["cost"]
+        elif e.kind == ev.BUDGET_WARNING:
+            used, top = d.get("used", 0), d.get("max", 0)
+            self.warnings.append(f"{d.get('limit')} at {100 * used / top:.0f}%" if top else str(d.get("limit")))
         elif e.kind == ev.FINAL_ANSWER:
             run = self.runs.get(e.depth)
             if run is not None:
@@ -133,8 +137,9 @@ class TraceTree:
             cost = f"${self.cost:.4f} + unpriced calls" if self.cost else "cost unknown"
         else:
             cost = f"${self.cost:.4f}"
+        warn = f" · ⚠ {', '.join(self.warnings)}" if self.warnings else ""
         return (f"iterations {self.iteration_count} · calls {self.calls} · tokens {self.tokens:,} · {cost} · "
-                f"{elapsed:.1f}s")
+                f"{elapsed:.1f}s{warn}")
 
     def render(self, verbose: bool = False, now: float | None = None) -> Any:
         from rich.console import Group
@@ -154,7 +159,8 @@ class TraceTree:
         label: Any
         if node.kind == "run":
             label = Text.assemble(("rlm" if d["depth"] == 0 else "rlm_query run", "bold cyan"), " · ",
-                                  (_clip(d["question"], 80), "bold"), " · ", (d["model"], "magenta"))
+                                  (_clip(d["question"], 80), "bold"), " · ", (d["model"], "magenta"),
+                                  (f"  sandbox: {', '.join(d['sandbox'])}" if d["depth"] == 0 and d["sandbox"] else "", "dim"))
         elif node.kind == "iteration":
             label = Text(f"iteration {d['n']}", style="bold")
         elif node.kind == "streaming":
