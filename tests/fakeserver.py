@@ -173,7 +173,6 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
     server = FakeLLM(default_delay=args.delay)
-    server.responder_all = True  # type: ignore[attr-defined]
     server._next = lambda model, prompt: Reply(args.reply)  # type: ignore[method-assign]
     server.start()
     print(server.base, flush=True)

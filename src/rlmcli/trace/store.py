@@ -91,6 +91,3 @@ def find_run(workspace_root: Path, run: str) -> Path:
         raise RlmError(f"no run {run!r} in {workspace_root} (see `rlm runs`)")
     raise RlmError(f"{run!r} matches several runs: {', '.join(p.stem for p in matches[:5])}")
 
-
-def as_dicts(events: list[Event]) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in events]
