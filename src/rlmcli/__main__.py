@@ -1,3 +1,3 @@
-from rlmcli.cli import main
+from rlmcli.entry import main
 
 main()

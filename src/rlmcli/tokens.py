@@ -79,68 +79,131 @@ def count_tokens_many(texts: list[str]) -> list[int]:
     return [len(t) for t in encoding().encode_ordinary_batch(texts, num_threads=2)]
 
 
-def _serve(conn: Any) -> None:
-    encoding()
-    while True:
-        try:
-            texts = conn.recv()
-        except EOFError:
-            return
-        if texts is None:
-            return
-        conn.send(count_tokens_many(texts))
+def _write_frame(fd: int, obj: Any) -> None:
+    import marshal
+    import struct
+
+    data = marshal.dumps(obj)
+    view = memoryview(struct.pack(">Q", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_frame(fd: int) -> Any:
+    import marshal
+    import struct
+
+    def exact(n: int) -> bytes:
+        parts = []
+        while n:
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                raise EOFError
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    (length,) = struct.unpack(">Q", exact(8))
+    return marshal.loads(exact(length))
+
+
+def _serve(rfd: int, wfd: int) -> None:
+    """The helper: build the encoding, then answer lists of texts with lists of counts."""
+    try:
+        encoding()
+        while True:
+            texts = _read_frame(rfd)
+            _write_frame(wfd, count_tokens_many(texts))
+    except (EOFError, OSError):
+        pass
 
 
 class TokenCounter:
-    """Counts tokens in a helper process that loads the encoding while the caller works.
+    """Counts tokens in a forked helper that builds the encoding while the caller works.
 
-    Falls back to counting in-process when a process cannot be forked.
+    Plain os.fork and marshal over two pipes: importing multiprocessing would cost more than the
+    fast path of a re-ingest has. Counts in-process when forking is not possible.
     """
 
     def __init__(self) -> None:
-        self._conn: Any = None
-        self._proc: Any = None
+        self._pid = 0
+        self._rfd = self._wfd = -1
+        self._used = False
 
     def start(self) -> None:
-        if self._proc is not None or os.name != "posix":
+        if self._pid or not hasattr(os, "fork"):
             return
-        import multiprocessing
-
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
         try:
-            ctx = multiprocessing.get_context("fork")
-            parent, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
-            self._proc.start()
-            child.close()
-            self._conn = parent
+            pid = os.fork()
         except OSError:
-            self._proc = self._conn = None
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+                os.close(fd)
+            return
+        if pid == 0:  # the helper
+            os.close(to_child_w)
+            os.close(from_child_r)
+            try:
+                _serve(to_child_r, from_child_w)
+            finally:
+                os._exit(0)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._pid, self._rfd, self._wfd = pid, from_child_r, to_child_w
 
     def count(self, texts: list[str]) -> list[int]:
-        if self._conn is not None:
+        self._used = True
+        if self._pid:
             try:
-                self._conn.send(texts)
-                return self._conn.recv()
-            except (OSError, EOFError):
+                _write_frame(self._wfd, list(texts))
+                return list(_read_frame(self._rfd))
+            except (OSError, EOFError, ValueError):
                 self.close()
         return count_tokens_many(texts)
 
     def close(self) -> None:
-        if self._conn is not None:
+        global _early
+        if _early is self:
+            _early = None
+        if not self._pid:
+            return
+        import signal
+
+        if not self._used:
             try:
-                self._conn.send(None)
+                os.kill(self._pid, signal.SIGKILL)  # started early, never needed: do not wait for it
+            except ProcessLookupError:
+                pass
+        for fd in (self._wfd, self._rfd):  # the helper sees EOF and exits
+            try:
+                os.close(fd)
             except OSError:
                 pass
-            self._conn.close()
-            self._conn = None
-        if self._proc is not None:
-            self._proc.join(timeout=5)
-            if self._proc.is_alive():
-                self._proc.kill()
-            self._proc = None
+        try:
+            os.waitpid(self._pid, 0)
+        except ChildProcessError:
+            pass
+        self._pid, self._rfd, self._wfd = 0, -1, -1
 
     def __enter__(self) -> TokenCounter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_early: TokenCounter | None = None
+
+
+def start_early() -> None:
+    """Fork the helper at process start (before the CLI's imports) so the encoding is ready sooner."""
+    global _early
+    if _early is None:
+        _early = TokenCounter()
+        _early.start()
+
+
+def counter() -> TokenCounter:
+    """The helper started early, if any, else a new one (started on first need)."""
+    return _early if _early is not None else TokenCounter()

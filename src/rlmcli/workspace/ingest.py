@@ -101,7 +101,9 @@ def ingest_sources(
     started = time.perf_counter()
     if progress:
         progress.start(len(sources))
-    with TokenCounter() as counter:
+    from rlmcli.tokens import counter as token_counter
+
+    with token_counter() as counter:
         _ingest_all(writer, sources, report, known_shas, counter, progress)
     report.seconds = time.perf_counter() - started
     return report
