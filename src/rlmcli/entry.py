@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import sys
 
-EARLY_TOKENIZER = {"ingest", "ask"}
+def _may_ingest(argv: list[str]) -> bool:
+    """`rlm ingest ...`, or `rlm ask FILE... Q` (with -w, ask usually has nothing to ingest)."""
+    if not argv or "--help" in argv or "-h" in argv:
+        return False
+    if argv[0] == "ingest":
+        return True
+    return argv[0] == "ask" and not any(a in ("-w", "--workspace") or a.startswith("--workspace=") for a in argv)
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in EARLY_TOKENIZER and "--help" not in sys.argv and "-h" not in sys.argv:
+    if _may_ingest(sys.argv[1:]):
         from rlmcli.tokens import start_early
 
         start_early()
