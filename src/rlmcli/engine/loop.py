@@ -300,7 +300,11 @@ class Engine:
 
     @staticmethod
     def _last_text(messages: list[dict[str, Any]]) -> str:
+        """The model's last words, without its code blocks (the best partial answer without a call)."""
+        import re
+
         for message in reversed(messages):
             if message["role"] == "assistant" and message["content"].strip():
-                return message["content"].strip()
+                prose = re.sub(r"```.*?(```|$)", "", message["content"], flags=re.S).strip()
+                return prose or message["content"].strip()
         return ""
