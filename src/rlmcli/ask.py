@@ -37,6 +37,14 @@ def ask(ws: Workspace, question: str, config: ModelConfig, limits: Limits | None
     return engine.run(question)
 
 
+def answer_record(result: RunResult, citations: list[Any], run_id: str, trace: Path, ws: Workspace) -> dict[str, Any]:
+    """The `rlm.answer/1` object: `ask --json` prints it, `batch` writes it (plus the job id)."""
+    return {"schema": "rlm.answer/1", "answer": result.answer, "status": result.status, "limit": result.limit,
+            "error": result.error, "citations": [c.to_dict() for c in citations], "usage": result.usage,
+            "iterations": result.iterations, "seconds": round(result.seconds, 3), "run_id": run_id,
+            "trace": str(trace), "workspace": str(ws.root), "sandbox": result.sandbox_layers}
+
+
 def dry_run_estimate(ws: Workspace, config: ModelConfig, limits: Limits) -> dict[str, Any]:
     """Worst-case cost: every allowed call sends a full context window and gets a long reply."""
     from rlmcli.engine.models import litellm

@@ -233,7 +233,7 @@ class Batch:
 
     def _work(self, job: Job) -> dict[str, Any]:
         from rlmcli.answer import check_citations
-        from rlmcli.ask import cache_path
+        from rlmcli.ask import answer_record, cache_path
         from rlmcli.engine.budget import Budget
         from rlmcli.engine.loop import Engine
         from rlmcli.engine.models import Gateway
@@ -269,11 +269,8 @@ class Batch:
                 self.live.pop(job.id, None)
                 self.running -= 1
                 self.spent += sum(c.cost or 0.0 for c in budget.calls if not c.cache_hit)
-        return {"schema": "rlm.answer/1", "answer": result.answer, "status": result.status, "limit": result.limit,
-                "error": result.error, "citations": [c.to_dict() for c in check_citations(result.answer, ws)]
-                if result.answer else [], "usage": result.usage, "iterations": result.iterations,
-                "seconds": round(result.seconds, 3), "run_id": run_id, "trace": str(trace.path),
-                "workspace": str(ws.root), "sandbox": result.sandbox_layers}
+        citations = check_citations(result.answer, ws) if result.answer else []
+        return answer_record(result, citations, run_id, trace.path, ws)
 
     def run(self, jobs: list[Job], results: ResultsFile, report: BatchReport) -> BatchReport:
         from rlmcli.engine.models import prewarm

@@ -37,12 +37,6 @@ WorkspaceOpt = typer.Option(
 )
 
 
-def _stderr() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
 def _fail(message: str, status: ExitStatus) -> None:
     sys.stderr.write(f"rlm: error: {message}\n")
     raise typer.Exit(int(status))
@@ -106,7 +100,7 @@ def ingest(
     from rlmcli.workspace.ingest import ingest as run_ingest
 
     # Rich is imported only for a terminal: a pipe or cron gets plain lines and a faster start.
-    progress = IngestProgress(_stderr()) if sys.stderr.isatty() else None
+    progress = IngestProgress(_stderr_console()) if sys.stderr.isatty() else None
     try:
         ws, report = run_ingest(
             paths, workspace, progress=progress,
@@ -342,12 +336,9 @@ def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: st
         trace.close()
     citations = check_citations(result.answer, ws) if result.answer else []
     if as_json:
-        typer.echo(json.dumps({
-            "schema": "rlm.answer/1", "answer": result.answer, "status": result.status, "limit": result.limit,
-            "error": result.error, "citations": [c.to_dict() for c in citations], "usage": result.usage,
-            "iterations": result.iterations, "seconds": round(result.seconds, 3), "run_id": run_id,
-            "trace": str(trace.path), "workspace": str(ws.root), "sandbox": result.sandbox_layers,
-        }, ensure_ascii=False, indent=1))
+        from rlmcli.ask import answer_record
+
+        typer.echo(json.dumps(answer_record(result, citations, run_id, trace.path, ws), ensure_ascii=False, indent=1))
     elif result.status != "failed":
         typer.echo(result.answer)
     if not quiet and not as_json:
@@ -372,6 +363,7 @@ def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: st
 
 
 def _stderr_console(no_color: bool = False) -> Any:
+    """The one Rich console for stderr (progress bars, the live tree)."""
     from rich.console import Console
 
     return Console(stderr=True, no_color=no_color or None, highlight=False)

@@ -79,6 +79,18 @@ def test_recursion_at_depth_two(server: FakeLLM, ws: Workspace) -> None:
     assert result.usage["per_depth"]["1"]["calls"] == 2
 
 
+def test_recursion_over_a_text_uses_a_temporary_workspace_that_is_removed(server: FakeLLM, ws: Workspace) -> None:
+    server.script(ROOT, [code("print(rlm_query('What is the fee?', 'Memo: the fee is EUR 48,500.'))"), code("FINAL('ok')")])
+    server.script(SUB, [code("print(read('stdin', 1))"), code("FINAL('EUR 48,500 [stdin p.1]')")])
+    rec = Recorder()
+    ask(ws, "q", config(server), Limits(max_depth=2), rec)
+    child = next(e for e in rec.events if e.kind == ev.RUN_STARTED and e.depth == 1)
+    assert [e.data["output"] for e in rec.events if e.kind == ev.CELL_OUTPUT and e.depth == 1][0].endswith(
+        "Memo: the fee is EUR 48,500.\n")
+    assert [e.data["output"] for e in rec.events if e.kind == ev.CELL_OUTPUT and e.depth == 0][0] == "EUR 48,500 [stdin p.1]\n"
+    assert not Path(child.data["workspace"]).exists()
+
+
 def test_rlm_query_beyond_max_depth_is_a_plain_call_with_the_text(server: FakeLLM, ws: Workspace) -> None:
     server.script(ROOT, [code("print(rlm_query('Summarize', 'The fee is EUR 48,500.'))"), code("FINAL('ok')")])
     server.responder(SUB, lambda prompt: "plain: " + prompt.splitlines()[-1])

@@ -7,6 +7,7 @@ Gateway (budgets, concurrency, cache). `rlm_query` starts a child Engine one lev
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import tempfile
 import threading
@@ -173,26 +174,27 @@ class Engine:
 
     def _recurse(self, question: str, target: Any, model: str) -> str:
         if self.depth + 1 >= self.limits.max_depth:
-            context = target if isinstance(target, str) else f"(documents {', '.join(map(str, target or []))})"
-            if not isinstance(target, str):
+            if isinstance(target, str):
+                context = target
+            else:
                 context = "\n\n".join(self._doc_text(d) for d in (target or []))
             return self._plain(f"{question}\n\n---\n{context}", model)
-        if isinstance(target, str):
+        if isinstance(target, str):  # a text: a temporary workspace of its own, removed afterwards
             from rlmcli.workspace.ingest import ingest
 
-            tmp = Path(tempfile.mkdtemp(prefix="rlm-sub-"))
-            import io
-
-            child_ws, _ = ingest(["-"], tmp / "ws", stdin=io.BytesIO(target.encode("utf-8")))
-            focus = None
+            with tempfile.TemporaryDirectory(prefix="rlm-sub-") as tmp:
+                child_ws, _ = ingest(["-"], Path(tmp) / "ws", stdin=io.BytesIO(target.encode("utf-8")))
+                result = self._child(child_ws, None).run(question)
         else:
-            child_ws, focus = self.ws, [str(d) for d in (target or [])]
-        child = Engine(child_ws, self.config, self.limits, self.observer, self.sandbox_level, self.depth + 1,
-                       self.gateway, focus=focus)
-        result = child.run(question)
+            result = self._child(self.ws, [str(d) for d in (target or [])]).run(question)
         if result.status == "failed":
             return f"ERROR: the recursive run failed: {result.error}"
         return result.answer
+
+    def _child(self, ws: Workspace, focus: list[str] | None) -> Engine:
+        """A run one level deeper, sharing this run's gateway: one budget, one request bound."""
+        return Engine(ws, self.config, self.limits, self.observer, self.sandbox_level, self.depth + 1,
+                      self.gateway, focus=focus)
 
     def _doc_text(self, doc: str) -> str:
         try:
