@@ -246,11 +246,21 @@ class Sandbox:
                               "stopped. The sandbox was restarted: all variables were lost.\n",
                               error=True, restarted=True, timed_out=True)
         except (EOFError, OSError, protocol.ProtocolError) as exc:
-            status = self.proc.poll() if self.proc else None
+            status = self._exit_status()
             why = _death_reason(status) if status is not None else str(exc)
             self._restart()
             return CellResult(stderr=f"SandboxError: the sandbox process died ({why}). It was restarted: all "
                               "variables were lost.\n", error=True, restarted=True)
+
+    def _exit_status(self) -> int | None:
+        # The pipe closes a moment before the kernel reaps the child: wait briefly for the status
+        # so the model learns why (SIGXCPU, SIGKILL) instead of "channel closed".
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _result(self, m: dict[str, Any]) -> CellResult:
         def text(key: str) -> str:
