@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +21,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	@command -v pdftotext >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: could not install poppler-utils; pdftotext anchors will be skipped"
 	@command -v rg >/dev/null || (apt-get install -y -qq ripgrep) >/dev/null 2>&1 || echo "note: could not install ripgrep; rg anchors will be skipped"
+	@# Bytecode as a regular (non-editable) pip install has it, even under PYTHONDONTWRITEBYTECODE.
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python bench/run.py
 
 demo: $(STAMP)

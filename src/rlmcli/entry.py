@@ -3,7 +3,10 @@ forked before the CLI's own imports, so its 0.2 s of set-up overlaps everything 
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+
 
 def _may_ingest(argv: list[str]) -> bool:
     """`rlm ingest ...`, or `rlm ask FILE... Q` (with -w, ask usually has nothing to ingest)."""
@@ -14,6 +17,15 @@ def _may_ingest(argv: list[str]) -> bool:
     return argv[0] == "ask" and not any(a in ("-w", "--workspace") or a.startswith("--workspace=") for a in argv)
 
 
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def main() -> None:
     if _may_ingest(sys.argv[1:]):
         from rlmcli.tokens import start_early
@@ -21,4 +33,19 @@ def main() -> None:
         start_early()
     from rlmcli.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    # The command is complete and its files are closed: skip the interpreter's teardown of every
+    # imported module (20-30 ms, a tenth of a small ingest). Not while a non-daemon thread still
+    # runs, since a normal exit would wait for it.
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # `rlm ls | head -1`: the reader left, which is not an error
+        pass
+    os._exit(code)

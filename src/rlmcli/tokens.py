@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ENCODING = "o200k_base"
+PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 
 def _litellm_tokenizer_dir() -> str | None:
@@ -79,14 +80,32 @@ def count_tokens_many(texts: list[str]) -> list[int]:
     return [len(t) for t in encoding().encode_ordinary_batch(texts, num_threads=2)]
 
 
-def _write_frame(fd: int, obj: Any) -> None:
+def _frame(obj: Any) -> bytes:
     import marshal
     import struct
 
     data = marshal.dumps(obj)
-    view = memoryview(struct.pack(">Q", len(data)) + data)
+    return struct.pack(">Q", len(data)) + data
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _write_some(fd: int, data: bytes) -> bytes:
+    """Write what the pipe takes without blocking; return the rest."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(fd, True)
+    return bytes(view)
 
 
 def _read_frame(fd: int) -> Any:
@@ -113,7 +132,7 @@ def _serve(rfd: int, wfd: int) -> None:
         encoding()
         while True:
             texts = _read_frame(rfd)
-            _write_frame(wfd, count_tokens_many(texts))
+            _write_all(wfd, _frame(count_tokens_many(texts)))
     except (EOFError, OSError):
         pass
 
@@ -129,6 +148,7 @@ class TokenCounter:
         self._pid = 0
         self._rfd = self._wfd = -1
         self._used = False
+        self._pending: PendingCounts | None = None
 
     def start(self) -> None:
         if self._pid or not hasattr(os, "fork"):
@@ -151,12 +171,29 @@ class TokenCounter:
         os.close(to_child_r)
         os.close(from_child_w)
         self._pid, self._rfd, self._wfd = pid, from_child_r, to_child_w
+        try:  # Linux: room for a few hundred pages of text before the helper reads
+            import fcntl
+
+            fcntl.fcntl(to_child_w, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+        except (OSError, ImportError):
+            pass
 
     def count(self, texts: list[str]) -> list[int]:
+        return self.submit(texts).result()
+
+    def submit(self, texts: list[str]) -> PendingCounts:
+        """Send texts to the helper and return at once, so the caller can write pages while the
+        helper is still building its encoding. Collect with `.result()` before the next submit."""
+        if self._pending is not None:
+            self._pending.result()  # an uncollected answer (its document failed) must not be read as ours
         self._used = True
+        self._pending = PendingCounts(self, list(texts))
+        return self._pending
+
+    def _exchange(self, texts: list[str], rest: bytes) -> list[int]:
         if self._pid:
             try:
-                _write_frame(self._wfd, list(texts))
+                _write_all(self._wfd, rest)
                 return list(_read_frame(self._rfd))
             except (OSError, EOFError, ValueError):
                 self.close()
@@ -170,11 +207,12 @@ class TokenCounter:
             return
         import signal
 
-        if not self._used:
-            try:
-                os.kill(self._pid, signal.SIGKILL)  # started early, never needed: do not wait for it
+        if not self._used or self._pending is not None:
+            try:  # started early but never needed, or left mid-request: do not wait for it
+                os.kill(self._pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self._pending = None
         for fd in (self._wfd, self._rfd):  # the helper sees EOF and exits
             try:
                 os.close(fd)
@@ -191,6 +229,31 @@ class TokenCounter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PendingCounts:
+    """Token counts on their way back from the helper."""
+
+    def __init__(self, counter: TokenCounter, texts: list[str]) -> None:
+        self._counter, self._texts = counter, texts
+        self._counts: list[int] | None = None
+        self._rest = b""
+        if counter._pid:
+            # The helper reads only once its encoding is built: send what the pipe holds now
+            # (start() enlarges it) and the rest when the counts are wanted. No thread, whose
+            # GIL hand-offs would slow the page writes that run meanwhile.
+            try:
+                self._rest = _write_some(counter._wfd, _frame(texts))
+            except OSError:
+                counter.close()
+
+    def result(self) -> list[int]:
+        if self._counts is None:
+            self._counts = self._counter._exchange(self._texts, self._rest)
+            self._texts, self._rest = [], b""
+            if self._counter._pending is self:
+                self._counter._pending = None
+        return self._counts
 
 
 _early: TokenCounter | None = None

@@ -172,3 +172,39 @@ def test_ten_copies_of_a_real_pdf_stay_distinct_when_their_bytes_differ(tmp_path
     ws, report = ingest(paths, tmp_path / "ws")
     assert report.added == ["faq0.pdf", "faq1.pdf", "faq2.pdf"]
     assert ws.documents()["faq1.pdf"]["pages"] == ws.documents()["faq0.pdf"]["pages"] > 30
+
+
+def test_a_document_that_fails_while_committing_leaves_no_trace(tmp_path: Path) -> None:
+    """Pages are written and indexed before token counts arrive; a failure then must undo both,
+    and a failed replacement must keep the old version."""
+    from rlmcli.workspace.store import DocumentBuild
+
+    ws, _ = ingest([str(FIXTURES / "notes.md")], tmp_path / "ws")
+    before = (ws.docs_dir / "notes.md" / "pages" / "0001.txt").read_text()
+
+    def counts_fail() -> list[int]:
+        raise OSError("token helper lost")
+
+    def build(name: str) -> DocumentBuild:
+        return DocumentBuild(name=name, source=f"/x/{name}", sha256="e" * 64, size=10, mtime_ns=1, type="text",
+                             extractor="text", pages=["zyzzyva quokka\n"], tokens=counts_fail)
+
+    with ws.writer() as w:
+        for name, replace in (("new.txt", None), ("notes.md", "notes.md")):
+            try:
+                w.add(build(name), replace=replace)
+            except OSError:
+                pass
+            else:
+                raise AssertionError("the failure was swallowed")
+        w.add(DocumentBuild(name="ok.txt", source="/x/ok.txt", sha256="d" * 64, size=3, mtime_ns=1, type="text",
+                            extractor="text", pages=["fine\n"], tokens=lambda: [1]))
+    ws = Workspace.open(tmp_path / "ws")
+    assert sorted(ws.documents()) == ["notes.md", "ok.txt"]
+    assert sorted(p.name for p in ws.docs_dir.iterdir()) == ["notes.md", "ok.txt"]
+    assert (ws.docs_dir / "notes.md" / "pages" / "0001.txt").read_text() == before
+    assert list((ws.root / ".tmp").glob("*")) == []
+    with sqlite3.connect(ws.index_path) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE chunks MATCH 'zyzzyva'").fetchone()[0] == 0
+        assert conn.execute("SELECT doc FROM chunks WHERE chunks MATCH 'fine'").fetchall() == [("ok.txt",)]
+        assert conn.execute("SELECT count(*) FROM chunks WHERE doc = 'notes.md'").fetchone()[0] > 0

@@ -82,7 +82,7 @@ def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCou
         name=source.name,
         source=str(source.path.resolve()) if source.path else "-",
         sha256=sha, size=size, mtime_ns=mtime_ns, type=kind, extractor=result.extractor,
-        pages=result.pages, tokens=counter.count(result.pages),
+        pages=result.pages, tokens=counter.submit(result.pages).result,
         outline=[(o.level, o.page, o.title) for o in result.outline],
         warnings=result.warnings, metadata=result.metadata,
     )
@@ -167,7 +167,7 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)
     report.pages += len(build.pages)
-    report.tokens += sum(build.tokens)
+    report.tokens += sum(build.page_tokens())
     return len(build.pages)
 
 

@@ -61,10 +61,15 @@ class DocumentBuild:
     type: str
     extractor: str
     pages: list[str]
-    tokens: list[int]
+    tokens: list[int] | Callable[[], list[int]]  # a callable while the token helper is counting
     outline: list[tuple[int, int, str]] = field(default_factory=list)  # (level, page, title)
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def page_tokens(self) -> list[int]:
+        if callable(self.tokens):
+            self.tokens = self.tokens()
+        return self.tokens
 
 
 class Workspace:
@@ -319,7 +324,10 @@ class WorkspaceWriter:
 
     # ---- changes ------------------------------------------------------------------------
     def add(self, build: DocumentBuild, replace: str | None = None) -> str:
-        """Commit one document (replacing doc `replace` when given); returns its id."""
+        """Commit one document (replacing doc `replace` when given); returns its id.
+
+        Pages are written and indexed before the token counts are awaited: on a small PDF the
+        counting helper is still building its encoding when extraction ends."""
         from rlmcli.workspace import index
 
         doc = replace or self._unique_id(build.name)
@@ -330,36 +338,59 @@ class WorkspaceWriter:
         except FileNotFoundError:
             os.mkdir(tmp.parent)
             os.mkdir(tmp)
-        os.mkdir(pages_dir)
-        total = len(build.pages)
-        for number, text in enumerate(build.pages, start=1):
-            with open(pages_dir / page_name(number, total), "w", encoding="utf-8") as fh:
-                fh.write(text)
+        try:
+            os.mkdir(pages_dir)
+            total = len(build.pages)
+            for number, text in enumerate(build.pages, start=1):
+                with open(pages_dir / page_name(number, total), "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            self._mark_dirty()
+            conn = self.conn()
+            conn.execute("SAVEPOINT add_document")  # undone if this document fails below
+            try:
+                headings = index.page_headings(build.pages, [(p, t) for _, p, t in build.outline])
+                index.add_document(conn, doc, build.sha256, build.pages, headings)
+                meta = self._write_meta(tmp, doc, build)
+                target = self.ws.doc_dir(doc)
+                trash = None
+                if target.exists():
+                    trash = self.ws.root / ".trash" / os.urandom(8).hex()
+                    trash.parent.mkdir(exist_ok=True)
+                    os.rename(target, trash)
+                try:
+                    os.rename(tmp, target)
+                except OSError:
+                    if trash is not None:
+                        os.rename(trash, target)  # the old version stays in place
+                    raise
+            except BaseException:
+                conn.execute("ROLLBACK TO add_document")
+                raise
+            finally:
+                conn.execute("RELEASE add_document")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if replace:
+            self._set_record(doc, None)  # its old sha256 must stop pointing here
+        self._set_record(doc, _summary(meta))
+        self.maybe_flush()
+        return doc
+
+    def _write_meta(self, tmp: Path, doc: str, build: DocumentBuild) -> dict[str, Any]:
+        tokens = build.page_tokens()
         meta = {
             "id": doc, "name": build.name, "source": build.source, "aliases": [],
             "sha256": build.sha256, "size": build.size, "mtime_ns": build.mtime_ns,
-            "type": build.type, "extractor": build.extractor, "pages": total,
-            "chars": sum(len(p) for p in build.pages), "tokens": sum(build.tokens),
-            "page_tokens": build.tokens, "warnings": build.warnings, "metadata": build.metadata,
+            "type": build.type, "extractor": build.extractor, "pages": len(build.pages),
+            "chars": sum(len(p) for p in build.pages), "tokens": sum(tokens),
+            "page_tokens": tokens, "warnings": build.warnings, "metadata": build.metadata,
             "outline": [list(o) for o in build.outline], "ingested_at": time.time(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if build.outline:
             (tmp / "outline.txt").write_text(_outline_text(build.outline), encoding="utf-8")
-        self._mark_dirty()
-        target = self.ws.doc_dir(doc)
-        if target.exists():
-            trash = self.ws.root / ".trash" / os.urandom(8).hex()
-            trash.parent.mkdir(exist_ok=True)
-            os.rename(target, trash)
-        os.rename(tmp, target)
-        if replace:
-            self._set_record(doc, None)  # its old sha256 must stop pointing here
-        self._set_record(doc, _summary(meta))
-        headings = index.page_headings(build.pages, [(p, t) for _, p, t in build.outline])
-        index.add_document(self.conn(), doc, build.sha256, build.pages, headings)
-        self.maybe_flush()
-        return doc
+        return meta
 
     def update_record(self, doc: str, **changes: Any) -> None:
         """Change fields of a document's record (a new mtime, an alias) in meta and manifest."""
