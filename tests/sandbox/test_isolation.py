@@ -198,6 +198,42 @@ def test_no_reads_outside_the_workspace(guarded: Sandbox, action: str, tmp_path:
     _still_works(guarded)
 
 
+_RACE = """
+import threading
+stop = False
+def busy():
+    while not stop:
+        open('manifest.json').close()  # keeps the audit hook checking allowed opens
+helpers = [threading.Thread(target=busy) for _ in range(3)]
+for t in helpers:
+    t.start()
+leaked = 0
+try:
+    for _ in range(3000):
+        try:
+            open(SECRET).read()
+            leaked += 1
+        except PermissionError:
+            pass
+finally:
+    stop = True
+    for t in helpers:
+        t.join()
+print('leaked', leaked)
+"""
+
+
+def test_threads_cannot_slip_reads_past_the_audit_hook(workspace: Path, tmp_path: Path) -> None:
+    """The hook's guard against re-entry is per thread: another thread's check in progress must
+    not wave a read through (audit hook alone, as `--sandbox basic` has it)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    with _make(workspace, "audit-only") as sb:
+        result = sb.run(_RACE.replace("SECRET", repr(str(secret))))
+        assert result.stdout == "leaked 0\n", result.stdout + result.stderr
+        _still_works(sb)
+
+
 def test_symlink_out_of_scratch_does_not_leak(guarded: Sandbox, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")

@@ -15,9 +15,11 @@ example digging a saved reference out with `gc`) is not contained at that level.
 
 from __future__ import annotations
 
+import _thread
 import os
 import resource
 import signal
+import stat
 import struct
 import sys
 from typing import Any
@@ -271,7 +273,18 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
     writes = tuple(w.rstrip("/") + "/" for w in write_roots)
     pyroots = tuple(p.rstrip("/") + "/" for p in python_roots)
     extra_reads = {"/dev/null", "/dev/urandom", "/dev/zero"}
-    busy = [False]
+    # Threads being checked right now: the hook's own file calls must not recurse into it, but
+    # another thread's open during that check must still be checked.
+    busy: set[int] = set()
+    get_ident = _thread.get_ident
+
+    # realpath() costs an lstat per path component: 40 us a call, a second when a grep first reads
+    # 24,000 pages. Directories under the read-only roots cannot change while the model runs (it
+    # writes only to scratch), so their resolved form is cached; the last component is still
+    # checked for a symlink on every call.
+    stable = tuple(r.rstrip("/") + "/" for r in read_roots + python_roots)
+    real_dirs: dict[str, str] = {}
+    lstat, S_ISLNK = os.lstat, stat.S_ISLNK
 
     def resolve(path: Any) -> str | None:
         if isinstance(path, int) or path is None:
@@ -279,7 +292,21 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
         path = fspath(path)
         if isinstance(path, bytes):
             path = path.decode("utf-8", "surrogateescape")
-        return realpath(join(getcwd(), path))
+        full = join(getcwd(), path)
+        head, _, tail = full.rpartition("/")
+        if not head or tail in ("", ".", ".."):
+            return realpath(full)
+        real_head = real_dirs.get(head)
+        if real_head is None:
+            real_head = realpath(head)
+            if inside(real_head, stable) and not inside(real_head, writes):
+                real_dirs[head] = real_head
+        try:
+            if S_ISLNK(lstat(full).st_mode):
+                return realpath(full)
+        except OSError:
+            pass  # not there (yet): nothing to follow
+        return real_head.rstrip("/") + "/" + tail
 
     def inside(path: str, roots: tuple[str, ...]) -> bool:
         return (path + "/").startswith(roots)
@@ -295,10 +322,11 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
             raise PermissionError(f"writing {path!s} is not allowed in the rlm sandbox (only the scratch directory)")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if busy[0]:
+        me = get_ident()
+        if me in busy:
             return
         if event == "open":
-            busy[0] = True
+            busy.add(me)
             try:
                 path, mode, flags = args
                 writing = (mode is not None and any(c in mode for c in "wax+")) or (
@@ -308,7 +336,7 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
                 else:
                     refuse_read(path)
             finally:
-                busy[0] = False
+                busy.discard(me)
             return
         if event.startswith(("socket.", "http.client.", "urllib.", "ftplib.", "smtplib.", "poplib.",
                              "imaplib.", "nntplib.", "telnetlib.", "webbrowser.")):
@@ -341,25 +369,25 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
             if text.startswith("file:"):
                 target, _, query = text[5:].partition("?")
                 if "immutable=1" in query or "mode=ro" in query:
-                    busy[0] = True
+                    busy.add(me)
                     try:
                         refuse_read(target)
                     finally:
-                        busy[0] = False
+                        busy.discard(me)
                     return
                 target_path = target
             else:
                 target_path = text
             if target_path in ("", ":memory:"):
                 return
-            busy[0] = True
+            busy.add(me)
             try:
                 refuse_write(target_path)
             finally:
-                busy[0] = False
+                busy.discard(me)
             return
         if event in _WRITE_EVENTS:
-            busy[0] = True
+            busy.add(me)
             try:
                 for i in _WRITE_EVENTS[event]:
                     if i < len(args):
@@ -367,13 +395,13 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
                 if event in _READ_EVENTS:
                     refuse_read(args[_READ_EVENTS[event]])
             finally:
-                busy[0] = False
+                busy.discard(me)
             return
         if event in _READ_EVENTS:
-            busy[0] = True
+            busy.add(me)
             try:
                 refuse_read(args[_READ_EVENTS[event]])
             finally:
-                busy[0] = False
+                busy.discard(me)
 
     sys.addaudithook(hook)

@@ -109,6 +109,29 @@ def _page_file(doc: str, number: int, total: int) -> str:
     return os.path.join("docs", doc, "pages", f"{number:0{max(4, len(str(total)))}d}.txt")
 
 
+_SEP = "\n\x00\n"  # between pages of the grep corpus; the +3 in _load_corpus is its length
+
+
+def _read_text(path: str) -> str:
+    """A page file's text, as open(path, encoding='utf-8').read() gives it, at half the cost
+    (no buffered text wrapper): the first grep reads every page of the workspace."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) != size:  # a short read, or the file is not what stat said: read to the end
+            parts = [data]
+            while more := os.read(fd, 1 << 20):
+                parts.append(more)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8")
+    if "\r" in text:  # universal newlines, like text mode
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
 def fts_query(query: str) -> str:
     """A natural-language query as an FTS5 OR-query; '48,500' or '10-K' become phrases."""
     terms = []
@@ -159,8 +182,7 @@ class Toolkit:
         total = self.docs[doc]["pages"]
         if not 1 <= number <= total:
             raise IndexError(f"{doc} has pages 1-{total}; there is no page {number}")
-        with open(_page_file(doc, number, total), encoding="utf-8") as fh:
-            return fh.read()
+        return _read_text(_page_file(doc, number, total))
 
     def _load_corpus(self) -> str:
         if self._corpus is None:
@@ -172,7 +194,7 @@ class Toolkit:
                     where.append((doc, number))
                     parts.append(text)
                     offset += len(text) + 3
-            self._corpus = "\n\x00\n".join(parts)  # a separator no line can contain
+            self._corpus = _SEP.join(parts)
             self._starts, self._where = starts, where
         return self._corpus
 
@@ -228,7 +250,9 @@ class Toolkit:
         if ignore_case and plain:
             # A literal: search a lower-cased copy with a plain pattern, far faster than re.I.
             if self._corpus_lower is None or len(self._corpus_lower) != len(corpus):
-                self._corpus_lower = corpus.lower()
+                # Page by page: str.lower() takes a fast path on ASCII strings, which most pages
+                # are even when the whole corpus is not (2.5x faster on the R manuals).
+                self._corpus_lower = _SEP.join(p.lower() for p in corpus.split(_SEP))
             haystack, rx = self._corpus_lower, re.compile(re.escape(pattern.lower()))
             if len(haystack) != len(corpus):  # lower() changed lengths (rare scripts): use re.I
                 haystack, rx = corpus, re.compile(re.escape(pattern), re.I)
