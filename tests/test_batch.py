@@ -121,7 +121,9 @@ def test_malformed_lines_are_named_and_the_rest_runs(server: FakeLLM, tmp_path: 
     good = json.dumps({"id": "ok", "files": [str(FIXTURES / "notes.md")], "question": "q"})
     jobs.write_text("\n".join([good, "{not json", json.dumps({"id": "x", "question": ""}),
                                json.dumps({"id": "y", "question": "q"}), json.dumps({"id": "ok", "question": "q", "files": ["a"]}),
-                               json.dumps({"id": "z", "question": "q", "files": ["a"], "colour": "red"})]) + "\n")
+                               json.dumps({"id": "z", "question": "q", "files": ["a"], "colour": "red"}),
+                               json.dumps({"id": "w", "question": "q", "files": ["a"], "max_iterations": 0}),
+                               json.dumps({"id": "v", "question": "q", "files": ["a"], "timeout": "soon"})]) + "\n")
     out = tmp_path / "results.jsonl"
     result = _batch_cli(server, str(jobs), "-o", str(out))
     err = result.stderr.decode()
@@ -129,6 +131,8 @@ def test_malformed_lines_are_named_and_the_rest_runs(server: FakeLLM, tmp_path: 
     assert f"{jobs}:2: " in err and f"{jobs}:3: 'question' must be a non-empty string" in err
     assert f"{jobs}:4: a job needs 'files' or 'workspace'" in err and f"{jobs}:5: duplicate id 'ok'" in err
     assert f"{jobs}:6: unknown keys colour" in err
+    assert f"{jobs}:7: 'max_iterations' must be at least 1, not 0" in err
+    assert f"{jobs}:8: 'timeout' must be a number, not 'soon'" in err
     assert [r["id"] for r in _results(out)] == ["ok"]
 
 
@@ -163,3 +167,20 @@ def test_parse_jobs_resolves_relative_files_against_the_job_file(tmp_path: Path)
     jobs, errors = parse_jobs(jobs_file)
     assert not errors and jobs[0].files == [str(tmp_path / "docs/x.pdf")]
     assert jobs[0].overrides == {"model": "m", "max_cost": 0.1}
+
+
+def test_an_unwritable_results_file_stops_the_batch_before_any_job(server: FakeLLM, tmp_path: Path) -> None:
+    server.responder("gpt-4o-mini", _answering())
+    qs = tmp_path / "q.txt"
+    qs.write_text("one\ntwo\n")
+    result = _batch_cli(server, "--questions", str(qs), str(FIXTURES / "notes.md"), "-o", str(tmp_path))
+    assert result.returncode == 2
+    assert f"{tmp_path}: cannot write results there (Is a directory)" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode() and server.calls("gpt-4o-mini") == []
+
+
+def test_an_empty_jobs_file_says_so_and_succeeds(server: FakeLLM, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("")
+    result = _batch_cli(server, str(jobs), "-o", str(tmp_path / "r.jsonl"))
+    assert result.returncode == 0 and f"rlm batch: no jobs in {jobs}" in result.stderr.decode()

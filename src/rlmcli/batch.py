@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from rlmcli.config import range_error
 from rlmcli.engine.budget import Limits
 from rlmcli.engine.models import ModelConfig
 from rlmcli.errors import UsageError
@@ -74,6 +75,10 @@ def parse_jobs(path: Path) -> tuple[list[Job], list[JobError]]:
             if unknown:
                 raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
             overrides = {k: raw[k] for k in ("model", "sub_model", *LIMIT_KEYS) if k in raw}
+            for key in LIMIT_KEYS:
+                problem = range_error(key, overrides.get(key))
+                if problem:
+                    raise ValueError(f"{key!r} {problem}")
             seen.add(job_id)
             base = path.parent
             jobs.append(Job(job_id, question, [f if f == "-" or os.path.isabs(f) else str(base / f) for f in files],
@@ -93,7 +98,7 @@ def finished_ids(results: Path, rerun_failed: bool) -> set[str]:
     """Ids whose latest result line counts as done."""
     latest: dict[str, str] = {}
     if results.exists():
-        for line in results.read_text(encoding="utf-8").splitlines():
+        for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
                 latest[str(row["id"])] = row.get("status", "failed")
@@ -106,13 +111,17 @@ class ResultsFile:
     """Appends one JSON line per finished job, flushed and synced at once."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.lock = threading.Lock()
-        # A kill may have cut the last line: start ours on a fresh line.
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            with open(path, "ab") as fh:
-                fh.write(b"\n")
+        try:  # fail before the first job, not after it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a+b") as fh:
+                if fh.seek(0, os.SEEK_END):
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":  # a kill cut the last line: start ours on a fresh one
+                        fh.write(b"\n")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write results there ({exc.strerror or exc})") from None
 
     def append(self, row: dict[str, Any]) -> None:
         data = json.dumps(row, ensure_ascii=False, default=str) + "\n"

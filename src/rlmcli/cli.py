@@ -171,7 +171,7 @@ def ls_cmd(
 @handle_errors
 def show(
     doc: str = typer.Argument(..., help="Document id, file name or id prefix."),
-    page: int = typer.Option(1, "--page", "-p", help="Page (1-based)."),
+    page: int = typer.Option(1, "--page", "-p", min=1, help="Page (1-based)."),
     workspace: Optional[str] = WorkspaceOpt,
 ) -> None:
     """Print one page of a document."""
@@ -404,7 +404,7 @@ def _offline(ws: Any, question: str, as_json: bool) -> None:
 def search(
     args: list[str] = typer.Argument(..., metavar="[FILE...] QUERY", help="Files to search (or -w), then the query."),
     workspace: Optional[str] = WorkspaceOpt,
-    k: int = typer.Option(10, "-k", help="Passages to return."),
+    k: int = typer.Option(10, "-k", min=1, help="Passages to return."),
     doc: Optional[str] = typer.Option(None, "--doc", help="Only this document."),
     as_json: bool = typer.Option(False, "--json", help="A JSON list of passages (doc, page, line, score, text)."),
 ) -> None:
@@ -469,9 +469,9 @@ def batch(
     args: list[str] = typer.Argument(None, metavar="[JOBS.jsonl | FILE...]", help="A JSONL job file, or with --questions the files to ask about."),
     output: Path = typer.Option(..., "-o", "--output", help="Results JSONL: appended as jobs finish; reused to resume."),
     questions: Optional[Path] = typer.Option(None, "--questions", help="One question per line, each asked over FILE..."),
-    jobs_at_once: int = typer.Option(4, "-j", "--jobs", help="Jobs running at once."),
+    jobs_at_once: int = typer.Option(4, "-j", "--jobs", min=1, help="Jobs running at once."),
     rerun_failed: bool = typer.Option(False, "--rerun-failed", help="Run again the jobs whose last result failed or was skipped."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Batch-wide US dollars: no new job starts once reached."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Batch-wide US dollars: no new job starts once reached."),
     job_max_cost: Optional[float] = typer.Option(None, "--job-max-cost", help="US dollars per job (a job line's max_cost overrides)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (default: $RLM_MODEL or config)."),
     sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Model for sub-calls."),
@@ -515,14 +515,17 @@ def batch(
         from rlmcli.ask import NO_MODEL
 
         raise UsageError(NO_MODEL)
+    results = ResultsFile(output)
     done = finished_ids(output, rerun_failed)
     todo = [j for j in jobs if j.id not in done]
     report.already = len(jobs) - len(todo)
+    if not jobs and not report.malformed:
+        sys.stderr.write(f"rlm batch: no jobs in {questions or args[0]}\n")
     config, limits = _model_and_limits(settings)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
     runner = Batch(config, limits, settings["sandbox"], jobs_at_once, max_cost, on_update=bar.update if bar else None)
     try:
-        runner.run(todo, ResultsFile(output), report)
+        runner.run(todo, results, report)
     finally:
         if bar:
             bar.stop()

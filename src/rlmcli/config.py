@@ -43,6 +43,28 @@ SETTINGS: dict[str, tuple[type, Any]] = {
 }
 
 
+# The smallest value each numeric setting accepts, and whether it must be strictly greater.
+_MINIMUM: dict[str, tuple[float, bool]] = {
+    "max_iterations": (1, False), "max_depth": (0, False), "max_calls": (1, False), "max_tokens": (1, False),
+    "max_cost": (0, False), "timeout": (0, True), "concurrency": (1, False),
+}
+
+
+def range_error(name: str, value: Any) -> str | None:
+    """Why `value` is not a usable `name` (a limit of 0 iterations, -5 seconds...), or None."""
+    if value is None or name not in _MINIMUM:
+        return None
+    kind = SETTINGS[name][0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        return f"must be {'an integer' if kind is int else 'a number'}, not {value!r}"
+    if value != value or value in (float("inf"), float("-inf")):  # NaN would pass every comparison
+        return f"must be a finite number, not {value!r}"
+    low, strict = _MINIMUM[name]
+    if value < low or (strict and value == low):
+        return f"must be {'greater than' if strict else 'at least'} {low:g}, not {value:g}"
+    return None
+
+
 def _convert(name: str, value: Any, origin: str) -> Any:
     kind = SETTINGS[name][0]
     try:
@@ -91,4 +113,11 @@ def resolve_settings(flags: dict[str, Any]) -> dict[str, tuple[Any, str]]:
             out[name] = (_convert(name, file_values[name], str(config_path())), f"config file ({config_path()})")
         else:
             out[name] = (default, "default")
+        problem = range_error(name, out[name][0])
+        if problem:
+            from rlmcli.errors import UsageError
+
+            source = out[name][1]
+            where = f"--{name.replace('_', '-')}" if source == "flag" else f"{name} from the {source}"
+            raise UsageError(f"{where} {problem}")
     return out

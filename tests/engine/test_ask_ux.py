@@ -271,3 +271,26 @@ def test_a_quote_belongs_to_the_citation_after_it_and_sources_are_listed_once(ws
     listing = sources_text(cites, ws).splitlines()
     assert listing == ["Sources:", "  ✓ contract.pdf p.7 l.9: insolvent, enters liquidation or has a receiver appointed over its assets.",
                        "  ✓ contract.pdf p.4 l.1: 3. Fees and Payment", "  ✓ contract.pdf p.7 l.1: 6. Termination"]
+
+
+@pytest.mark.parametrize("args, env, config, message", [
+    (["--max-iterations", "0"], {}, "", "--max-iterations must be at least 1, not 0"),
+    (["--concurrency", "0"], {}, "", "--concurrency must be at least 1, not 0"),  # would block every sub-call
+    (["--timeout", "-5"], {}, "", "--timeout must be greater than 0, not -5"),
+    (["--max-cost", "-1"], {}, "", "--max-cost must be at least 0, not -1"),
+    ([], {"RLM_MAX_CALLS": "0"}, "", "max_calls from the environment (RLM_MAX_CALLS) must be at least 1, not 0"),
+    ([], {}, "max_tokens = -10\n", "max_tokens from the config file"),
+    ([], {}, "timeout = nan\n", "must be a finite number"),
+])
+def test_impossible_limits_are_usage_errors_before_anything_runs(
+        server: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        args: list[str], env: dict[str, str], config: str, message: str) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config)
+    monkeypatch.setenv("RLM_CONFIG", str(cfg))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = CliRunner().invoke(app, ["ask", "-w", str(tmp_path / "none"), "q", "--model", "openai/gpt-4o-mini",
+                                      "--api-base", server.base, *args])
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert server.calls("gpt-4o-mini") == []
