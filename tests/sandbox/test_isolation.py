@@ -234,6 +234,34 @@ def test_threads_cannot_slip_reads_past_the_audit_hook(workspace: Path, tmp_path
         _still_works(sb)
 
 
+@pytest.fixture
+def workspace_with_runs(workspace: Path) -> Iterator[Path]:
+    runs = workspace / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / "20260101-000000-abcdef.jsonl").write_text('{"question": "EARLIER PRIVATE QUESTION"}\n')
+    try:
+        yield workspace
+    finally:
+        shutil.rmtree(runs)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_earlier_runs_in_the_workspace_can_be_listed_but_not_read(workspace_with_runs: Path, config: str) -> None:
+    """A run's model sees the documents, not the traces (questions, answers) of earlier runs."""
+    with _make(workspace_with_runs, config) as sb:
+        listed = sb.run("import os, glob\nprint(sorted(os.listdir('.')))\nprint(glob.glob('runs/*.jsonl'))\n"
+                        "print(sum(len(f) for _, _, f in os.walk('.')))")
+        assert not listed.error, listed.stderr
+        assert "'docs'" in listed.stdout and "runs/20260101-000000-abcdef.jsonl" in listed.stdout
+        read = sb.run("print(open('runs/20260101-000000-abcdef.jsonl').read())")
+        assert read.error and "PermissionError" in read.stderr and "PRIVATE" not in read.stdout
+        moved = sb.run("import os\nos.chdir('runs')\ntry:\n    print(open('20260101-000000-abcdef.jsonl').read())\n"
+                       "finally:\n    os.chdir('..')")
+        assert moved.error and "PRIVATE" not in moved.stdout
+        docs = sb.run("print(open('docs/notes.md/pages/0001.txt').read()[:20], len(grep('Contoso')) > 0)")
+        assert not docs.error and docs.stdout.endswith("True\n"), docs.stderr
+
+
 def test_symlink_out_of_scratch_does_not_leak(guarded: Sandbox, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")

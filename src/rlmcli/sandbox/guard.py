@@ -128,8 +128,10 @@ def landlock_abi() -> int:
     return max(int(abi), 0)
 
 
-def apply_landlock(read_paths: list[str], write_paths: list[str]) -> int:
-    """Restrict this process's file access (and TCP, signals) for good; returns the ABI used."""
+def apply_landlock(read_paths: list[str], write_paths: list[str], list_paths: list[str] | None = None) -> int:
+    """Restrict this process's file access (and TCP, signals) for good; returns the ABI used.
+    `list_paths` may be listed (directory reads) but their files not read, except where
+    `read_paths` allows."""
     import ctypes
 
     abi = landlock_abi()
@@ -153,7 +155,7 @@ def apply_landlock(read_paths: list[str], write_paths: list[str]) -> int:
         raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
     read_rights = _FS_READ_FILE | _FS_READ_DIR | _FS_EXECUTE
     try:
-        for paths, rights in ((read_paths, read_rights), (write_paths, fs)):
+        for paths, rights in ((list_paths or [], _FS_READ_DIR), (read_paths, read_rights), (write_paths, fs)):
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -265,11 +267,15 @@ _READ_EVENTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0, "os.chdir": 0,
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roots: list[str]) -> None:
-    """Refuse network, processes, native code, signals, limit changes and file access outside the roots."""
+def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roots: list[str],
+                       list_roots: list[str] | None = None) -> None:
+    """Refuse network, processes, native code, signals, limit changes and file access outside the
+    roots. Directories under `list_roots` may be listed (listdir, walk, glob) but not read."""
     realpath, join, getcwd, fspath = os.path.realpath, os.path.join, os.getcwd, os.fspath
     my_pid = os.getpid()
+    list_roots = list_roots or []
     reads = tuple(r.rstrip("/") + "/" for r in read_roots + write_roots + python_roots)
+    listable = reads + tuple(r.rstrip("/") + "/" for r in list_roots)
     writes = tuple(w.rstrip("/") + "/" for w in write_roots)
     pyroots = tuple(p.rstrip("/") + "/" for p in python_roots)
     extra_reads = {"/dev/null", "/dev/urandom", "/dev/zero"}
@@ -282,7 +288,7 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
     # 24,000 pages. Directories under the read-only roots cannot change while the model runs (it
     # writes only to scratch), so their resolved form is cached; the last component is still
     # checked for a symlink on every call.
-    stable = tuple(r.rstrip("/") + "/" for r in read_roots + python_roots)
+    stable = tuple(r.rstrip("/") + "/" for r in read_roots + python_roots + list_roots)
     real_dirs: dict[str, str] = {}
     lstat, S_ISLNK = os.lstat, stat.S_ISLNK
 
@@ -315,6 +321,11 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
         real = resolve(path)
         if real is not None and real not in extra_reads and not inside(real, reads):
             raise PermissionError(f"reading {path!s} is not allowed in the rlm sandbox (only the workspace and scratch)")
+
+    def refuse_listing(path: Any) -> None:
+        real = resolve(path)
+        if real is not None and not inside(real, listable):
+            raise PermissionError(f"listing {path!s} is not allowed in the rlm sandbox (only the workspace and scratch)")
 
     def refuse_write(path: Any) -> None:
         real = resolve(path)
@@ -397,10 +408,10 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
             finally:
                 busy.discard(me)
             return
-        if event in _READ_EVENTS:
+        if event in _READ_EVENTS:  # listing, not reading contents
             busy.add(me)
             try:
-                refuse_read(args[_READ_EVENTS[event]])
+                refuse_listing(args[_READ_EVENTS[event]])
             finally:
                 busy.discard(me)
 

@@ -89,7 +89,8 @@ def _confine(cfg: dict[str, Any]) -> list[str]:
     if cfg["level"] != "basic":
         for name, step in (
             ("netns", guard.enter_network_namespace),
-            ("landlock", lambda: guard.apply_landlock(cfg["read_roots"] + cfg["python_roots"] + cfg["system_roots"], [cfg["scratch"]])),
+            ("landlock", lambda: guard.apply_landlock(cfg["read_roots"] + cfg["python_roots"] + cfg["system_roots"],
+                                                      [cfg["scratch"]], cfg["list_roots"])),
             ("seccomp", guard.apply_seccomp),
         ):
             if name in cfg["disable"]:
@@ -107,7 +108,7 @@ def _confine(cfg: dict[str, Any]) -> list[str]:
                                + "; ".join(problems))
     guard.forget_modules()
     if "audit" not in cfg["disable"]:
-        guard.install_audit_hook(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"])
+        guard.install_audit_hook(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], cfg["list_roots"])
         layers.append("audit")
     return layers
 

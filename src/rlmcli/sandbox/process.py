@@ -78,6 +78,15 @@ class CellResult:
         return f"{head}\n... [{cut:,} characters cut from the middle; {len(text):,} in all] ...\n{tail}"
 
 
+# What model code may read in a workspace. The rest of it (runs/ with earlier questions and
+# answers, locks, half-built documents) can be listed but not read.
+WORKSPACE_READABLE = ("docs", "manifest.json", "index.sqlite")
+
+
+def readable_parts(workspace: str) -> list[str]:
+    return [os.path.join(workspace, name) for name in WORKSPACE_READABLE]
+
+
 def _clean_env(scratch: str) -> dict[str, str]:
     """An environment built from nothing: no keys, tokens, proxies or anything secret-looking."""
     return {"PATH": "/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
@@ -129,7 +138,8 @@ class Sandbox:
         lim = self.limits
         cfg = {
             "rfd": to_child_r, "wfd": from_child_w, "workspace": self.workspace, "scratch": self.scratch,
-            "level": self.level, "read_roots": [self.workspace], "python_roots": python_roots(),
+            "level": self.level, "read_roots": readable_parts(self.workspace), "list_roots": [self.workspace],
+            "python_roots": python_roots(),
             "system_roots": [p for p in SYSTEM_LIBRARIES if os.path.exists(p)],
             "memory_bytes": lim.memory_mb << 20, "cpu_seconds": lim.cpu_seconds, "max_files": lim.max_files,
             "file_bytes": lim.file_mb << 20, "output_cap": lim.output_cap, "disable": list(self.disable),
