@@ -86,7 +86,9 @@ def test_killed_batch_resumes_without_asking_finished_jobs_again(server: FakeLLM
     assert resumed.returncode == 0, resumed.stderr
     rows = _results(out)
     assert sorted(r["id"] for r in rows) == sorted(f"job{i}" for i in range(1, 21))  # none lost, none twice
-    asked_again = {_question(r["messages"][1]["content"]) for r in server.requests[asked_before:]}
+    # The killed batch may have left a connection with headers but no body, which the server
+    # records late and empty: only requests with messages carry a question.
+    asked_again = {_question(r["messages"][1]["content"]) for r in server.requests[asked_before:] if r["messages"]}
     assert not asked_again & {f"question {i[3:]}" for i in first}
     assert f"{len(first)} already in" in resumed.stderr.decode()
 
