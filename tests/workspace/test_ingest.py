@@ -95,6 +95,18 @@ def test_doc_ids_are_readable_and_unique(tmp_path: Path) -> None:
     assert report.added == ["my-report-final.txt", "my-report-final-2.txt"]
 
 
+def test_doc_ids_of_non_ascii_names_stay_readable(tmp_path: Path) -> None:
+    names = ["Übersicht Verträge.md", "Договор Й.txt", "合同 2024.txt", "𠀀" * 60 + ".txt"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_text(f"text number {i}\n")
+    ws, report = ingest([str(tmp_path / n) for n in names], tmp_path / "ws")
+    assert not report.failed
+    assert report.added[:3] == ["ubersicht-vertrage.md", "договор-й.txt", "合同-2024.txt"]
+    assert len(report.added[3].encode()) <= 200  # 4-byte characters: the id still fits a file name
+    assert ws.read_page("договор-й.txt", 1) == "text number 1\n"
+    assert ws.resolve_doc("合同 2024.txt") == "合同-2024.txt"
+
+
 def test_automatic_workspace_is_keyed_by_content(tmp_path: Path, rlm_home: Path) -> None:
     a = _copy(FIXTURES / "notes.md", tmp_path / "a.md")
     ws1, _ = ingest([str(a)])

@@ -39,10 +39,21 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def slugify(name: str) -> str:
-    """A readable, filesystem-safe id: 'My Contract (v2).PDF' -> 'my-contract-v2.pdf'."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower())
+    """A readable, filesystem-safe id: 'My Contract (v2).PDF' -> 'my-contract-v2.pdf',
+    'Übersicht.docx' -> 'ubersicht.docx'; letters of other scripts stay ('договор.pdf')."""
+    import unicodedata
+
+    def ascii_form(c: str) -> str:  # 'é' -> 'e', 'ﬁ' -> 'fi'; 'й' and '合' stay themselves
+        plain = "".join(p for p in unicodedata.normalize("NFKD", c) if not unicodedata.combining(p))
+        return plain if plain.isascii() else c
+
+    text = "".join(ascii_form(c) for c in unicodedata.normalize("NFC", name)).lower()
+    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
     slug = re.sub(r"-*\.-*", ".", re.sub(r"-{2,}", "-", slug)).strip("-.") or "doc"
-    return slug[:80]
+    slug = slug[:80]
+    while len(slug.encode()) > 200:  # file names hold 255 bytes, and a -2 suffix may follow
+        slug = slug[:-1]
+    return slug
 
 
 def page_name(number: int, total: int) -> str:
