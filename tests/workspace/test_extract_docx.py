@@ -62,3 +62,10 @@ def test_empty_docx_document(tmp_path: Path) -> None:
     docx.Document().save(str(path))
     with pytest.raises(ExtractError, match="no text"):
         extract_docx(path)
+
+
+def test_password_protected_docx_is_named_as_such() -> None:
+    # fixtures/encrypted.docx: contract.docx encrypted by Word's scheme (ECMA-376 agile), made
+    # with `msoffcrypto-tool -e -p secret` (see fixtures/make_fixtures.py).
+    with pytest.raises(ExtractError, match="password-protected document or a legacy Word .doc"):
+        extract_docx(FIXTURES / "encrypted.docx")

@@ -56,9 +56,16 @@ def _header_footer_lines(document: Any) -> tuple[list[str], list[str]]:
     return headers, footers
 
 
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Office encrypts .docx files into one of these
+
+
 def extract_docx(path: Path) -> Extracted:
     if path.stat().st_size == 0:
         raise ExtractError("empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        if fh.read(8) == _OLE_MAGIC:
+            raise ExtractError("an OLE2 compound file, not a DOCX: a password-protected document or a legacy "
+                               "Word .doc; save it as .docx without a password")
     import docx
     from docx.table import Table
 
