@@ -153,6 +153,12 @@ class TokenCounter:
     def start(self) -> None:
         if self._pid or not hasattr(os, "fork"):
             return
+        threading = sys.modules.get("threading")
+        if threading is not None and threading.active_count() > 1:
+            # Another thread (litellm's import, say) may hold an import lock that the child would
+            # wait on for ever. Count in this process instead: the encoding is then built once
+            # and kept for every later ingest of this process.
+            return
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         try:
