@@ -27,17 +27,24 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def main() -> None:
-    if _may_ingest(sys.argv[1:]):
-        from rlmcli.tokens import start_early
+    try:
+        if _may_ingest(sys.argv[1:]):
+            from rlmcli.tokens import start_early
 
-        start_early()
-    from rlmcli.cli import main as cli_main
+            start_early()
+        from rlmcli.cli import main as cli_main
+    except KeyboardInterrupt:
+        sys.stderr.write("rlm: interrupted\n")
+        os._exit(130)
 
     try:
         cli_main()
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
+    except KeyboardInterrupt:  # before or after a command's own handler: no traceback
+        sys.stderr.write("rlm: interrupted\n")
+        code = 130
     # The command is complete and its files are closed: skip the interpreter's teardown of every
     # imported module (20-30 ms, a tenth of a small ingest). Not while a non-daemon thread still
     # runs, since a normal exit would wait for it.
