@@ -124,12 +124,19 @@ def bench_big_workspace(tmp: Path) -> None:
     del proc
 
 
+def small_workspace(tmp: Path) -> Path:
+    """The fixture documents (not fixtures/encrypted.docx, which is there to fail)."""
+    small = tmp / "small"
+    if not small.exists():
+        docs = [str(ROOT / "fixtures" / n) for n in ("contract.pdf", "contract.docx", "notes.md", "page.html")]
+        subprocess.run([*RLM, "ingest", *docs, "-w", str(small)], check=True, capture_output=True)
+    return small
+
+
 def bench_sandbox(tmp: Path) -> None:
     import sandbox_bench
 
-    small = tmp / "small"
-    if not small.exists():
-        subprocess.run([*RLM, "ingest", str(ROOT / "fixtures"), "-w", str(small)], check=True, capture_output=True)
+    small = small_workspace(tmp)
     sandbox_bench.bench_cells(small, record)
     if (tmp / "big").exists():
         sandbox_bench.bench_grep_search(tmp / "big", record)
@@ -140,9 +147,7 @@ def bench_sandbox(tmp: Path) -> None:
 def bench_engine(tmp: Path) -> None:
     import engine_bench
 
-    small = tmp / "small"
-    if not small.exists():
-        subprocess.run([*RLM, "ingest", str(ROOT / "fixtures"), "-w", str(small)], check=True, capture_output=True)
+    small = small_workspace(tmp)
     engine_bench.bench_concurrency(small, record)
     engine_bench.bench_overhead(small, record)
     engine_bench.bench_needle(tmp, tmp / "big" if (tmp / "big").exists() else None, CORPUS, record)
