@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -157,6 +158,18 @@ def test_each_bad_input_gets_one_line_and_the_rest_is_ingested(tmp_path: Path) -
     assert not (ws / ".tmp").exists() and not (ws / ".dirty").exists()
 
 
+# PR_CAPBSET_DROP (24) of CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2), then exec the rest of
+# argv: the new program runs as root without the right to read a chmod 000 file.
+_DROP_DAC_CAPABILITIES = (
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "for cap in (1, 2):\n"
+    "    if libc.prctl(24, cap, 0, 0, 0) != 0:\n"
+    "        raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("classified\n")
@@ -164,10 +177,8 @@ def test_unreadable_file(tmp_path: Path) -> None:
     good = shutil.copy(FIXTURES / "notes.md", tmp_path / "notes.md")
     ws = tmp_path / "ws"
     prefix = None
-    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
-        if not shutil.which("setpriv"):
-            pytest.skip("running as root without setpriv (util-linux): root can read a chmod 000 file")
-        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it (as setpriv would)
+        prefix = [sys.executable, "-c", _DROP_DAC_CAPABILITIES]
     result = run_rlm("ingest", str(secret), str(good), "-w", str(ws), prefix=prefix)
     assert result.returncode == 1
     assert "rlm: error: secret.txt: permission denied (unreadable)" in result.stderr.decode()
