@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 
 
 def _may_ingest(argv: list[str]) -> bool:
@@ -33,22 +32,19 @@ def main() -> None:
 
             start_early()
         from rlmcli.cli import main as cli_main
-    except KeyboardInterrupt:
-        sys.stderr.write("rlm: interrupted\n")
-        os._exit(130)
 
-    try:
         cli_main()
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
-    except KeyboardInterrupt:  # before or after a command's own handler: no traceback
+    except KeyboardInterrupt:  # outside a command's own handler (during imports, say): no traceback
         sys.stderr.write("rlm: interrupted\n")
         code = 130
     # The command is complete and its files are closed: skip the interpreter's teardown of every
     # imported module (20-30 ms, a tenth of a small ingest). Not while a non-daemon thread still
     # runs, since a normal exit would wait for it.
-    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    threading = sys.modules.get("threading")  # not imported: no other thread to wait for
+    if threading and any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
     try:
         sys.stdout.flush()

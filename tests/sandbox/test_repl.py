@@ -81,6 +81,16 @@ def test_search_ranks_the_answering_passage(sandbox: Sandbox) -> None:
     assert "48,500" in sandbox.run(f"print(read({second.split()[0][1:]!r}, {second.split()[1][2:]}))").stdout
 
 
+def test_helpers_find_the_page_files_the_store_writes() -> None:
+    import os
+
+    from rlmcli.sandbox.helpers import _page_file
+    from rlmcli.workspace.store import page_name
+
+    for number, total in ((1, 1), (7, 9999), (10000, 10000), (42, 123456)):
+        assert _page_file("d", number, total) == os.path.join("docs", "d", "pages", page_name(number, total))
+
+
 def test_fts_query_keeps_numbers_and_terms_as_phrases() -> None:
     assert fts_query("What was the 10-K revenue of $48,500.00 in 2024?") == '"10 k" OR "revenue" OR "48 500 00" OR "2024"'
     assert fts_query("the of and") == ""

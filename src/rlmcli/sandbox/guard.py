@@ -279,7 +279,7 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
     writes = tuple(w.rstrip("/") + "/" for w in write_roots)
     pyroots = tuple(p.rstrip("/") + "/" for p in python_roots)
     extra_reads = {"/dev/null", "/dev/urandom", "/dev/zero"}
-    # Threads being checked right now: the hook's own file calls must not recurse into it, but
+    # Threads being checked right now: a check's own file calls must not re-enter the hook, but
     # another thread's open during that check must still be checked.
     busy: set[int] = set()
     get_ident = _thread.get_ident
@@ -317,37 +317,33 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
     def inside(path: str, roots: tuple[str, ...]) -> bool:
         return (path + "/").startswith(roots)
 
-    def refuse_read(path: Any) -> None:
-        real = resolve(path)
-        if real is not None and real not in extra_reads and not inside(real, reads):
-            raise PermissionError(f"reading {path!s} is not allowed in the rlm sandbox (only the workspace and scratch)")
+    rules = {  # what each kind of access may touch, and what a refusal says
+        "reading": (reads, extra_reads, "only the workspace and scratch"),
+        "listing": (listable, set(), "only the workspace and scratch"),
+        "writing": (writes, set(), "only the scratch directory"),
+    }
 
-    def refuse_listing(path: Any) -> None:
-        real = resolve(path)
-        if real is not None and not inside(real, listable):
-            raise PermissionError(f"listing {path!s} is not allowed in the rlm sandbox (only the workspace and scratch)")
-
-    def refuse_write(path: Any) -> None:
-        real = resolve(path)
-        if real is not None and not inside(real, writes):
-            raise PermissionError(f"writing {path!s} is not allowed in the rlm sandbox (only the scratch directory)")
+    def refuse(kind: str, *paths: Any) -> None:
+        """PermissionError unless every path lies inside the roots for this kind of access."""
+        roots, also, where = rules[kind]
+        me = get_ident()
+        busy.add(me)
+        try:
+            for path in paths:
+                real = resolve(path)
+                if real is not None and real not in also and not inside(real, roots):
+                    raise PermissionError(f"{kind} {path!s} is not allowed in the rlm sandbox ({where})")
+        finally:
+            busy.discard(me)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        me = get_ident()
-        if me in busy:
+        if get_ident() in busy:
             return
         if event == "open":
-            busy.add(me)
-            try:
-                path, mode, flags = args
-                writing = (mode is not None and any(c in mode for c in "wax+")) or (
-                    mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
-                if writing:
-                    refuse_write(path)
-                else:
-                    refuse_read(path)
-            finally:
-                busy.discard(me)
+            path, mode, flags = args
+            writing = (mode is not None and any(c in mode for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
+            refuse("writing" if writing else "reading", path)
             return
         if event.startswith(("socket.", "http.client.", "urllib.", "ftplib.", "smtplib.", "poplib.",
                              "imaplib.", "nntplib.", "telnetlib.", "webbrowser.")):
@@ -380,39 +376,20 @@ def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roo
             if text.startswith("file:"):
                 target, _, query = text[5:].partition("?")
                 if "immutable=1" in query or "mode=ro" in query:
-                    busy.add(me)
-                    try:
-                        refuse_read(target)
-                    finally:
-                        busy.discard(me)
+                    refuse("reading", target)
                     return
                 target_path = target
             else:
                 target_path = text
-            if target_path in ("", ":memory:"):
-                return
-            busy.add(me)
-            try:
-                refuse_write(target_path)
-            finally:
-                busy.discard(me)
+            if target_path not in ("", ":memory:"):
+                refuse("writing", target_path)
             return
         if event in _WRITE_EVENTS:
-            busy.add(me)
-            try:
-                for i in _WRITE_EVENTS[event]:
-                    if i < len(args):
-                        refuse_write(args[i])
-                if event in _READ_EVENTS:
-                    refuse_read(args[_READ_EVENTS[event]])
-            finally:
-                busy.discard(me)
+            refuse("writing", *(args[i] for i in _WRITE_EVENTS[event] if i < len(args)))
+            if event in _READ_EVENTS:
+                refuse("reading", args[_READ_EVENTS[event]])
             return
         if event in _READ_EVENTS:  # listing, not reading contents
-            busy.add(me)
-            try:
-                refuse_listing(args[_READ_EVENTS[event]])
-            finally:
-                busy.discard(me)
+            refuse("listing", args[_READ_EVENTS[event]])
 
     sys.addaudithook(hook)

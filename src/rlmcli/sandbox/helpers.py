@@ -106,10 +106,12 @@ class Passages(list):  # type: ignore[type-arg]
 
 
 def _page_file(doc: str, number: int, total: int) -> str:
+    # The name store.page_name() writes; not imported from there, since the workspace store would
+    # add ~18 ms of imports to every sandbox start.
     return os.path.join("docs", doc, "pages", f"{number:0{max(4, len(str(total)))}d}.txt")
 
 
-_SEP = "\n\x00\n"  # between pages of the grep corpus; the +3 in _load_corpus is its length
+_SEP = "\n\x00\n"  # between the pages of the grep corpus
 
 
 def _read_text(path: str) -> str:
@@ -193,7 +195,7 @@ class Toolkit:
                     starts.append(offset)
                     where.append((doc, number))
                     parts.append(text)
-                    offset += len(text) + 3
+                    offset += len(text) + len(_SEP)
             self._corpus = _SEP.join(parts)
             self._starts, self._where = starts, where
         return self._corpus
