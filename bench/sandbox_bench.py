@@ -86,7 +86,7 @@ def _baseline_pages(ws: Path, db: Path) -> sqlite3.Connection:
 
 
 def bench_search_quality(tmp: Path, corpus: Path, record: Record) -> None:
-    from rlmcli.sandbox.helpers import Toolkit, fts_query
+    from rlmcli.workspace.query import Searcher, fts_query
     from rlmcli.workspace.ingest import ingest
 
     files = [str(corpus / n) for n in ("R-FAQ.pdf", "R-intro.pdf", "R-admin.pdf", "R-data.pdf", "R-lang.pdf",
@@ -96,14 +96,12 @@ def bench_search_quality(tmp: Path, corpus: Path, record: Record) -> None:
     ws, _ = ingest(files, tmp / "quality")
     questions = json.loads((HERE / "search_questions.json").read_text())
     base = _baseline_pages(ws.root, tmp / "baseline.sqlite")
-    cwd = os.getcwd()
-    os.chdir(ws.root)
+    searcher = Searcher(ws.reader)
     try:
-        kit = Toolkit(channel=None, namespace={})  # type: ignore[arg-type]
         ours1 = ours5 = base1 = base5 = 0
         for item in questions:
             gold = (item["doc"], item["page"])
-            pages = [(p.doc, p.page) for p in kit.search(item["q"], k=5)]
+            pages = [(p.doc, p.page) for p in searcher.search(item["q"], k=5)]
             ours1 += pages[:1] == [gold]
             ours5 += gold in pages
             rows = base.execute("SELECT doc, page FROM pages WHERE pages MATCH ? ORDER BY bm25(pages) LIMIT 5",
@@ -112,7 +110,7 @@ def bench_search_quality(tmp: Path, corpus: Path, record: Record) -> None:
             base1 += bpages[:1] == [gold]
             base5 += gold in bpages
     finally:
-        os.chdir(cwd)
+        searcher.close()
     n = len(questions)
     record(f"search recall@1 ({n} questions, 11 documents)", ours1 / n, base1 / n, "", "> plain BM25 over pages", 1)
     record(f"search recall@5 ({n} questions, 11 documents)", ours5 / n, base5 / n, "", "> plain BM25 over pages", 1)

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from rlmcli.workspace.store import Workspace
 
 
-@contextlib.contextmanager
-def _inside(root: Path) -> Iterator[None]:
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-
-
 def search_workspace(ws: Workspace, query: str, k: int = 10, doc: str | None = None) -> list[dict[str, Any]]:
     """The helpers' `search()`, as plain dicts: doc, page (1-based), line, score, heading, text."""
-    from rlmcli.sandbox.helpers import Toolkit
+    from rlmcli.workspace.query import Searcher
 
-    with _inside(ws.root):
-        kit = Toolkit(channel=None, namespace={})  # type: ignore[arg-type] - no model calls here
-        passages = kit.search(query, k=k, doc=doc)
-    return [{"doc": p.doc, "page": p.page, "line": p.line, "score": round(p.score, 4), "heading": p.heading,
-             "text": p.text} for p in passages]
+    searcher = Searcher(ws.reader)
+    try:
+        return [p.to_dict() for p in searcher.search(query, k=k, doc=doc)]
+    finally:
+        searcher.close()
 
 
 def passages_text(passages: list[dict[str, Any]]) -> str:

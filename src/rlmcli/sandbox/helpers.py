@@ -6,18 +6,13 @@ Runs inside the sandbox child: only the standard library, reading the workspace 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sqlite3
 from bisect import bisect_right
 from typing import Any, Callable, Protocol
 
-STOPWORDS = frozenset(
-    "a an and are as at be by can could did do does for from had has have how i if in into is it "
-    "its may might of on or our shall should so than that the their them then there these they this "
-    "those to was we were what when where which who whom why will with would you your".split()
-)
+from rlmcli.workspace.query import Passage, Searcher
+from rlmcli.workspace.reader import WorkspaceReader
 
 
 class Channel(Protocol):
@@ -81,23 +76,6 @@ class Hits(list):  # type: ignore[type-arg]
     __str__ = __repr__
 
 
-class Passage:
-    __slots__ = ("doc", "page", "line", "score", "heading", "text")
-
-    def __init__(self, doc: str, page: int, line: int, score: float, heading: str, text: str) -> None:
-        self.doc, self.page, self.line, self.score, self.heading, self.text = doc, page, line, score, heading, text
-
-    @property
-    def cite(self) -> str:
-        return f"[{self.doc} p.{self.page} l.{self.line}]"
-
-    def __repr__(self) -> str:
-        head = f" ({self.heading})" if self.heading else ""
-        return f"{self.cite}{head} score={self.score:.2f}\n{self.text}"
-
-    __str__ = __repr__
-
-
 class Passages(list):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return "\n\n".join(repr(p) for p in self) if self else "(no passages found)"
@@ -105,100 +83,63 @@ class Passages(list):  # type: ignore[type-arg]
     __str__ = __repr__
 
 
-def _page_file(doc: str, number: int, total: int) -> str:
-    # The name store.page_name() writes; not imported from there, since the workspace store would
-    # add ~18 ms of imports to every sandbox start.
-    return os.path.join("docs", doc, "pages", f"{number:0{max(4, len(str(total)))}d}.txt")
-
-
 _SEP = "\n\x00\n"  # between the pages of the grep corpus
 
 
-def _read_text(path: str) -> str:
-    """A page file's text, as open(path, encoding='utf-8').read() gives it, at half the cost
-    (no buffered text wrapper): the first grep reads every page of the workspace."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)
-        if len(data) != size:  # a short read, or the file is not what stat said: read to the end
-            parts = [data]
-            while more := os.read(fd, 1 << 20):
-                parts.append(more)
-            data = b"".join(parts)
-    finally:
-        os.close(fd)
-    text = data.decode("utf-8")
-    if "\r" in text:  # universal newlines, like text mode
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
+class Corpus:
+    """Every page of the workspace as one string with page offsets, for grep. Built on first use
+    and kept across runs of a warm sandbox (the workspace does not change under it)."""
 
+    def __init__(self, reader: WorkspaceReader) -> None:
+        self.reader = reader
+        self.text: str | None = None
+        self.lower: str | None = None
+        self.starts: list[int] = []
+        self.where: list[tuple[str, int]] = []
 
-def fts_query(query: str) -> str:
-    """A natural-language query as an FTS5 OR-query; '48,500' or '10-K' become phrases."""
-    terms = []
-    for token in re.findall(r"\w[\w'.,&$%/-]*", query):
-        parts = re.findall(r"\w+", token.lower())
-        if not parts or (len(parts) == 1 and parts[0] in STOPWORDS):
-            continue
-        terms.append('"' + " ".join(parts) + '"')
-    return " OR ".join(dict.fromkeys(terms))
-
-
-class Toolkit:
-    """State behind the helpers: the manifest, cached page text, the index, the parent channel."""
-
-    HEADING_WEIGHT = 3.0
-
-    def __init__(self, channel: Channel, namespace: dict[str, Any]) -> None:
-        self.channel = channel
-        self.namespace = namespace
-        self._manifest: dict[str, Any] | None = None
-        self._corpus: str | None = None
-        self._corpus_lower: str | None = None
-        self._starts: list[int] = []
-        self._where: list[tuple[str, int]] = []
-        self._context: str | None = None
-        self._db: sqlite3.Connection | None = None
-
-    # ---- plumbing ------------------------------------------------------------------------------
-    @property
-    def docs(self) -> dict[str, Any]:
-        if self._manifest is None:
-            with open("manifest.json", encoding="utf-8") as fh:
-                self._manifest = json.load(fh)
-        return self._manifest["documents"]
-
-    def _doc(self, doc: str) -> str:
-        if doc in self.docs:
-            return doc
-        for d, rec in self.docs.items():
-            if rec.get("name") == doc or os.path.basename(rec.get("source", "")) == doc:
-                return d
-        matches = [d for d in self.docs if d.startswith(doc.lower())]
-        if len(matches) == 1:
-            return matches[0]
-        raise KeyError(f"no document {doc!r}; documents are: {', '.join(list(self.docs)[:20])}")
-
-    def _page_text(self, doc: str, number: int) -> str:
-        total = self.docs[doc]["pages"]
-        if not 1 <= number <= total:
-            raise IndexError(f"{doc} has pages 1-{total}; there is no page {number}")
-        return _read_text(_page_file(doc, number, total))
-
-    def _load_corpus(self) -> str:
-        if self._corpus is None:
+    def load(self) -> str:
+        if self.text is None:
             parts, starts, where, offset = [], [], [], 0
-            for doc, rec in self.docs.items():
+            for doc, rec in self.reader.documents.items():
                 for number in range(1, rec["pages"] + 1):
-                    text = self._page_text(doc, number)
+                    text = self.reader.read_page(doc, number)
                     starts.append(offset)
                     where.append((doc, number))
                     parts.append(text)
                     offset += len(text) + len(_SEP)
-            self._corpus = _SEP.join(parts)
-            self._starts, self._where = starts, where
-        return self._corpus
+            self.text = _SEP.join(parts)
+            self.starts, self.where = starts, where
+        return self.text
+
+    def lowered(self) -> str:
+        text = self.load()
+        if self.lower is None:
+            # Page by page: str.lower() takes a fast path on ASCII strings, which most pages
+            # are even when the whole corpus is not (2.5x faster on the R manuals).
+            self.lower = _SEP.join(p.lower() for p in text.split(_SEP))
+        return self.lower
+
+
+class Toolkit:
+    """State behind the helpers: the reader, the grep corpus, the index, the parent channel."""
+
+    def __init__(self, channel: Channel, namespace: dict[str, Any], corpus: Corpus | None = None) -> None:
+        self.channel = channel
+        self.namespace = namespace
+        self.reader = corpus.reader if corpus is not None else WorkspaceReader(".")
+        self.corpus = corpus or Corpus(self.reader)
+        self.searcher = Searcher(self.reader, immutable=True)
+        self._context: str | None = None
+
+    @property
+    def docs(self) -> dict[str, Any]:
+        return self.reader.documents
+
+    def _doc(self, doc: str) -> str:
+        return self.reader.resolve(doc)
+
+    def _page_text(self, doc: str, number: int) -> str:
+        return self.reader.read_page(doc, number)
 
     # ---- helpers (their docstrings are the model's reference) ------------------------------------
     def ls(self, path: str = ".") -> list[str]:
@@ -247,15 +188,12 @@ class Toolkit:
     def grep(self, pattern: str, doc: str | None = None, ignore_case: bool = True, context: int = 0,
              max_hits: int = 200) -> Hits:
         """Regex search over every page (or one `doc`). Returns hits (doc, page, line, text), one per matching line; `context` adds that many lines around each hit."""
-        corpus = self._load_corpus()
+        corpus = self.corpus.load()
+        starts, where = self.corpus.starts, self.corpus.where
         plain = re.escape(pattern) == pattern or not re.search(r"[\\.^$*+?{}\[\]|()]", pattern)
         if ignore_case and plain:
             # A literal: search a lower-cased copy with a plain pattern, far faster than re.I.
-            if self._corpus_lower is None or len(self._corpus_lower) != len(corpus):
-                # Page by page: str.lower() takes a fast path on ASCII strings, which most pages
-                # are even when the whole corpus is not (2.5x faster on the R manuals).
-                self._corpus_lower = _SEP.join(p.lower() for p in corpus.split(_SEP))
-            haystack, rx = self._corpus_lower, re.compile(re.escape(pattern.lower()))
+            haystack, rx = self.corpus.lowered(), re.compile(re.escape(pattern.lower()))
             if len(haystack) != len(corpus):  # lower() changed lengths (rare scripts): use re.I
                 haystack, rx = corpus, re.compile(re.escape(pattern), re.I)
         else:
@@ -265,22 +203,22 @@ class Toolkit:
         lo, hi = 0, len(corpus)
         if doc is not None:
             doc = self._doc(doc)
-            idx = [i for i, (d, _) in enumerate(self._where) if d == doc]
-            lo = self._starts[idx[0]]
-            hi = self._starts[idx[-1] + 1] if idx[-1] + 1 < len(self._starts) else len(corpus)
+            idx = [i for i, (d, _) in enumerate(where) if d == doc]
+            lo = starts[idx[0]]
+            hi = starts[idx[-1] + 1] if idx[-1] + 1 < len(starts) else len(corpus)
         pos = lo
         while True:
             m = rx.search(haystack, pos, hi)
             if m is None:
                 break
             at = m.start()
-            i = bisect_right(self._starts, at) - 1
-            page_start = self._starts[i]
+            i = bisect_right(starts, at) - 1
+            page_start = starts[i]
             line_start = corpus.rfind("\n", page_start, at) + 1 if at > page_start else page_start
             line_end = corpus.find("\n", at)
             if line_end == -1:
                 line_end = len(corpus)
-            d, page = self._where[i]
+            d, page = where[i]
             line_no = corpus.count("\n", page_start, line_start) + 1
             text = corpus[line_start:line_end]
             if context:
@@ -295,29 +233,7 @@ class Toolkit:
 
     def search(self, query: str, k: int = 10, doc: str | None = None) -> Passages:
         """Ranked full-text search (BM25, stemmed; headings weigh more). Returns up to `k` passages, the best one per page, each with doc, page, line, score and text."""
-        if self._db is None:
-            self._db = sqlite3.connect(f"file:{os.path.abspath('index.sqlite')}?immutable=1", uri=True)
-        match = fts_query(query)
-        if not match:
-            return Passages()
-        sql = (f"SELECT doc, page, line, heading, body, bm25(chunks, {self.HEADING_WEIGHT}, 1.0) AS score "
-               "FROM chunks WHERE chunks MATCH ?")
-        args: list[Any] = [match]
-        if doc is not None:
-            sql += " AND doc = ?"
-            args.append(self._doc(doc))
-        sql += " ORDER BY score LIMIT ?"
-        args.append(max(k * 5, 50))
-        seen: set[tuple[str, int]] = set()
-        out = Passages()
-        for d, page, line, heading, body, score in self._db.execute(sql, args):
-            if (d, page) in seen:
-                continue
-            seen.add((d, page))
-            out.append(Passage(d, int(page), int(line), -float(score), heading or "", body))
-            if len(out) >= k:
-                break
-        return out
+        return Passages(self.searcher.search(query, k=k, doc=doc))
 
     def context_text(self) -> str:
         """`context`: the whole workspace as one string, each page preceded by a `=== [doc p.N] ===` line (for slicing by offset)."""

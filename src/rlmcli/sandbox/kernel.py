@@ -19,7 +19,7 @@ if __name__ == "__main__":  # run by path with -I: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from rlmcli.sandbox import protocol  # noqa: E402
-from rlmcli.sandbox.helpers import HELPER_NAMES, FinalAnswer, Toolkit  # noqa: E402
+from rlmcli.sandbox.helpers import HELPER_NAMES, Corpus, FinalAnswer, Toolkit  # noqa: E402
 
 # Modules model code may use without paying for the import inside a cell.
 PRELOAD = ("re", "json", "math", "itertools", "collections", "functools", "glob", "bisect")
@@ -174,13 +174,16 @@ def main() -> None:
         sys.exit(3)
     channel = ParentChannel(rfd, wfd)
 
+    corpus: Corpus | None = None
+
     def fresh() -> tuple[dict[str, Any], Toolkit]:
         ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
-        kit = Toolkit(channel, ns)
+        kit = Toolkit(channel, ns, corpus)
         ns.update(kit.bind())
         return ns, kit
 
     ns, toolkit = fresh()
+    corpus = toolkit.corpus  # the grep corpus outlives resets: page text is the same workspace's
     protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
     number = 0
     while True:
@@ -193,10 +196,7 @@ def main() -> None:
             result = run_cell(str(message.get("code", "")), number, ns, toolkit, cfg["output_cap"], cfg["memory_bytes"] >> 20)
             protocol.send(wfd, result)
         elif message.get("type") == "reset":  # a new run in the same process: no variable survives
-            cached = toolkit
             ns, toolkit = fresh()
-            toolkit._manifest, toolkit._corpus, toolkit._starts, toolkit._where = (
-                None, cached._corpus, cached._starts, cached._where)  # page text is the same workspace's
             number = 0
             protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
         elif message.get("type") == "shutdown":

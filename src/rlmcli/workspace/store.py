@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -26,9 +25,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlmcli.errors import WorkspaceError
+from rlmcli.workspace.reader import FORMAT_VERSION, MANIFEST, WorkspaceReader, page_name, slugify
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["DocumentBuild", "Workspace", "WorkspaceWriter", "page_name", "slugify", "write_atomic"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -36,28 +35,6 @@ def write_atomic(path: Path, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def slugify(name: str) -> str:
-    """A readable, filesystem-safe id: 'My Contract (v2).PDF' -> 'my-contract-v2.pdf',
-    'Übersicht.docx' -> 'ubersicht.docx'; letters of other scripts stay ('договор.pdf')."""
-    import unicodedata
-
-    def ascii_form(c: str) -> str:  # 'é' -> 'e', 'ﬁ' -> 'fi'; 'й' and '合' stay themselves
-        plain = "".join(p for p in unicodedata.normalize("NFKD", c) if not unicodedata.combining(p))
-        return plain if plain.isascii() else c
-
-    text = "".join(ascii_form(c) for c in unicodedata.normalize("NFC", name)).lower()
-    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
-    slug = re.sub(r"-*\.-*", ".", re.sub(r"-{2,}", "-", slug)).strip("-.") or "doc"
-    slug = slug[:80]
-    while len(slug.encode()) > 200:  # file names hold 255 bytes, and a -2 suffix may follow
-        slug = slug[:-1]
-    return slug
-
-
-def page_name(number: int, total: int) -> str:
-    return f"{number:0{max(4, len(str(total)))}d}.txt"
 
 
 @dataclass
@@ -88,6 +65,7 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._reader: WorkspaceReader | None = None
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -129,46 +107,32 @@ class Workspace:
             raise WorkspaceError(f"no rlm workspace at {root} (create one with `rlm ingest FILE -w {root}`)")
         return ws
 
-    # ---- reading ------------------------------------------------------------------------
+    # ---- reading (through the one reader) ------------------------------------------------
+    @property
+    def reader(self) -> WorkspaceReader:
+        if self._reader is None:
+            self._reader = WorkspaceReader(self.root)
+        return self._reader
+
     def manifest(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise WorkspaceError(f"{self.manifest_path}: unreadable manifest ({exc})") from None
-        if data.get("format", 0) > FORMAT_VERSION:
-            raise WorkspaceError(f"{self.root}: made by a newer rlm (format {data['format']})")
-        return data
+        """The manifest (cached until the file changes): read it, do not change it."""
+        return self.reader.manifest()
 
     def documents(self) -> dict[str, dict[str, Any]]:
-        return self.manifest()["documents"]
+        return self.reader.documents
 
     def resolve_doc(self, name: str) -> str:
-        """A document id from its id, its file name, or an unambiguous prefix of its id."""
-        docs = self.documents()
-        if name in docs:
-            return name
-        by_name = [d for d, rec in docs.items() if rec.get("name") == name or Path(rec.get("source", "")).name == name]
-        if len(by_name) == 1:
-            return by_name[0]
-        slug = slugify(name)
-        matches = by_name or [d for d in docs if d == slug or d.startswith(slug)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise WorkspaceError(f"no document {name!r} in {self.root} (see `rlm ls`)")
-        raise WorkspaceError(f"{name!r} matches several documents: {', '.join(sorted(matches))}")
+        """A document id from its id, file name (with or without extension), slug or unique prefix."""
+        return self.reader.resolve(name)
 
     def meta(self, doc: str) -> dict[str, Any]:
-        return json.loads((self.doc_dir(doc) / "meta.json").read_text(encoding="utf-8"))
+        return self.reader.meta(doc)
 
     def page_path(self, doc: str, number: int) -> Path:
-        total = self.documents()[doc]["pages"]
-        if not 1 <= number <= total:
-            raise WorkspaceError(f"{doc} has pages 1-{total}; there is no page {number}")
-        return self.doc_dir(doc) / "pages" / page_name(number, total)
+        return Path(self.reader.page_file(doc, number))
 
     def read_page(self, doc: str, number: int) -> str:
-        return self.page_path(doc, number).read_text(encoding="utf-8")
+        return self.reader.read_page(doc, number)
 
     def touch(self) -> None:
         """Record a use, for `rlm workspaces` and `--prune`."""
@@ -198,6 +162,14 @@ class Workspace:
             w.flush()
         finally:
             w.release()
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"{path}: unreadable manifest ({exc})") from None
+    return data
 
 
 def _totals(docs: dict[str, dict[str, Any]]) -> dict[str, int]:
@@ -236,7 +208,7 @@ class WorkspaceWriter:
             if on_wait:
                 on_wait()
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX)
-        self.manifest = self.ws.manifest()
+        self.manifest = _load_manifest(self.ws.manifest_path)  # our own copy: we change it
         for leftover in (".tmp", ".trash"):
             shutil.rmtree(self.ws.root / leftover, ignore_errors=True)
         if (self.ws.root / ".dirty").exists():

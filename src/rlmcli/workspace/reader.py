@@ -1,0 +1,213 @@
+"""Reading a workspace: the manifest, document names, pages. The one reader for everyone.
+
+The CLI, citations, search and the sandbox child's helpers all resolve names and read pages
+here, so a name that works in `rlm show` works in `read()` too. Standard library only: the
+sandbox child imports this module at every start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from typing import Any
+
+from rlmcli.errors import WorkspaceError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DOCS = "docs"
+INDEX = "index.sqlite"
+
+
+class NoSuchDocument(WorkspaceError, LookupError):
+    """A document name that matches nothing, or more than one document."""
+
+
+class NoSuchPage(WorkspaceError, IndexError):
+    """A page number outside a document."""
+
+
+def slugify(name: str) -> str:
+    """A readable, filesystem-safe id: 'My Contract (v2).PDF' -> 'my-contract-v2.pdf',
+    'Übersicht.docx' -> 'ubersicht.docx'; letters of other scripts stay ('договор.pdf')."""
+
+    def ascii_form(c: str) -> str:  # 'é' -> 'e', 'ﬁ' -> 'fi'; 'й' and '合' stay themselves
+        plain = "".join(p for p in unicodedata.normalize("NFKD", c) if not unicodedata.combining(p))
+        return plain if plain.isascii() else c
+
+    text = "".join(ascii_form(c) for c in unicodedata.normalize("NFC", name)).lower()
+    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
+    slug = re.sub(r"-*\.-*", ".", re.sub(r"-{2,}", "-", slug)).strip("-.") or "doc"
+    slug = slug[:80]
+    while len(slug.encode()) > 200:  # file names hold 255 bytes, and a -2 suffix may follow
+        slug = slug[:-1]
+    return slug
+
+
+def page_name(number: int, total: int) -> str:
+    """The file name of page `number` of a document with `total` pages: 0001.txt, 00001.txt."""
+    return f"{number:0{max(4, len(str(total)))}d}.txt"
+
+
+def read_text(path: str) -> str:
+    """A page file's text, as open(path, encoding='utf-8').read() gives it, at half the cost
+    (no buffered text wrapper): the first grep reads every page of the workspace."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) != size:  # a short read, or the file is not what stat said: read to the end
+            parts = [data]
+            while more := os.read(fd, 1 << 20):
+                parts.append(more)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8")
+    if "\r" in text:  # universal newlines, like text mode
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _stem(name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and stem and 0 < len(ext) <= 8 and " " not in ext else name
+
+
+class WorkspaceReader:
+    """Read-only access to a workspace directory. The manifest is cached and re-read when the
+    file changes (a stat per call), so a long-lived reader sees documents added meanwhile."""
+
+    def __init__(self, root: str | os.PathLike[str] = ".") -> None:
+        self.root = os.fspath(root)
+        self._manifest: dict[str, Any] | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._resolved: dict[str, str] = {}
+
+    # ---- the manifest ---------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.path(MANIFEST))
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.path(MANIFEST)
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise WorkspaceError(f"no rlm workspace at {self.root} (create one with `rlm ingest FILE -w {self.root}`)") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._manifest is None or stamp != self._stamp:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    data = json.load(fh)
+            except (OSError, ValueError) as exc:
+                raise WorkspaceError(f"{path}: unreadable manifest ({exc})") from None
+            if not isinstance(data, dict) or not isinstance(data.get("documents"), dict):
+                raise WorkspaceError(f"{path}: not an rlm manifest")
+            if data.get("format", 0) > FORMAT_VERSION:
+                raise WorkspaceError(f"{self.root}: made by a newer rlm (format {data['format']})")
+            self._manifest, self._stamp, self._resolved = data, stamp, {}
+        return self._manifest
+
+    @property
+    def documents(self) -> dict[str, dict[str, Any]]:
+        docs: dict[str, dict[str, Any]] = self.manifest()["documents"]
+        return docs
+
+    def totals(self) -> dict[str, int]:
+        totals: dict[str, int] = self.manifest().get("totals", {})
+        return totals
+
+    # ---- names ----------------------------------------------------------------------------
+    def resolve(self, name: str) -> str:
+        """A document id from what a person or a model calls it.
+
+        Tried in order, the first rule with exactly one match wins: the id; the file name (or
+        an alias's file name); the same ignoring case; the file name or id without its
+        extension; the slug of the name; a unique prefix of an id or file name. No match, or
+        several, raises NoSuchDocument naming the close matches."""
+        name = str(name)
+        docs = self.documents
+        if name in docs:
+            return name
+        hit = self._resolved.get(name)
+        if hit is not None and hit in docs:
+            return hit
+        found = self._resolve(name, docs)
+        self._resolved[name] = found
+        return found
+
+    def _resolve(self, name: str, docs: dict[str, dict[str, Any]]) -> str:
+        wanted = name.strip()
+        lower = wanted.lower()
+        slug = slugify(wanted)
+
+        def names_of(doc: str, rec: dict[str, Any]) -> list[str]:
+            names = [str(rec.get("name") or doc), os.path.basename(str(rec.get("source") or ""))]
+            names += [os.path.basename(str(a)) for a in rec.get("aliases") or []]
+            return [n for n in names if n and n != "-"]
+
+        table = [(doc, names_of(doc, rec)) for doc, rec in docs.items()]
+        rules = (
+            lambda doc, names: wanted in names,
+            lambda doc, names: lower == doc.lower() or lower in (n.lower() for n in names),
+            lambda doc, names: lower == _stem(doc).lower() or lower in (_stem(n).lower() for n in names),
+            lambda doc, names: slug == doc or slug == _stem(doc) or slug in (slugify(n) for n in names),
+            lambda doc, names: doc.startswith(slug) or any(n.lower().startswith(lower) for n in names),
+        )
+        for rule in rules:
+            matches = sorted({doc for doc, names in table if rule(doc, names)})
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+                raise NoSuchDocument(f"{name!r} matches several documents: {shown}")
+        raise NoSuchDocument(self._not_found(name, table))
+
+    def _not_found(self, name: str, table: list[tuple[str, list[str]]]) -> str:
+        import difflib
+
+        if not table:
+            return f"no document {name!r}: the workspace is empty"
+        candidates: dict[str, str] = {}
+        for doc, names in table:
+            for n in [doc, *names]:
+                candidates.setdefault(n.lower(), doc)
+        close = difflib.get_close_matches(name.lower(), list(candidates), n=5, cutoff=0.5)
+        if close:
+            near = list(dict.fromkeys(candidates[c] for c in close))
+            return f"no document {name!r}; did you mean {', '.join(near)}?"
+        some = [doc for doc, _ in table[:10]]
+        more = f" and {len(table) - 10} more" if len(table) > 10 else ""
+        return f"no document {name!r}; documents are: {', '.join(some)}{more}"
+
+    # ---- pages ----------------------------------------------------------------------------
+    def pages(self, doc: str) -> int:
+        return int(self.documents[doc]["pages"])
+
+    def page_file(self, doc: str, number: int) -> str:
+        """The path of page `number` (1-based) of document id `doc`, checked against its range."""
+        total = self.pages(doc)
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise TypeError(f"a page number is an int, not {type(number).__name__}")
+        if not 1 <= number <= total:
+            raise NoSuchPage(f"{doc} has pages 1-{total}; there is no page {number}")
+        return self.path(DOCS, doc, "pages", page_name(number, total))
+
+    def read_page(self, doc: str, number: int) -> str:
+        return read_text(self.page_file(doc, number))
+
+    def outline(self, doc: str) -> str | None:
+        try:
+            return read_text(self.path(DOCS, doc, "outline.txt"))
+        except OSError:
+            return None
+
+    def meta(self, doc: str) -> dict[str, Any]:
+        with open(self.path(DOCS, doc, "meta.json"), encoding="utf-8") as fh:
+            meta: dict[str, Any] = json.load(fh)
+        return meta
