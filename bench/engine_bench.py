@@ -1,7 +1,7 @@
 """Engine figures for `make bench`: sub-call concurrency, loop overhead, needle in a haystack.
 
 A fake OpenAI-compatible server on 127.0.0.1 (tests/fakeserver.py) plays the model, with
-latency, and litellm talks to it over real HTTP.
+latency, reached over real HTTP by the standard-library fast path.
 """
 
 from __future__ import annotations
@@ -19,17 +19,20 @@ Record = Callable[..., None]
 NEEDLE = "The vault combination for the archive room is 31-17-42."
 
 
+LOOK = "```python\nn = len(grep('zzz'))\n```"
+
+
 def _run(ws_root: Path, server: object, script: list[str], **limits: object) -> tuple[object, object]:
-    from rlmcli.ask import ask
-    from rlmcli.engine.budget import Limits
+    from rlmcli.ask import run_question
+    from rlmcli.config import Settings
     from rlmcli.engine.events import Recorder
-    from rlmcli.engine.models import ModelConfig
     from rlmcli.workspace.store import Workspace
 
     server.script("root", script)  # type: ignore[attr-defined]
     rec = Recorder()
-    cfg = ModelConfig(model="openai/root", sub_model="openai/sub", api_base=server.base, cache=False)  # type: ignore[attr-defined]
-    result = ask(Workspace.open(ws_root), "q", cfg, Limits(**limits), rec)  # type: ignore[arg-type]
+    settings = Settings(model="openai/root", sub_model="openai/sub", api_base=server.base, cache=False,  # type: ignore[attr-defined]
+                        **limits)  # type: ignore[arg-type]
+    result = run_question(settings, Workspace.open(ws_root), "q", rec)
     return result, rec
 
 
@@ -39,7 +42,7 @@ def bench_concurrency(ws_root: Path, record: Record) -> None:
     server = FakeLLM().start()
     server.responder("sub", lambda prompt: Reply("ok", delay=1.0))
     try:
-        _run(ws_root, server, ["```python\nprint('warm')\n```", "```python\nFINAL('x')\n```"])  # imports litellm
+        _run(ws_root, server, [LOOK, "```python\nFINAL('x')\n```"])  # warm: imports, first connection
         times = []
         for _ in range(3):
             result, rec = _run(ws_root, server, ["```python\nr = llm_batch(['p'] * 64)\n```", "```python\nFINAL('x')\n```"],
@@ -60,16 +63,16 @@ def bench_overhead(ws_root: Path, record: Record) -> None:
     server = FakeLLM().start()
     try:
         n = 30
-        script = ["```python\nx = 1\n```"] * (n - 1) + ["```python\nFINAL('done')\n```"]
-        _run(ws_root, server, ["```python\nFINAL('warm')\n```"])
+        script = [LOOK] + ["```python\nx = 1\n```"] * (n - 2) + ["```python\nFINAL('done')\n```"]
+        _run(ws_root, server, [LOOK, "```python\nFINAL('warm')\n```"])
         per_iter = []
         for _ in range(3):
             result, rec = _run(ws_root, server, list(script), max_iterations=n + 1)
             events = rec.events  # type: ignore[attr-defined]
             started = next(e.time for e in events if e.kind == "run_started")  # after the sandbox started
             finished = next(e.time for e in events if e.kind == "final_answer")
-            model = sum(e.data["latency"] for e in events if e.kind == "model_call")
-            cells = sum(e.data["duration"] for e in events if e.kind == "cell_output")
+            model = sum(e.latency for e in events if e.kind == "model_call")
+            cells = sum(e.duration for e in events if e.kind == "cell_output")
             per_iter.append((finished - started - model - cells) / n)
         record("engine overhead per iteration (no model latency, no user code)", statistics.median(per_iter) * 1000,
                None, "ms", "<= 30", 3, "sandbox start excluded")
@@ -103,7 +106,7 @@ def bench_needle(tmp: Path, big: Path | None, corpus: Path, record: Record) -> N
             t = time.perf_counter()
             result, rec = _run(root, server, script)
             wall = time.perf_counter() - t
-            root_tokens = sum(e.data["prompt_tokens"] + e.data["completion_tokens"]
+            root_tokens = sum(e.prompt_tokens + e.completion_tokens
                               for e in rec.events if e.kind == "model_call")  # type: ignore[attr-defined]
             assert "31-17-42" in result.answer, result.answer  # type: ignore[attr-defined]
             record(f"needle, {label}-token workspace ({tokens / 1e6:.1f} M): wall", wall, None, "s", "report", 1)
@@ -132,22 +135,20 @@ class _ServerProcess:
 
 def bench_batch(ws_root: Path, record: Record) -> None:
     """200 jobs at 1 s model latency, 16 at a time."""
-    from rlmcli.batch import Batch, BatchReport, Job, ResultsFile
-    from rlmcli.engine.budget import Limits
-    from rlmcli.engine.models import ModelConfig
+    from rlmcli.batch.driver import Batch, BatchReport
+    from rlmcli.batch.jobs import Job
+    from rlmcli.batch.results import ResultsFile
+    from rlmcli.config import Settings
 
-    server = _ServerProcess("```python\nFINAL('ok')\n```", float(os.environ.get("BENCH_DELAY", "1.0")))
+    server = _ServerProcess("```python\nn = len(grep('zzz'))\nFINAL('ok')\n```", float(os.environ.get("BENCH_DELAY", "1.0")))
     try:
         import tempfile
 
-        from rlmcli.engine.models import litellm
-
-        litellm()  # a once-per-process import (2+ s), not a per-job cost: measured apart
         n, j = 200, 16
         jobs = [Job(f"job{i}", f"question {i}", workspace=str(ws_root)) for i in range(n)]
-        config = ModelConfig(model="openai/root", api_base=server.base, cache=False)
+        settings = Settings(model="openai/root", api_base=server.base, cache=False, concurrency=j)
         with tempfile.TemporaryDirectory() as tmp:
-            runner = Batch(config, Limits(concurrency=j), jobs_at_once=j)
+            runner = Batch(settings, jobs_at_once=j)
             t = time.perf_counter()
             report = runner.run(jobs, ResultsFile(Path(tmp) / "results.jsonl"), BatchReport())
             wall = time.perf_counter() - t

@@ -7,8 +7,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from rlmcli.config import Settings
+    from rlmcli.engine.loop import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -43,9 +48,32 @@ def corpus_file(name: str) -> Path:
     return path
 
 
-def run_rlm(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+def run_rlm(*args: str, input: bytes | None = None, env: dict[str, str | None] | None = None,
             prefix: list[str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    """`rlm ARGS` in a real subprocess (`python -m rlmcli`), as a user would run it."""
-    full_env = dict(os.environ, **(env or {}))
+    """`rlm ARGS` in a real subprocess (`python -m rlmcli`), as a user would run it. An `env`
+    value of None removes that variable."""
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     return subprocess.run([*(prefix or []), sys.executable, "-m", "rlmcli", *args], input=input,
                           capture_output=True, env=full_env, timeout=300, cwd=cwd)
+
+
+def make_settings(**values: object) -> "Settings":
+    """Settings for a test run: root model openai/root, sub-model openai/sub, no cache, fast retries."""
+    from rlmcli.config import Settings
+
+    base: dict[str, object] = dict(model="openai/root", sub_model="openai/sub", cache=False, retry_base=0.01)
+    base.update(values)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def ask_question(ws: object, question: str, provider: object = None, observer: object = None, *,
+                 stream: bool = False, **values: object) -> "RunResult":
+    """run_question with test settings: a ScriptedProvider in-process, or the HTTP fake via api_base."""
+    from rlmcli.ask import run_question
+
+    return run_question(make_settings(**values), ws, question, observer, provider=provider, stream=stream)  # type: ignore[arg-type]

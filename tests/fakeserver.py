@@ -25,7 +25,10 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     raw: bytes | None = None  # sent as the body verbatim (malformed JSON, say)
-    hang: bool = False  # never answer (until the client gives up)
+    hang: bool = False  # never answer (until the client gives up or the server stops)
+    headers: dict[str, str] | None = None  # extra response headers (Retry-After, say)
+    drip: float = 0.0  # send the body one byte at a time, this many seconds apart
+    endless: bool = False  # a stream that never ends
 
 
 class FakeLLM:
@@ -34,11 +37,13 @@ class FakeLLM:
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.responders: dict[str, Callable[[str], str | Reply]] = {}
         self.requests: list[dict[str, Any]] = []
+        self.usage_sent: list[dict[str, int]] = []  # the usage each successful reply reported
         self.default_delay = default_delay
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
         self.httpd: ThreadingHTTPServer | None = None
+        self.stopped = threading.Event()
 
     # ---- scripting ------------------------------------------------------------------------------
     def script(self, model: str, replies: list[str | Reply]) -> None:
@@ -92,9 +97,10 @@ class FakeLLM:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     reply = server._next(model, prompt)
-                    time.sleep(reply.delay or server.default_delay)
+                    if server.stopped.wait(reply.delay or server.default_delay):
+                        return
                     if reply.hang:
-                        time.sleep(30)
+                        server.stopped.wait(60)
                         return
                     if body.get("stream") and reply.raw is None and reply.status == 200:
                         self._stream(body, model, messages, reply)
@@ -106,6 +112,9 @@ class FakeLLM:
                                                         "code": reply.status}}).encode()
                     else:
                         words = sum(server.count_tokens(str(m.get("content", ""))) for m in messages)
+                        with server.lock:
+                            server.usage_sent.append({"prompt_tokens": words + 10,
+                                                      "completion_tokens": server.count_tokens(reply.content) + 1})
                         payload = json.dumps({
                             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                             "model": model,
@@ -117,8 +126,17 @@ class FakeLLM:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for name, value in (reply.headers or {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if reply.drip:
+                        for i in range(len(payload)):
+                            self.wfile.write(payload[i:i + 1])
+                            self.wfile.flush()
+                            if server.stopped.wait(reply.drip):
+                                return
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
@@ -134,6 +152,12 @@ class FakeLLM:
                 self.close_connection = True
                 base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
                 words = reply.content.split(" ")
+                if reply.endless:  # the same piece for ever, until the client hangs up
+                    chunk = dict(base, choices=[{"index": 0, "delta": {"content": "more "}, "finish_reason": None}])
+                    while not server.stopped.wait(0.05):
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                    return
                 for i in range(0, len(words), 3):
                     piece = " ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "")
                     chunk = dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece},
@@ -153,10 +177,12 @@ class FakeLLM:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """Stops at once: hanging and dripping replies end, the accept loop exits within 20 ms."""
+        self.stopped.set()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()

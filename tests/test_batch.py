@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 
-from rlmcli.batch import Batch, BatchReport, Job, ResultsFile, parse_jobs
-from rlmcli.engine.budget import Limits
-from rlmcli.engine.models import ModelConfig
-from tests.conftest import FIXTURES, run_rlm
+from rlmcli.batch.driver import Batch, BatchReport
+from rlmcli.batch.jobs import Job, parse_jobs
+from rlmcli.batch.results import ResultsFile
+from tests.conftest import FIXTURES, make_settings, run_rlm
 from tests.fakeserver import FakeLLM, Reply
 
-FINISH = "```python\nFINAL('answer to: ' + {q!r})\n```"
+FINISH = "```python\nn = len(grep('fee'))\nFINAL('answer to: ' + {q!r})\n```"
 
 
 def _question(prompt: str) -> str:
@@ -142,8 +142,7 @@ def test_shared_documents_are_ingested_once_and_requests_share_one_bound(server:
     server.responder("gpt-4o-mini", _answering(delay=0.2))
     files = [str(FIXTURES / "contract.pdf"), str(FIXTURES / "contract.docx")]
     jobs = [Job(f"j{i}", f"question {i}", list(reversed(files)) if i % 2 else list(files)) for i in range(8)]
-    config = ModelConfig(model="openai/gpt-4o-mini", api_base=server.base, cache=False, retry_base=0.01)
-    runner = Batch(config, Limits(concurrency=3), jobs_at_once=8)
+    runner = Batch(make_settings(model="openai/gpt-4o-mini", api_base=server.base, concurrency=3), jobs_at_once=8)
     report = runner.run(jobs, ResultsFile(tmp_path / "r.jsonl"), BatchReport())
     assert report.done == 8
     assert len(runner.workspaces) == 1  # one ingest for eight jobs naming the same files
@@ -186,3 +185,26 @@ def test_an_empty_jobs_file_says_so_and_succeeds(server: FakeLLM, tmp_path: Path
     jobs.write_text("")
     result = _batch_cli(server, str(jobs), "-o", str(tmp_path / "r.jsonl"))
     assert result.returncode == 0 and f"rlm batch: no jobs in {jobs}" in result.stderr.decode()
+
+
+def test_bad_settings_stop_the_batch_before_any_job(server: FakeLLM, tmp_path: Path) -> None:
+    jobs, out = _jobs_file(tmp_path, 3), tmp_path / "results.jsonl"
+    result = _batch_cli(server, str(jobs), "-o", str(out), "--sandbox", "bogus")
+    assert result.returncode == 2 and "--sandbox must be auto, strict or basic, not 'bogus'" in result.stderr.decode()
+    assert not out.exists() and server.requests == []
+    result = run_rlm("batch", str(jobs), "-o", str(out), "--model", "openai/gpt-4o-mini", "--api-base", server.base,
+                     env={"RLM_MAX_DEPTH": "-1"})
+    assert result.returncode == 2 and "max_depth from the environment (RLM_MAX_DEPTH) must be at least 0, not -1" in result.stderr.decode()
+
+
+def test_a_job_line_with_a_bad_model_fails_alone(server: FakeLLM, tmp_path: Path) -> None:
+    server.responder("gpt-4o-mini", _answering())
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join([
+        json.dumps({"id": "good", "files": [str(FIXTURES / "notes.md")], "question": "q"}),
+        json.dumps({"id": "bad", "files": [str(FIXTURES / "notes.md")], "question": "q", "model": "http://evil/x"}),
+    ]) + "\n")
+    result = _batch_cli(server, str(jobs), "-o", str(tmp_path / "r.jsonl"))
+    assert result.returncode == 1
+    assert f"{jobs}:2: 'model' is not a model name" in result.stderr.decode()
+    assert [r["id"] for r in _results(tmp_path / "r.jsonl")] == ["good"]

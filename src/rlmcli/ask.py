@@ -1,55 +1,106 @@
-"""`ask(...)`: ingest as needed, run the engine, return the result. The library face of `rlm ask`."""
+"""`run_question`: the one way a question is run. `rlm ask`, batch jobs (on any executor) and the
+MCP server all call it; nothing else assembles an engine.
+"""
 
 from __future__ import annotations
 
-import os
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from rlmcli.config import rlm_home
-from rlmcli.engine.budget import Limits
-from rlmcli.engine.events import Event
+from rlmcli.config import Settings, rlm_home
+from rlmcli.engine import events as ev
+from rlmcli.engine.budget import Budget, Limits
+from rlmcli.engine.gateway import Gateway, ModelConfig, preflight
 from rlmcli.engine.loop import Engine, RunResult
-from rlmcli.engine.models import ModelConfig
+from rlmcli.engine.providers.base import Provider
 from rlmcli.errors import UsageError
+from rlmcli.sandbox.interface import Repl, SandboxFactory
 from rlmcli.workspace.store import Workspace
 
 NO_MODEL = ("no model is set: pass --model (any litellm model string, for example openai/gpt-4o-mini or "
             "ollama/llama3.1) or set RLM_MODEL; use --offline to search without a model")
-
-
-def resolve_model(model: str | None) -> str:
-    chosen = model or os.environ.get("RLM_MODEL")
-    if not chosen:
-        raise UsageError(NO_MODEL)
-    return chosen
+ANSWER_SCHEMA = "rlm.answer/1"
 
 
 def cache_path() -> Path:
     return rlm_home() / "cache" / "responses.sqlite"
 
 
-def ask(ws: Workspace, question: str, config: ModelConfig, limits: Limits | None = None,
-        observer: Callable[[Event], None] | None = None, sandbox: str = "auto", stream: bool = False) -> RunResult:
-    engine = Engine(ws, config, limits or Limits(), observer, sandbox_level=sandbox, cache_path=cache_path(),
-                    stream=stream)
+def model_config(settings: Settings, refresh: bool = False) -> ModelConfig:
+    if not settings.model:
+        raise UsageError(NO_MODEL)
+    return ModelConfig(model=settings.model, sub_model=settings.sub_model, sub_models=list(settings.sub_models or []),
+                       api_base=settings.api_base, api_key_env=settings.api_key_env,
+                       request_timeout=settings.request_timeout, retries=settings.retries,
+                       retry_base=settings.retry_base, cache=settings.cache, refresh=refresh,
+                       transport=settings.transport)
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(max_iterations=settings.max_iterations, max_depth=settings.max_depth, max_calls=settings.max_calls,
+                  max_tokens=settings.max_tokens, max_cost=settings.max_cost, timeout=settings.timeout,
+                  concurrency=settings.concurrency)
+
+
+def sandbox_factory(level: str) -> SandboxFactory:
+    def start(root: Path) -> Repl:
+        from rlmcli.sandbox.process import Sandbox
+
+        return Sandbox(root, level=level).start()
+    return start
+
+
+def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.Observer | None = None, *,
+                 stream: bool = False, sandbox: Repl | None = None, provider: Provider | None = None,
+                 slots: AbstractContextManager[Any] | None = None, refresh: bool = False,
+                 budget: Budget | None = None) -> RunResult:
+    """Run one question over a workspace: trace it, check its citations, return the result.
+
+    `sandbox` is a started sandbox to reuse (batch keeps them warm); `provider` replaces the
+    transport (tests); `slots` bounds requests in flight across several runs (batch)."""
+    from rlmcli.answer import check_citations
+    from rlmcli.engine.cache import ResponseCache
+    from rlmcli.trace.store import TraceWriter, new_run_id
+
+    config = model_config(settings, refresh)
+    if provider is None:
+        preflight(config)  # a missing key fails now, not after retries
+    limits = limits_of(settings)
+    run_id = new_run_id()
+    trace = TraceWriter(ws.root / "runs" / f"{run_id}.jsonl")
+    emit = ev.fanout(trace, observer) if observer is not None else trace
+    cache = ResponseCache(cache_path()) if config.cache else None
+    gateway = Gateway(config, budget or Budget(limits), emit, provider=provider, cache=cache, slots=slots)
+    engine = Engine(ws.root, config, sandbox_factory(settings.sandbox), limits, emit, gateway=gateway,
+                    sandbox=sandbox, stream=stream, run_id=run_id)
     ws.touch()
-    return engine.run(question)
+    try:
+        result = engine.run(question)
+    finally:
+        trace.close()
+        if cache is not None:
+            cache.close()
+    result.run_id, result.trace, result.workspace = run_id, str(trace.path), str(ws.root)
+    result.citations = check_citations(result.answer, ws) if result.answer else []
+    result.calls = gateway.budget.call_list()
+    return result
 
 
-def answer_record(result: RunResult, citations: list[Any], run_id: str, trace: Path, ws: Workspace) -> dict[str, Any]:
+def answer_record(result: RunResult) -> dict[str, Any]:
     """The `rlm.answer/1` object: `ask --json` prints it, `batch` writes it (plus the job id)."""
-    return {"schema": "rlm.answer/1", "answer": result.answer, "status": result.status, "limit": result.limit,
-            "error": result.error, "citations": [c.to_dict() for c in citations], "usage": result.usage,
-            "iterations": result.iterations, "seconds": round(result.seconds, 3), "run_id": run_id,
-            "trace": str(trace), "workspace": str(ws.root), "sandbox": result.sandbox_layers}
+    return {"schema": ANSWER_SCHEMA, "answer": result.answer, "status": result.status, "limit": result.limit,
+            "error": result.error, "citations": [c.to_dict() for c in result.citations], "usage": result.usage,
+            "model_calls": result.calls, "iterations": result.iterations, "seconds": round(result.seconds, 3),
+            "run_id": result.run_id, "trace": result.trace, "workspace": result.workspace,
+            "sandbox": result.sandbox_layers}
 
 
-def dry_run_estimate(ws: Workspace, config: ModelConfig, limits: Limits) -> dict[str, Any]:
+def dry_run_estimate(ws: Workspace, settings: Settings) -> dict[str, Any]:
     """Worst-case cost: every allowed call sends a full context window and gets a long reply."""
-    from rlmcli.engine.models import litellm
+    from rlmcli.engine.providers import catalog
 
-    lib = litellm()
+    config, limits = model_config(settings), limits_of(settings)
     tokens = ws.manifest()["totals"]["tokens"]
     out: dict[str, Any] = {"workspace_tokens": tokens, "max_calls": limits.max_calls,
                            "max_iterations": limits.max_iterations}
@@ -57,15 +108,13 @@ def dry_run_estimate(ws: Workspace, config: ModelConfig, limits: Limits) -> dict
     known = True
     for role, model, calls in (("root", config.model, limits.max_iterations + 1),
                                ("sub", config.sub_model or config.model, max(0, limits.max_calls - limits.max_iterations - 1))):
-        try:
-            info = lib.get_model_info(model)
-            window = int(info.get("max_input_tokens") or 128_000)
-            price_in = float(info.get("input_cost_per_token") or 0.0)
-            price_out = float(info.get("output_cost_per_token") or 0.0)
-            max_out = int(info.get("max_output_tokens") or 4096)
-        except Exception:  # noqa: BLE001 - unknown model: no price
-            window, price_in, price_out, max_out, known = 128_000, 0.0, 0.0, 4096, False
-        cost = calls * (window * price_in + min(max_out, 4096) * price_out)
+        info = catalog.model_info(model)
+        window = catalog.context_window(model) or 128_000
+        max_out = int(info.get("max_output_tokens") or 4096)
+        cost = catalog.cost(model, window, min(max_out, 4096))
+        if cost is None:
+            known, cost = False, 0.0
+        cost *= calls
         out[role] = {"model": model, "calls": calls, "context_window": window, "worst_case_cost": round(cost, 4)}
         total += cost
     out["worst_case_cost"] = round(min(total, limits.max_cost) if limits.max_cost else total, 4)

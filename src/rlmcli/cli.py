@@ -16,6 +16,7 @@ import typer
 
 from rlmcli import __version__
 from rlmcli.errors import ExitStatus, RlmError
+from rlmcli.options import run_options
 
 HELP = f"""rlm {__version__}: ask questions about documents far larger than a model's context window.
 
@@ -222,33 +223,24 @@ def workspaces(
 
 @app.command(context_settings={"allow_interspersed_args": True})
 @handle_errors
+@run_options()
 def ask(
     args: list[str] = typer.Argument(..., metavar="[FILE...] QUESTION", help="Files to ask about (or '-' for stdin), then the question."),
     workspace: Optional[str] = WorkspaceOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (a litellm model string). Default: $RLM_MODEL or config."),
-    sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Model for sub-calls (default: the root model)."),
-    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable that holds the API key."),
-    max_iterations: Optional[int] = typer.Option(None, "--max-iterations", help="Root-model iterations (20)."),
-    max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Recursion levels (1: sub-calls are plain calls)."),
-    max_calls: Optional[int] = typer.Option(None, "--max-calls", help="Model calls in all, at every depth (200)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Prompt + completion tokens in all."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="US dollars in all."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall seconds for the whole run."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Model requests in flight at once (16)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the response cache."),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | strict | basic (see README: Isolation)."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask the model again instead of using cached replies (and store the new ones)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print a worst-case cost estimate and exit."),
     offline: bool = typer.Option(False, "--offline", help="No model: print the best passages for the question."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (schema rlm.answer/1) on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the answer."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Full code and outputs in the trace."),
     no_color: bool = typer.Option(False, "--no-color", help="No colour (NO_COLOR is honoured too)."),
+    *, flags: dict[str, Any],
 ) -> None:
     """Answer a question about documents: the answer on stdout, the trace on stderr."""
     import json
 
-    from rlmcli.config import resolve_settings
+    from rlmcli.ask import model_config
+    from rlmcli.config import Settings
     from rlmcli.errors import UsageError
 
     if not args:
@@ -258,58 +250,35 @@ def ask(
         raise UsageError("the question is empty")
     if not files and workspace is None:
         raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
-    settings = {k: v for k, (v, _) in resolve_settings({
-        "model": model, "sub_model": sub_model, "api_base": api_base, "api_key_env": api_key_env,
-        "sandbox": sandbox, "max_iterations": max_iterations, "max_depth": max_depth, "max_calls": max_calls,
-        "max_tokens": max_tokens, "max_cost": max_cost, "timeout": timeout, "concurrency": concurrency,
-        "cache": False if no_cache else None}).items()}
-    if settings["sandbox"] not in ("auto", "strict", "basic"):
-        raise UsageError(f"--sandbox must be auto, strict or basic, not {settings['sandbox']!r}")
-    if not offline and settings["model"]:
-        from rlmcli.engine.models import prewarm
+    settings = Settings.resolve(flags)
+    if not offline:
+        config = model_config(settings)  # no model: a usage error before any work
+        from rlmcli.engine.providers import uses_fast_path
 
-        prewarm()  # litellm's import overlaps ingest and the sandbox start
+        if not all(uses_fast_path(m, settings.transport) for m in config.allowed_models):
+            from rlmcli.engine.providers.litellm_provider import prewarm
+
+            prewarm()  # litellm's import overlaps ingest and the sandbox start
     ws = _workspace_for(files, workspace, quiet)
     if offline:
         _offline(ws, question, as_json)
         return
-    from rlmcli.ask import NO_MODEL
-
-    if not settings["model"]:
-        raise UsageError(NO_MODEL)
-    config, limits = _model_and_limits(settings)
     if dry_run:
         from rlmcli.ask import dry_run_estimate
 
-        typer.echo(json.dumps(dry_run_estimate(ws, config, limits), indent=1))
+        typer.echo(json.dumps(dry_run_estimate(ws, settings), indent=1))
         return
-    _run_and_print(ws, question, config, limits, settings["sandbox"], as_json, quiet, verbose, no_color)
+    _run_and_print(ws, question, settings, refresh, as_json, quiet, verbose, no_color)
 
 
-def _model_and_limits(settings: dict[str, Any]) -> tuple[Any, Any]:
-    """Resolved settings -> the engine's ModelConfig and Limits (shared by ask and batch)."""
-    from rlmcli.engine.budget import Limits
-    from rlmcli.engine.models import ModelConfig
-
-    config = ModelConfig(model=settings["model"] or "", sub_model=settings["sub_model"], api_base=settings["api_base"],
-                         api_key_env=settings["api_key_env"], cache=settings["cache"],
-                         retry_base=float(os.environ.get("RLM_RETRY_BASE", "1.0")))
-    limits = Limits(**{k: settings[k] for k in ("max_iterations", "max_depth", "max_calls", "max_tokens", "max_cost",
-                                                 "timeout", "concurrency")})
-    return config, limits
-
-
-def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: str, as_json: bool, quiet: bool,
+def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,
                    verbose: bool, no_color: bool) -> None:
     import json
 
-    from rlmcli.answer import check_citations, sources_text
-    from rlmcli.ask import ask as run_ask
-    from rlmcli.trace.store import TraceWriter, new_run_id
+    from rlmcli.answer import sources_text
+    from rlmcli.ask import answer_record, run_question
 
-    run_id = new_run_id()
-    trace = TraceWriter(ws.root / "runs" / f"{run_id}.jsonl")
-    observers: list[Any] = [trace]
+    observers: list[Any] = []
     live = None
     if not quiet:
         if sys.stderr.isatty():
@@ -321,35 +290,30 @@ def _run_and_print(ws: Any, question: str, config: Any, limits: Any, sandbox: st
             from rlmcli.trace.plain import PlainView
 
             observers.append(PlainView(verbose=True))
-
-    def fanout(event: Any) -> None:
-        for observer in observers:
-            observer(event)
+    from rlmcli.engine.events import fanout
 
     try:
         if live is not None:
             live.__enter__()
-        result = run_ask(ws, question, config, limits, fanout, sandbox, stream=live is not None)
+        result = run_question(settings, ws, question, fanout(*observers) if observers else None,
+                              stream=live is not None, refresh=refresh)
     finally:
         if live is not None:
             live.__exit__(None, None, None)
-        trace.close()
-    citations = check_citations(result.answer, ws) if result.answer else []
     if as_json:
-        from rlmcli.ask import answer_record
-
-        typer.echo(json.dumps(answer_record(result, citations, run_id, trace.path, ws), ensure_ascii=False, indent=1))
+        typer.echo(json.dumps(answer_record(result), ensure_ascii=False, indent=1))
     elif result.status != "failed":
         typer.echo(result.answer)
     if not quiet and not as_json:
-        if citations:
-            sys.stderr.write(sources_text(citations, ws) + "\n")
+        if result.citations:
+            sys.stderr.write(sources_text(result.citations, ws) + "\n")
         if live is None and result.status != "failed":
             u = result.usage
             cost = f"${u['cost']:.4f}" if u.get("cost") is not None else "cost unknown"
-            sys.stderr.write(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls, "
+            cached = f" ({u['cache_hits']} from the cache)" if u.get("cache_hits") else ""
+            sys.stderr.write(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls{cached}, "
                              f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "
-                             f"{result.seconds:.1f}s; trace {run_id}\n")
+                             f"{result.seconds:.1f}s; trace {result.run_id}\n")
     if result.status == "failed":  # the engine fails a run only on provider errors
         _fail(result.error or "the run failed", ExitStatus.PROVIDER)
     if result.limit == "interrupted":
@@ -465,32 +429,27 @@ def trace(
 
 @app.command(context_settings={"allow_interspersed_args": True})
 @handle_errors
+@run_options(rename={"max_cost": (("--job-max-cost",), "US dollars per job (a job line's max_cost overrides).")},
+             extra_help={"timeout": " (Per job.)", "concurrency": " (Across ALL jobs together.)"})
 def batch(
     args: list[str] = typer.Argument(None, metavar="[JOBS.jsonl | FILE...]", help="A JSONL job file, or with --questions the files to ask about."),
     output: Path = typer.Option(..., "-o", "--output", help="Results JSONL: appended as jobs finish; reused to resume."),
     questions: Optional[Path] = typer.Option(None, "--questions", help="One question per line, each asked over FILE..."),
     jobs_at_once: int = typer.Option(4, "-j", "--jobs", min=1, help="Jobs running at once."),
     rerun_failed: bool = typer.Option(False, "--rerun-failed", help="Run again the jobs whose last result failed or was skipped."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Batch-wide US dollars: no new job starts once reached."),
-    job_max_cost: Optional[float] = typer.Option(None, "--job-max-cost", help="US dollars per job (a job line's max_cost overrides)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (default: $RLM_MODEL or config)."),
-    sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Model for sub-calls."),
-    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable that holds the API key."),
-    max_iterations: Optional[int] = typer.Option(None, "--max-iterations"),
-    max_depth: Optional[int] = typer.Option(None, "--max-depth"),
-    max_calls: Optional[int] = typer.Option(None, "--max-calls"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall seconds per job."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Provider requests in flight across ALL jobs (16)."),
-    no_cache: bool = typer.Option(False, "--no-cache"),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | strict | basic."),
+    batch_max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Batch-wide US dollars: no new job starts once reached."),
+    *, flags: dict[str, Any],
 ) -> None:
     """Run many questions over many documents; resumable; one JSON line per finished job."""
-    from rlmcli.batch import Batch, BatchReport, ResultsFile, finished_ids, parse_jobs, question_jobs
-    from rlmcli.config import resolve_settings
+    from rlmcli.ask import NO_MODEL, model_config
+    from rlmcli.batch.driver import Batch, BatchReport
+    from rlmcli.batch.jobs import parse_jobs, question_jobs
+    from rlmcli.batch.results import ResultsFile, finished_ids
+    from rlmcli.config import Settings
+    from rlmcli.engine.gateway import preflight
     from rlmcli.errors import UsageError
 
+    settings = Settings.resolve(flags)  # a bad setting stops the batch before any job
     args = args or []
     report = BatchReport()
     if questions is not None:
@@ -506,24 +465,25 @@ def batch(
         for e in errors:
             sys.stderr.write(f"rlm: error: {args[0]}:{e.line}: {e.message}\n")
         report.malformed = len(errors)
-    settings = {k: v for k, (v, _) in resolve_settings({
-        "model": model, "sub_model": sub_model, "api_base": api_base, "api_key_env": api_key_env, "sandbox": sandbox,
-        "max_iterations": max_iterations, "max_depth": max_depth, "max_calls": max_calls, "max_tokens": max_tokens,
-        "max_cost": job_max_cost, "timeout": timeout, "concurrency": concurrency,
-        "cache": False if no_cache else None}).items()}
-    if not settings["model"] and not all("model" in j.overrides for j in jobs):
-        from rlmcli.ask import NO_MODEL
-
+    if not settings.model and not all("model" in j.overrides for j in jobs):
         raise UsageError(NO_MODEL)
+    if settings.model:
+        preflight(model_config(settings))  # a missing key: exit 4 now, not a failed row per job
     results = ResultsFile(output)
     done = finished_ids(output, rerun_failed)
     todo = [j for j in jobs if j.id not in done]
     report.already = len(jobs) - len(todo)
     if not jobs and not report.malformed:
         sys.stderr.write(f"rlm batch: no jobs in {questions or args[0]}\n")
-    config, limits = _model_and_limits(settings)
+    if todo:
+        from rlmcli.engine.providers import uses_fast_path
+
+        if settings.model and not uses_fast_path(settings.model, settings.transport):
+            from rlmcli.engine.providers.litellm_provider import prewarm
+
+            prewarm()
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
-    runner = Batch(config, limits, settings["sandbox"], jobs_at_once, max_cost, on_update=bar.update if bar else None)
+    runner = Batch(settings, jobs_at_once, batch_max_cost, on_update=bar.update if bar else None)
     try:
         runner.run(todo, results, report)
     finally:
@@ -533,7 +493,7 @@ def batch(
                      f"{report.already} already in {output}, {report.malformed} malformed lines; "
                      f"${report.cost:.4f}; {report.seconds:.1f}s\n")
     if report.skipped:
-        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {max_cost:g}) was reached; "
+        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {batch_max_cost:g}) was reached; "
                          "run again with a higher --max-cost to finish\n")
     if report.failed or report.malformed:
         raise typer.Exit(int(ExitStatus.ERROR))
@@ -565,11 +525,11 @@ class _BatchProgress:
 @handle_errors
 def config_cmd() -> None:
     """Show the resolved settings and where each came from."""
-    from rlmcli.config import config_path, resolve_settings, rlm_home
+    from rlmcli.config import Settings, config_path, rlm_home
 
     typer.echo(f"config file: {config_path()}{'' if config_path().is_file() else ' (not present)'}")
     typer.echo(f"RLM_HOME: {rlm_home()}")
-    for name, (value, source) in resolve_settings({}).items():
+    for name, value, source in Settings.resolve().items():
         typer.echo(f"{name} = {value!r}\t# {source}")
 
 

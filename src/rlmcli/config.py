@@ -1,11 +1,26 @@
-"""Paths and settings that do not need any heavy import."""
+"""Settings, built in one place: defaults < config file < RLM_* environment < flags.
+
+Every setting is declared once in `SPECS` (name, type, default, check, help, flags). The Typer
+options of `ask`/`batch` (options.py), the environment names, the config file's keys and
+`rlm config` all come from that table, and every value is checked here, whatever its source:
+a bad one is a usage error naming the value and where it came from, before any work starts.
+No heavy imports: this module is loaded by every command.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from rlmcli.errors import UsageError
+
+SANDBOX_LEVELS = ("auto", "strict", "basic")
 
 
 def rlm_home() -> Path:
@@ -34,90 +49,263 @@ def config_path() -> Path:
     return Path(xdg) / "rlm" / "config.toml"
 
 
-# name: (type, default). Each can be set by a flag, by RLM_<NAME> in the environment, or in config.toml.
-SETTINGS: dict[str, tuple[type, Any]] = {
-    "model": (str, None), "sub_model": (str, None), "api_base": (str, None), "api_key_env": (str, None),
-    "sandbox": (str, "auto"), "max_iterations": (int, 20), "max_depth": (int, 1), "max_calls": (int, 200),
-    "max_tokens": (int, None), "max_cost": (float, None), "timeout": (float, None), "concurrency": (int, 16),
-    "cache": (bool, True),
-}
+# ---- checks: each returns why a value is unusable, or None -------------------------------------
 
-
-# The smallest value each numeric setting accepts, and whether it must be strictly greater.
-_MINIMUM: dict[str, tuple[float, bool]] = {
-    "max_iterations": (1, False), "max_depth": (0, False), "max_calls": (1, False), "max_tokens": (1, False),
-    "max_cost": (0, False), "timeout": (0, True), "concurrency": (1, False),
-}
-
-
-def range_error(name: str, value: Any) -> str | None:
-    """Why `value` is not a usable `name` (a limit of 0 iterations, -5 seconds...), or None."""
-    if value is None or name not in _MINIMUM:
+def _at_least(low: float, strict: bool = False) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if math.isnan(value) or math.isinf(value):  # NaN would pass every comparison
+            return f"must be a finite number, not {value!r}"
+        if value < low or (strict and value == low):
+            return f"must be {'greater than' if strict else 'at least'} {low:g}, not {value:g}"
         return None
-    kind = SETTINGS[name][0]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        return f"must be {'an integer' if kind is int else 'a number'}, not {value!r}"
-    if value != value or value in (float("inf"), float("-inf")):  # NaN would pass every comparison
-        return f"must be a finite number, not {value!r}"
-    low, strict = _MINIMUM[name]
-    if value < low or (strict and value == low):
-        return f"must be {'greater than' if strict else 'at least'} {low:g}, not {value:g}"
+    return check
+
+
+_MODEL = re.compile(r"^[\w.:@+-]+(/[\w.:@+\-/]+)?$")
+
+
+def _model(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        return "must not be empty"
+    if len(value) > 200 or "//" in value or not _MODEL.match(value):
+        return f"is not a model name (like openai/gpt-4o-mini or ollama/llama3.1): {value!r}"
     return None
 
 
-def _convert(name: str, value: Any, origin: str) -> Any:
-    kind = SETTINGS[name][0]
+def _url(value: Any) -> str | None:
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
     try:
-        if kind is bool and isinstance(value, str):
-            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(value)
-            return value.lower() in ("1", "true", "yes", "on")
-        return kind(value)
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL, not {value!r}"
+    return None
+
+
+def _env_name(value: Any) -> str | None:
+    if value is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        return None
+    return f"must be an environment variable name, not {value!r}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None or value in choices:
+            return None
+        return f"must be {', '.join(choices[:-1])} or {choices[-1]}, not {value!r}"
+    return check
+
+
+def _models(value: Any) -> str | None:
+    if value is None:
+        return None
+    for item in value:
+        problem = _model(item)
+        if problem:
+            return f"holds a name that {problem}"
+    return None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its type, default, check and help; `flags` for the commands that take it."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    flags: tuple[str, ...] = ()
+    check: Callable[[Any], str | None] = lambda value: None
+    negate: bool = False  # a boolean whose flag turns it off (--no-cache)
+
+    @property
+    def env(self) -> str:
+        return "RLM_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0] if self.flags else self.name
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("model", str, None, "Root model: a litellm model string (openai/gpt-4o-mini, ollama/llama3.1).",
+         ("--model", "-m"), _model),
+    Spec("sub_model", str, None, "Model for llm_query/llm_batch and recursive runs (default: the root model).",
+         ("--sub-model",), _model),
+    Spec("sub_models", list, None, "More models model code may name in llm_query(model=...) (config file).",
+         (), _models),
+    Spec("api_base", str, None, "Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio).",
+         ("--api-base",), _url),
+    Spec("api_key_env", str, None, "Environment variable that holds the API key.", ("--api-key-env",), _env_name),
+    Spec("sandbox", str, "auto", "auto | strict | basic (see README: Isolation).", ("--sandbox",),
+         _one_of(*SANDBOX_LEVELS)),
+    Spec("max_iterations", int, 20, "Root-model iterations.", ("--max-iterations",), _at_least(1)),
+    Spec("max_depth", int, 1, "Recursion levels (1: rlm_query is a plain sub-call).", ("--max-depth",), _at_least(0)),
+    Spec("max_calls", int, 200, "Model calls in all, at every depth.", ("--max-calls",), _at_least(1)),
+    Spec("max_tokens", int, None, "Prompt + completion tokens in all.", ("--max-tokens",), _at_least(1)),
+    Spec("max_cost", float, None, "US dollars in all.", ("--max-cost",), _at_least(0)),
+    Spec("timeout", float, None, "Wall seconds for the whole run.", ("--timeout",), _at_least(0, strict=True)),
+    Spec("concurrency", int, 16, "Model requests in flight at once.", ("--concurrency",), _at_least(1)),
+    Spec("cache", bool, True, "Do not use or fill the response cache.", ("--no-cache",), negate=True),
+    Spec("retries", int, 4, "Retries of a failed model request (429, 5xx, timeouts).", (), _at_least(0)),
+    Spec("retry_base", float, 1.0, "First retry delay in seconds, doubled each time.", (), _at_least(0)),
+    Spec("request_timeout", float, 120.0, "Seconds one model request may take.", (), _at_least(0, strict=True)),
+    Spec("transport", str, "auto", "auto | openai | litellm: how models are reached (auto: the standard-library "
+         "fast path for openai/ and openrouter/ models, litellm for the rest).", (), _one_of("auto", "openai", "litellm")),
+)
+SPEC = {s.name: s for s in SPECS}
+
+
+def _convert(spec: Spec, raw: Any, where: str) -> Any:
+    """A value from text (environment) or TOML, as the setting's type; a UsageError otherwise."""
+    kind = spec.kind
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list of strings"}
+    if raw is None:
+        return None
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return text in ("1", "true", "yes", "on")
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if kind is list:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError(raw)
+            return [i.strip() for i in items if i.strip()]
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return raw
     except (TypeError, ValueError):
-        from rlmcli.errors import UsageError
-
-        raise UsageError(f"{origin}: {name} must be a {kind.__name__}, not {value!r}") from None
+        raise UsageError(f"{where} must be {words[kind]}, not {raw!r}") from None
 
 
-def load_config_file() -> dict[str, Any]:
-    path = config_path()
+def check_value(name: str, value: Any) -> str | None:
+    """Why `value` is not usable for setting `name`, or None (job lines use this too)."""
+    spec = SPEC[name]
+    return spec.check(value) if value is not None else None
+
+
+def load_config_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or config_path()
     if not path.is_file():
         return {}
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
-    from rlmcli.errors import UsageError
-
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from None
-    unknown = sorted(set(data) - set(SETTINGS))
+    unknown = sorted(set(data) - set(SPEC))
     if unknown:
-        raise UsageError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(SETTINGS)})")
+        raise UsageError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(SPEC)})")
     return data
 
 
-def resolve_settings(flags: dict[str, Any]) -> dict[str, tuple[Any, str]]:
-    """Each setting's value and where it came from: flag > environment > config file > default."""
-    file_values = load_config_file()
-    out: dict[str, tuple[Any, str]] = {}
-    for name, (_, default) in SETTINGS.items():
-        env_name = "RLM_" + name.upper()
-        if flags.get(name) is not None:
-            out[name] = (flags[name], "flag")
-        elif os.environ.get(env_name):
-            out[name] = (_convert(name, os.environ[env_name], env_name), f"environment ({env_name})")
-        elif name in file_values:
-            out[name] = (_convert(name, file_values[name], str(config_path())), f"config file ({config_path()})")
-        else:
-            out[name] = (default, "default")
-        problem = range_error(name, out[name][0])
-        if problem:
-            from rlmcli.errors import UsageError
+def _describe(spec: Spec, source: str) -> str:
+    """How an error names a value's origin: the flag itself, or 'max_calls from the environment (...)'."""
+    return spec.flag if source == "flag" and spec.flags else f"{spec.name} from the {source}"
 
-            source = out[name][1]
-            where = f"--{name.replace('_', '-')}" if source == "flag" else f"{name} from the {source}"
-            raise UsageError(f"{where} {problem}")
-    return out
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, checked settings. Plain data: a batch job carries them to any machine."""
+
+    model: str | None = None
+    sub_model: str | None = None
+    sub_models: list[str] | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    sandbox: str = "auto"
+    max_iterations: int = 20
+    max_depth: int = 1
+    max_calls: int = 200
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    timeout: float | None = None
+    concurrency: int = 16
+    cache: bool = True
+    retries: int = 4
+    retry_base: float = 1.0
+    request_timeout: float = 120.0
+    transport: str = "auto"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                config: Path | None = None) -> Settings:
+        """flag > RLM_<NAME> environment > config file > default, each value checked."""
+        flags = flags or {}
+        env = os.environ if env is None else env
+        path = config or config_path()
+        file_values = load_config_file(path)
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for spec in SPECS:
+            if flags.get(spec.name) is not None:
+                value, source = flags[spec.name], "flag"
+            elif env.get(spec.env):
+                source = f"environment ({spec.env})"
+                value = _convert(spec, env[spec.env], _describe(spec, source))
+            elif spec.name in file_values:
+                source = f"config file ({path})"
+                value = _convert(spec, file_values[spec.name], _describe(spec, source))
+            else:
+                value, source = spec.default, "default"
+            problem = check_value(spec.name, value)
+            if problem:
+                raise UsageError(f"{_describe(spec, source)} {problem}")
+            values[spec.name], sources[spec.name] = value, source
+        return cls(**values, sources=sources)
+
+    def override(self, values: Mapping[str, Any], source: str) -> Settings:
+        """These settings with `values` from `source` (a job line, say), each checked."""
+        checked: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name not in SPEC:
+                raise UsageError(f"{source}: unknown setting {name!r}")
+            value = _convert(SPEC[name], raw, f"{name!r}")
+            problem = check_value(name, value)
+            if problem:
+                raise UsageError(f"{name!r} {problem}")
+            checked[name] = value
+        sources = {**self.sources, **{name: source for name in checked}}
+        return replace(self, **checked, sources=sources)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    def items(self) -> list[tuple[str, Any, str]]:
+        return [(spec.name, getattr(self, spec.name), self.source(spec.name)) for spec in SPECS]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON and pickle safe), sources included."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        data["sources"] = dict(self.sources)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

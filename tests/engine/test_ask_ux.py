@@ -16,16 +16,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from rlmcli.answer import check_citations, sources_text
-from rlmcli.ask import ask
 from rlmcli.cli import app
-from rlmcli.engine.budget import Limits
-from rlmcli.engine.models import ModelConfig
 from rlmcli.trace.live import LiveView, render_events
 from rlmcli.trace.store import TraceWriter, load
 from rlmcli.trace.tree import TraceTree
 from rlmcli.workspace.ingest import ingest
 from rlmcli.workspace.store import Workspace
-from tests.conftest import FIXTURES, corpus_file, run_rlm
+from tests.conftest import FIXTURES, ask_question, corpus_file, run_rlm
 from tests.fakeserver import FakeLLM, Reply
 
 SCRIPT = [
@@ -41,9 +38,9 @@ def ws(tmp_path: Path) -> Workspace:
     return workspace
 
 
-def _cfg(server: FakeLLM) -> ModelConfig:
-    return ModelConfig(model="openai/gpt-4o-mini", sub_model="openai/sub", api_base=server.base, cache=False,
-                       retry_base=0.01)
+def _ask(server: FakeLLM, ws: Workspace, question: str, observer: object, stream: bool = False) -> object:
+    return ask_question(ws, question, None, observer, model="openai/gpt-4o-mini", api_base=server.base,
+                        stream=stream)
 
 
 def _record(width: int = 100) -> Console:
@@ -54,7 +51,7 @@ def test_tree_rendering_structure(server: FakeLLM, ws: Workspace) -> None:
     server.script("gpt-4o-mini", list(SCRIPT))
     server.responder("sub", lambda p: f"note {p}")
     tree = TraceTree()
-    ask(ws, "Which clause covers insolvency?", _cfg(server), Limits(), tree)
+    _ask(server, ws, "Which clause covers insolvency?", tree)
     console = _record()
     console.print(tree.render())
     text = console.export_text()
@@ -69,15 +66,15 @@ def test_tree_rendering_structure(server: FakeLLM, ws: Workspace) -> None:
 
 
 def test_long_code_and_output_are_folded_unless_verbose(server: FakeLLM, ws: Workspace) -> None:
-    long_code = "\n".join(f"v{i} = {i}" for i in range(30)) + "\nprint('\\n'.join(str(i) for i in range(40)))"
+    long_code = "n = len(grep('x'))\n" + "\n".join(f"v{i} = {i}" for i in range(30)) + "\nprint('\\n'.join(str(i) for i in range(40)))"
     server.script("gpt-4o-mini", [f"```python\n{long_code}\n```", "```python\nFINAL('x')\n```"])
     tree = TraceTree()
-    ask(ws, "q", _cfg(server), Limits(), tree)
+    _ask(server, ws, "q", tree)
     short, full = _record(), _record()
     short.print(tree.render())
     full.print(tree.render(verbose=True))
     folded, unfolded = short.export_text(), full.export_text()
-    assert "… 19 more lines (-v shows all)" in folded and "… 34 more lines" in folded
+    assert "… 20 more lines (-v shows all)" in folded and "… 34 more lines" in folded
     assert "v29 = 29" in unfolded and "more lines" not in unfolded
 
 
@@ -87,7 +84,7 @@ def test_live_view_draws_on_a_terminal(server: FakeLLM, ws: Workspace) -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
     with LiveView(console) as live:
-        ask(ws, "q", _cfg(server), Limits(), live)
+        _ask(server, ws, "q", live)
     screen = out.getvalue()
     assert "\x1b[" in screen and "iteration 2" in screen and "FINAL" in screen and "calls 6" in screen
 
@@ -102,7 +99,7 @@ def test_replayed_trace_renders_the_same_tree_as_live(server: FakeLLM, ws: Works
         tree(e)  # type: ignore[arg-type]
         writer(e)  # type: ignore[arg-type]
 
-    ask(ws, "q", _cfg(server), Limits(), both)
+    _ask(server, ws, "q", both)
     writer.close()
     live_console, replay_console = _record(), _record()
     live_console.print(tree.render())
@@ -138,8 +135,10 @@ def test_json_output_schema(server: FakeLLM) -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["schema"] == "rlm.answer/1"
-    assert set(data) == {"schema", "answer", "status", "limit", "error", "citations", "usage", "iterations", "seconds",
-                         "run_id", "trace", "workspace", "sandbox"}
+    assert set(data) == {"schema", "answer", "status", "limit", "error", "citations", "usage", "model_calls",
+                         "iterations", "seconds", "run_id", "trace", "workspace", "sandbox"}
+    assert [c["depth"] for c in data["model_calls"]] == [0, 0, 1, 1, 1, 0]
+    assert all(c["cached"] is False for c in data["model_calls"])
     assert data["status"] == "answered" and data["limit"] is None and data["iterations"] == 3
     assert data["citations"] == [{"text": "[contract.pdf p.7]", "doc": "contract.pdf", "page": 7, "line": 9,
                                   "status": "verified", "note": "", "quote": "enters liquidation"}]
@@ -231,9 +230,11 @@ def test_config_sources_flag_env_file_default(tmp_path: Path, monkeypatch: pytes
     assert f"model = 'openai/from-file'\t# config file ({cfg})" in out
     assert "max_calls = 75\t# environment (RLM_MAX_CALLS)" in out
     assert "max_iterations = 20\t# default" in out
-    from rlmcli.config import resolve_settings
+    from rlmcli.config import Settings
 
-    assert resolve_settings({"sandbox": "basic"})["sandbox"] == ("basic", "flag")
+    resolved = Settings.resolve({"sandbox": "basic"})
+    assert (resolved.sandbox, resolved.source("sandbox")) == ("basic", "flag")
+    assert (resolved.max_calls, resolved.source("max_calls")) == (75, "environment (RLM_MAX_CALLS)")
     cfg.write_text("modle = 'typo'\n")
     bad = CliRunner().invoke(app, ["config"])
     assert bad.exit_code == 2 and "unknown settings modle" in bad.stderr
@@ -242,7 +243,7 @@ def test_config_sources_flag_env_file_default(tmp_path: Path, monkeypatch: pytes
 def test_model_text_streams_into_the_live_tree(server: FakeLLM, ws: Workspace) -> None:
     from rlmcli.engine.events import Recorder
 
-    server.script("gpt-4o-mini", ["I will search the contract for the insolvency clause first.\n```python\nprint(1)\n```",
+    server.script("gpt-4o-mini", ["I will search the contract for the insolvency clause first.\n```python\nprint(grep('x'))\n```",
                                   "```python\nFINAL('done')\n```"])
     rec = Recorder()
     snapshots = []
@@ -256,8 +257,8 @@ def test_model_text_streams_into_the_live_tree(server: FakeLLM, ws: Workspace) -
             console.print(tree.render())
             snapshots.append(console.export_text())
 
-    result = ask(ws, "q", _cfg(server), Limits(), watch, stream=True)
-    deltas = [e.data["text"] for e in rec.events if e.kind == "model_delta"]
+    result = _ask(server, ws, "q", watch, stream=True)
+    deltas = [e.text for e in rec.events if e.kind == "model_delta"]
     assert len(deltas) > 3 and "".join(deltas).startswith("I will search the contract")
     assert any("I will search ▌" in s or "▌" in s for s in snapshots)
     assert result.answer == "done" and result.usage["prompt_tokens"] > 0 and result.usage["cost"] > 0

@@ -36,6 +36,7 @@ class CallRecord:
     latency: float
     cost: float | None  # None: litellm has no price for this model
     cache_hit: bool
+    retries: int = 0
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Budget:
                 "cached_tokens": sum(c.cached_tokens for c in group),
                 "cost": round(sum(priced), 6) if priced or not group else None,
                 "cost_unknown_calls": sum(c.cost is None for c in group),
+                "retries": sum(c.retries for c in group),
             }
 
         by_model: dict[str, list[CallRecord]] = defaultdict(list)
@@ -134,3 +136,11 @@ class Budget:
         summary["per_model"] = {m: total(g) for m, g in sorted(by_model.items())}
         summary["per_depth"] = {str(d): total(g) for d, g in sorted(by_depth.items())}
         return summary
+
+    def call_list(self) -> list[dict[str, Any]]:
+        """Every call in order, for `--json`: which model, depth, tokens, cost, latency, cached."""
+        with self._lock:
+            calls = list(self.calls)
+        return [{"model": c.model, "depth": c.depth, "prompt_tokens": c.prompt_tokens,
+                 "completion_tokens": c.completion_tokens, "cost": c.cost, "latency": round(c.latency, 3),
+                 "cached": c.cache_hit, "retries": c.retries} for c in calls]

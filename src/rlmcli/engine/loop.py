@@ -1,14 +1,21 @@
 """The RLM loop: the root model writes code, the sandbox runs it, until FINAL.
 
-Sub-calls from model code arrive as sandbox requests; `_serve` answers them through the one
-Gateway (budgets, concurrency, cache). `rlm_query` starts a child Engine one level deeper.
+The engine depends on interfaces only: a Gateway (over any provider), a sandbox factory, and one
+observer for typed events. Sub-calls from model code arrive as sandbox requests; `_serve`
+answers them through the shared Gateway (one budget, one concurrency bound, one cache);
+`rlm_query` starts a child Engine one level deeper.
+
+Real models' habits handled here: empty replies and replies without code (a nudge, then a
+provider failure after three in a row), a FINAL before any code looked at the documents (one
+nudge), FINAL text written after code in the same reply (never trusted: the code runs and its
+real output goes back), sequential llm_query loops (a hint to use llm_batch), and a provider
+refusing an over-long conversation (the oldest outputs are dropped and the call tried once more).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import itertools
+import re
 import tempfile
 import threading
 import time
@@ -16,20 +23,32 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rlmcli.engine import events as ev
 from rlmcli.engine.budget import Budget, BudgetExceeded, Limits
-from rlmcli.engine.events import Event
-from rlmcli.engine.models import Gateway, ModelConfig, ProviderError
+from rlmcli.engine.gateway import Gateway, ModelConfig, Origin
 from rlmcli.engine.parse import code_blocks, textual_final
-from rlmcli.workspace.store import Workspace
+from rlmcli.engine.providers.base import ProviderError
+from rlmcli.sandbox.interface import CellResult, Repl, SandboxFactory
+from rlmcli.workspace.reader import WorkspaceReader
 
 NUDGE = ("Your reply had no ```python code block and no FINAL. Continue by writing code that "
          "explores the workspace, or finish with FINAL(\"answer\") inside a code block.")
+EMPTY = "Your reply was empty. Write a ```python code block that explores the workspace, or call FINAL."
+EARLY_FINAL = ("You called FINAL before any code looked at the documents, so the answer is unchecked. Look first: "
+               "search(), grep() or read() the pages that support it, then call FINAL again, citing them "
+               "like [doc p.N]. If you are sure without looking, call FINAL again.")
 LAST_CALL = ("You have reached the iteration limit. Using only what you have found so far, give your best "
              "answer now, citing pages like [doc p.N]. Reply with the answer text only, no code.")
+SEQUENTIAL_HINT = ("Note: this cell called llm_query {n} times one after another. llm_batch(prompts) sends them "
+                   "concurrently and is much faster: build the list of prompts, then one llm_batch call.")
+TRIMMED = "[output of an earlier cell removed: the conversation exceeded the model's context window]"
 DESCRIPTION_BUDGET = 4500  # characters (under ~1,800 tokens) of workspace description, however many docs
+EMPTY_LIMIT = 3  # empty or code-less replies in a row before the run fails
+SEQUENTIAL_LIMIT = 5  # llm_query calls in one cell before the llm_batch hint
+MAX_BATCH = 2000  # prompts in one llm_batch
+MAX_PROMPT_CHARS = 4_000_000  # characters in one sub-call prompt
 
 
 def system_prompt() -> str:
@@ -39,9 +58,9 @@ def system_prompt() -> str:
     return template.replace("{helpers}", helper_reference())
 
 
-def describe_workspace(ws: Workspace, focus: list[str] | None = None) -> str:
+def describe_workspace(reader: WorkspaceReader, focus: list[str] | None = None) -> str:
     """A bounded description: documents with pages and tokens, outlines while they fit."""
-    manifest = ws.manifest()
+    manifest = reader.manifest()
     docs = manifest["documents"]
     names = [d for d in docs if not focus or d in focus]
     totals = manifest["totals"]
@@ -64,11 +83,8 @@ def describe_workspace(ws: Workspace, focus: list[str] | None = None) -> str:
         lines.append(f"... and {len(names) - shown:,} more documents: use ls('docs') or json.load(open('manifest.json')).")
     outline_room = DESCRIPTION_BUDGET - used
     for doc in names[:shown]:
-        path = ws.doc_dir(doc) / "outline.txt"
-        if not path.exists():
-            continue
-        text = path.read_text(encoding="utf-8")
-        if len(text) > min(1500, outline_room):
+        text = reader.outline(doc)
+        if text is None or len(text) > min(1500, outline_room):
             continue
         lines.append(f"\nOutline of {doc}:\n{text.rstrip()}")
         outline_room -= len(text)
@@ -81,219 +97,302 @@ class RunResult:
     status: str  # answered | partial | failed
     limit: str | None = None  # the budget that stopped a partial run
     error: str | None = None
+    error_kind: str | None = None  # the provider error's kind when status is failed
     iterations: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     sandbox_layers: list[str] = field(default_factory=list)
+    # filled in by run_question (rlmcli.ask): where the run is recorded and what it cites
+    run_id: str = ""
+    trace: str = ""
+    workspace: str = ""
+    citations: list[Any] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Engine:
     """One RLM run over a workspace. Child engines (rlm_query) share the gateway and budget."""
 
-    def __init__(self, ws: Workspace, config: ModelConfig, limits: Limits | None = None,
-                 observer: Callable[[Event], None] | None = None, sandbox_level: str = "auto",
-                 depth: int = 0, gateway: Gateway | None = None, cache_path: Path | None = None,
-                 focus: list[str] | None = None, stream: bool = False, sandbox: Any = None) -> None:
-        self.ws = ws
-        self.stream = stream  # stream the root model's text (for a live view)
-        self.sandbox = sandbox  # a started Sandbox to reuse (reset first, left open); None: a new one
+    def __init__(self, root: Path, config: ModelConfig, sandbox_factory: SandboxFactory,
+                 limits: Limits | None = None, observer: ev.Observer | None = None, *,
+                 gateway: Gateway | None = None, sandbox: Repl | None = None, depth: int = 0,
+                 focus: list[str] | None = None, stream: bool = False, run_id: str = "",
+                 parent_id: int | None = None) -> None:
+        self.root = Path(root)
+        self.reader = WorkspaceReader(self.root)
         self.config = config
+        self.sandbox_factory = sandbox_factory
+        self.sandbox = sandbox  # a started sandbox to reuse (reset first, left open); None: a new one
         self.limits = limits or Limits()
         self.observer = observer or (lambda e: None)
-        self.sandbox_level = sandbox_level
         self.depth = depth
         self.focus = focus
-        self.gateway = gateway or Gateway(config, Budget(self.limits), self._emit_raw, cache_path)
+        self.stream = stream  # stream the root model's text (for a live view)
+        self.origin = Origin(run_id, parent_id, depth)
+        self.gateway = gateway or Gateway(config, Budget(self.limits), self.observer)
         self.budget = self.gateway.budget
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
         self.cancelled = threading.Event()
+        self._iteration = 0
+        self._queries_this_cell = 0
+        self._delegated = False
+        self._lock = threading.Lock()
 
-    def _emit_raw(self, event: Event) -> None:
+    def emit(self, event: ev.Event) -> None:
+        event.run_id, event.parent_id, event.depth = self.origin.run_id, self.origin.parent_id, self.depth
         self.observer(event)
 
-    def emit(self, event_kind: str, /, **data: Any) -> None:
-        self.observer(Event(event_kind, self.depth, data=data))
-
-    # ---- sub-calls from model code ------------------------------------------------------------
+    # ---- sub-calls from model code --------------------------------------------------------------
     def _serve(self, kind: str, payload: dict[str, Any]) -> Any:
-        call_id = next(self._ids)
-        model = payload.get("model") or self.gateway.sub_model
+        call_id = self.gateway.new_call_id()
+        model = self.gateway.allowed(payload.get("model"))  # PermissionError: the cell gets it
+        self._delegated = True  # work handed to sub-calls counts as looking
         if kind == "llm_query":
             prompt = str(payload.get("prompt", ""))
-            self.emit(ev.SUBCALL_STARTED, id=call_id, kind=kind, model=model, size=len(prompt))
-            answer = self._plain(prompt, model)
-            self.emit(ev.SUBCALL_FINISHED, id=call_id, kind=kind, ok=not answer.startswith("ERROR:"), done=1, total=1)
+            with self._lock:
+                self._queries_this_cell += 1
+            self.emit(ev.SubcallStarted(call_id=call_id, call=kind, model=model, size=len(prompt)))
+            answer = self._plain(prompt, model, call_id)
+            ok = not answer.startswith("ERROR:")
+            self.emit(ev.SubcallFinished(call_id=call_id, call=kind, ok=ok, done=1, total=1,
+                                         error=None if ok else answer))
             return answer
         if kind == "llm_batch":
             prompts = [str(p) for p in payload.get("prompts", [])]
-            self.emit(ev.SUBCALL_STARTED, id=call_id, kind=kind, model=model, size=len(prompts))
-            done = [0]
-
-            def one(prompt: str) -> str:
-                if self.cancelled.is_set():
-                    return "ERROR: interrupted"
-                answer = self._plain(prompt, model)
-                with self._lock:
-                    done[0] += 1
-                    self.emit(ev.SUBCALL_PROGRESS, id=call_id, kind=kind, done=done[0], total=len(prompts))
-                return answer
-
-            workers = max(1, min(self.limits.concurrency, len(prompts)))
-            pool = ThreadPoolExecutor(max_workers=workers)
-            try:  # order kept; a failure stays in its slot
-                answers = list(pool.map(one, prompts))
-            except BaseException:  # Ctrl-C: drop what has not started
-                self.cancelled.set()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
-            failed = sum(a.startswith("ERROR:") for a in answers)
-            self.emit(ev.SUBCALL_FINISHED, id=call_id, kind=kind, ok=failed == 0, failed=failed, done=done[0],
-                      total=len(prompts))
-            return answers
+            if len(prompts) > MAX_BATCH:
+                raise ValueError(f"llm_batch takes at most {MAX_BATCH:,} prompts, not {len(prompts):,}: "
+                                 "split the work, or combine small pieces into fewer prompts")
+            return self._batch(prompts, model, call_id)
         if kind == "rlm_query":
             question = str(payload.get("question", ""))
             target = payload.get("target")
-            self.emit(ev.SUBCALL_STARTED, id=call_id, kind=kind, model=model, size=len(str(target)))
-            answer = self._recurse(question, target, model)
-            self.emit(ev.SUBCALL_FINISHED, id=call_id, kind=kind, ok=not answer.startswith("ERROR:"), done=1, total=1)
+            self.emit(ev.SubcallStarted(call_id=call_id, call=kind, model=model, size=len(str(target))))
+            answer = self._recurse(question, target, model, call_id)
+            ok = not answer.startswith("ERROR:")
+            self.emit(ev.SubcallFinished(call_id=call_id, call=kind, ok=ok, done=1, total=1,
+                                         error=None if ok else answer))
             return answer
         raise ValueError(f"unknown request {kind!r}")
 
-    def _plain(self, prompt: str, model: str) -> str:
+    def _batch(self, prompts: list[str], model: str, call_id: int) -> list[str]:
+        self.emit(ev.SubcallStarted(call_id=call_id, call="llm_batch", model=model, size=len(prompts)))
+        done = [0]
+
+        def one(prompt: str) -> str:
+            if self.cancelled.is_set():
+                return "ERROR: interrupted"
+            answer = self._plain(prompt, model, call_id)
+            with self._lock:
+                done[0] += 1
+                self.emit(ev.SubcallProgress(call_id=call_id, call="llm_batch", done=done[0], total=len(prompts)))
+            return answer
+
+        workers = max(1, min(self.limits.concurrency, len(prompts)))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:  # order kept; a failure stays in its slot
+            answers = list(pool.map(one, prompts))
+        except BaseException:  # Ctrl-C: drop what has not started
+            self.cancelled.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        failed = sum(a.startswith("ERROR:") for a in answers)
+        self.emit(ev.SubcallFinished(call_id=call_id, call="llm_batch", ok=failed == 0, failed=failed, done=done[0],
+                                     total=len(prompts)))
+        return answers
+
+    def _plain(self, prompt: str, model: str, call_id: int | None = None) -> str:
+        if len(prompt) > MAX_PROMPT_CHARS:
+            return (f"ERROR: this prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}. "
+                    "Split the text into pieces (llm_batch over chunks).")
         problem = self.gateway.check_prompt(prompt, model)
         if problem:
             return problem
+        sub = Origin(self.origin.run_id, self.origin.parent_id, self.depth + 1)
         try:
-            return self.gateway.complete([{"role": "user", "content": prompt}], model, self.depth + 1)
+            return self.gateway.complete([{"role": "user", "content": prompt}], model, sub, call_id=call_id)
         except BudgetExceeded as exc:
             return f"ERROR: {exc}; stop making calls and answer with FINAL from what you have."
         except ProviderError as exc:
             return f"ERROR: the model call failed: {exc}"
 
-    def _recurse(self, question: str, target: Any, model: str) -> str:
+    def _recurse(self, question: str, target: Any, model: str, call_id: int) -> str:
         if self.depth + 1 >= self.limits.max_depth:
             if isinstance(target, str):
                 context = target
             else:
-                context = "\n\n".join(self._doc_text(d) for d in (target or []))
-            return self._plain(f"{question}\n\n---\n{context}", model)
+                context = "\n\n".join(self._doc_text(str(d)) for d in (target or []))
+            return self._plain(f"{question}\n\n---\n{context}", model, call_id)
         if isinstance(target, str):  # a text: a temporary workspace of its own, removed afterwards
             from rlmcli.workspace.ingest import ingest
 
             with tempfile.TemporaryDirectory(prefix="rlm-sub-") as tmp:
                 child_ws, _ = ingest(["-"], Path(tmp) / "ws", stdin=io.BytesIO(target.encode("utf-8")))
-                result = self._child(child_ws, None).run(question)
+                result = self._child(child_ws.root, None, call_id).run(question)
         else:
-            result = self._child(self.ws, [str(d) for d in (target or [])]).run(question)
+            docs = [self.reader.resolve(str(d)) for d in (target or [])]
+            result = self._child(self.root, docs, call_id).run(question)
         if result.status == "failed":
             return f"ERROR: the recursive run failed: {result.error}"
         return result.answer
 
-    def _child(self, ws: Workspace, focus: list[str] | None) -> Engine:
+    def _child(self, root: Path, focus: list[str] | None, call_id: int) -> Engine:
         """A run one level deeper, sharing this run's gateway: one budget, one request bound."""
-        return Engine(ws, self.config, self.limits, self.observer, self.sandbox_level, self.depth + 1,
-                      self.gateway, focus=focus)
+        return Engine(root, self.config, self.sandbox_factory, self.limits, self.observer, gateway=self.gateway,
+                      depth=self.depth + 1, focus=focus, run_id=f"{self.origin.run_id}/{call_id}",
+                      parent_id=call_id)
 
     def _doc_text(self, doc: str) -> str:
         try:
-            doc_id = self.ws.resolve_doc(doc)
+            doc_id = self.reader.resolve(doc)
         except Exception as exc:  # noqa: BLE001
             return f"(no document {doc}: {exc})"
-        rec = self.ws.documents()[doc_id]
-        return "\n".join(f"[{doc_id} p.{n}]\n{self.ws.read_page(doc_id, n)}" for n in range(1, rec["pages"] + 1))
+        pages = self.reader.pages(doc_id)
+        return "\n".join(f"[{doc_id} p.{n}]\n{self.reader.read_page(doc_id, n)}" for n in range(1, pages + 1))
 
-    # ---- the loop -----------------------------------------------------------------------------
+    # ---- the loop -------------------------------------------------------------------------------
     def run(self, question: str) -> RunResult:
-        from rlmcli.sandbox import Sandbox
-
         started = time.monotonic()
         model = self.config.model if self.depth == 0 else self.gateway.sub_model
         result = RunResult(answer="", status="failed")
-        if self.sandbox is not None:
-            self.sandbox.reset()
-            self.sandbox.on_request = self._serve
-            owned = contextlib.nullcontext(self.sandbox)
-        else:
-            owned = Sandbox(self.ws.root, level=self.sandbox_level, on_request=self._serve)
-        with owned as sandbox:
-            result.sandbox_layers = sandbox.layers
-            self.emit(ev.RUN_STARTED, question=question, model=model, sub_model=self.gateway.sub_model,
-                      workspace=str(self.ws.root), sandbox=sandbox.layers, limits=vars(self.limits))
+        owned = self.sandbox is None
+        sandbox = self.sandbox if self.sandbox is not None else self.sandbox_factory(self.root)
+        if not owned:
+            sandbox.reset()
+        sandbox.on_request = self._serve
+        try:
+            result.sandbox_layers = list(sandbox.layers)
+            self.emit(ev.RunStarted(question=question, model=model, sub_model=self.gateway.sub_model,
+                                    workspace=str(self.root), sandbox=list(sandbox.layers), limits=vars(self.limits)))
             messages = [{"role": "system", "content": system_prompt()},
-                        {"role": "user", "content": f"Question: {question}\n\n{describe_workspace(self.ws, self.focus)}"}]
+                        {"role": "user", "content": f"Question: {question}\n\n{describe_workspace(self.reader, self.focus)}"}]
             try:
                 self._loop(sandbox, messages, model, result)
             except BudgetExceeded as exc:
                 result.status, result.limit = "partial", exc.limit
                 result.answer = result.answer or self._best_effort(messages)
             except ProviderError as exc:
-                result.status, result.error = "failed", str(exc)
+                result.status, result.error, result.error_kind = "failed", str(exc), exc.kind
             except KeyboardInterrupt:
                 if self.depth > 0:
                     raise  # the root run owns the interrupt
                 self.cancelled.set()
                 result.status, result.limit = "partial", "interrupted"
                 result.answer = result.answer or self._last_text(messages)
+        finally:
+            if owned:
+                sandbox.close()
         result.seconds = time.monotonic() - started
-        result.usage = self.budget.usage(self.ws.manifest()["totals"]["tokens"]) if self.depth == 0 else {}
-        self.emit(ev.FINAL_ANSWER, answer=result.answer, status=result.status, limit=result.limit)
-        self.emit(ev.RUN_FINISHED, status=result.status, limit=result.limit, error=result.error,
-                  iterations=result.iterations, seconds=round(result.seconds, 3), usage=result.usage)
+        result.usage = self.budget.usage(int(self.reader.totals().get("tokens", 0))) if self.depth == 0 else {}
+        self.emit(ev.FinalAnswer(answer=result.answer, status=result.status, limit=result.limit))
+        self.emit(ev.RunFinished(status=result.status, limit=result.limit, error=result.error,
+                                 iterations=result.iterations, seconds=round(result.seconds, 3), usage=result.usage))
         return result
 
-    def _loop(self, sandbox: Any, messages: list[dict[str, Any]], model: str, result: RunResult) -> None:
+    def _ask_model(self, messages: list[dict[str, Any]], model: str, iteration: int) -> str:
+        stream = None
+        if self.stream:
+            def stream(text: str, reset: bool) -> None:
+                self.emit(ev.ModelDelta(iteration=iteration, text=text, reset=reset))
+        try:
+            return self.gateway.complete(messages, model, self.origin, on_delta=stream)
+        except ProviderError as exc:
+            if exc.kind != "context_length" or not _trim_outputs(messages):
+                raise
+            self.emit(ev.Notice(iteration=iteration, reason="context-trimmed",
+                                text="the conversation exceeded the model's window: older outputs were removed"))
+            return self.gateway.complete(messages, model, self.origin, on_delta=stream)
+
+    def _loop(self, sandbox: Repl, messages: list[dict[str, Any]], model: str, result: RunResult) -> None:
+        idle = 0  # empty or code-less replies in a row
+        looked = False  # has any cell read the workspace?
+        nudged_final = False
         for iteration in range(1, self.limits.max_iterations + 1):
-            result.iterations = iteration
-            self.emit(ev.ITERATION_STARTED, iteration=iteration)
-            stream = (lambda text, reset, it=iteration: self.emit(ev.MODEL_DELTA, iteration=it, text=text, reset=reset)) \
-                if self.stream else None
-            reply = self.gateway.complete(messages, model, self.depth, on_delta=stream)
-            self.emit(ev.MODEL_TEXT, iteration=iteration, text=reply)
+            result.iterations = self._iteration = iteration
+            self.emit(ev.IterationStarted(iteration=iteration))
+            reply = self._ask_model(messages, model, iteration)
+            self.emit(ev.ModelText(iteration=iteration, text=reply))
             messages.append({"role": "assistant", "content": reply})
             blocks = code_blocks(reply)
+            final: str | None = None
             if not blocks:
-                final = textual_final(reply)
-                if final is not None:
-                    kind, value = final
-                    if kind == "var":
-                        out = sandbox.run(f"FINAL_VAR({value!r})")
-                        if out.final is not None:
-                            result.answer, result.status = out.final, "answered"
-                            return
-                        messages.append({"role": "user", "content": out.for_model(sandbox.limits.max_output)})
+                textual = textual_final(reply)
+                if textual is None:
+                    idle += 1
+                    if idle >= EMPTY_LIMIT:
+                        what = "empty replies" if not reply.strip() else "replies with neither code nor FINAL"
+                        raise ProviderError(f"the model returned {EMPTY_LIMIT} {what} in a row", "empty")
+                    self._notice(messages, iteration, "empty-reply" if not reply.strip() else "no-code",
+                                 EMPTY if not reply.strip() else NUDGE)
+                    continue
+                kind, value = textual
+                if kind == "var":
+                    out = sandbox.run(f"FINAL_VAR({value!r})", timeout=self._cell_time())
+                    if out.final is None:
+                        messages.append({"role": "user", "content": out.for_model(sandbox.max_output)})
                         continue
-                    result.answer, result.status = value, "answered"
-                    return
-                messages.append({"role": "user", "content": NUDGE})
+                    final = out.final
+                else:
+                    final = value
+            else:
+                idle = 0
+                final, shown, looked_now = self._run_blocks(sandbox, blocks, iteration)
+                looked = looked or looked_now
+                if final is None:
+                    self.budget.check()  # a sub-call may have used the budget up
+                    messages.append({"role": "user", "content": "REPL output:\n" + "\n\n".join(shown)})
+                    continue
+            if not (looked or self._delegated) and not nudged_final:
+                nudged_final = True
+                self._notice(messages, iteration, "early-final", EARLY_FINAL)
                 continue
-            shown = []
-            for index, code in enumerate(blocks, start=1):
-                self.emit(ev.CODE_CELL, iteration=iteration, index=index, code=code)
-                out = sandbox.run(code)
-                visible = out.for_model(sandbox.limits.max_output)
-                self.emit(ev.CELL_OUTPUT, iteration=iteration, index=index, output=out.full_output(), shown=visible,
-                          error=out.error, duration=round(out.duration, 4), changed=out.changed,
-                          restarted=out.restarted)
-                if out.final is not None:
-                    result.answer, result.status = out.final, "answered"
-                    return
-                shown.append(f"[cell {index} output]\n{visible}" if len(blocks) > 1 else visible)
-                if out.error and index < len(blocks):
-                    shown.append(f"(the remaining {len(blocks) - index} block(s) were not run after this error)")
-                    break
-            self.budget.check()  # a sub-call may have used the budget up
-            messages.append({"role": "user", "content": "REPL output:\n" + "\n\n".join(shown)})
+            result.answer, result.status = final, "answered"
+            return
         self.budget.hit("max-iterations")
         result.limit, result.status = "max-iterations", "partial"
         result.answer = self._best_effort(messages)
 
+    def _run_blocks(self, sandbox: Repl, blocks: list[str], iteration: int) -> tuple[str | None, list[str], bool]:
+        """Run a reply's code blocks in order, stopping at an error: (final, outputs shown, looked)."""
+        shown: list[str] = []
+        looked = False
+        for index, code in enumerate(blocks, start=1):
+            self.emit(ev.CodeCell(iteration=iteration, index=index, code=code))
+            with self._lock:
+                self._queries_this_cell = 0
+            out = sandbox.run(code, timeout=self._cell_time())
+            looked = looked or out.looked
+            visible = out.for_model(sandbox.max_output)
+            if self._queries_this_cell >= SEQUENTIAL_LIMIT:
+                visible += "\n" + SEQUENTIAL_HINT.format(n=self._queries_this_cell)
+            self.emit(ev.CellOutput(iteration=iteration, index=index, output=out.full_output(), shown=visible,
+                                    error=out.error, duration=round(out.duration, 4), changed=out.changed,
+                                    restarted=out.restarted))
+            if out.timed_out:
+                self.budget.check()  # the cell was cut by the run's time budget, not its own limit
+            if out.final is not None:
+                return out.final, shown, looked
+            shown.append(f"[cell {index} output]\n{visible}" if len(blocks) > 1 else visible)
+            if out.error and index < len(blocks):
+                shown.append(f"(the remaining {len(blocks) - index} block(s) were not run after this error)")
+                break
+        return None, shown, looked
+
+    def _cell_time(self) -> float | None:
+        """A cell may run only as long as the run's time budget has left."""
+        left = self.budget.remaining_time()
+        if left is not None and left <= 0:
+            self.budget.check()
+        return left
+
+    def _notice(self, messages: list[dict[str, Any]], iteration: int, reason: str, text: str) -> None:
+        self.emit(ev.Notice(iteration=iteration, reason=reason, text=text))
+        messages.append({"role": "user", "content": text})
+
     def _best_effort(self, messages: list[dict[str, Any]]) -> str:
         """One last call for the best answer from what was found; the last model text if that fails."""
         try:  # refused at once by the budget when the run stopped on calls, tokens, cost or time
-            reply = self.gateway.complete(messages + [{"role": "user", "content": LAST_CALL}],
-                                          self.config.model if self.depth == 0 else self.gateway.sub_model, self.depth)
+            model = self.config.model if self.depth == 0 else self.gateway.sub_model
+            reply = self.gateway.complete(messages + [{"role": "user", "content": LAST_CALL}], model, self.origin)
             final = textual_final(reply)
             return final[1] if final and final[0] == "answer" else reply.strip()
         except (BudgetExceeded, ProviderError):
@@ -303,10 +402,19 @@ class Engine:
     @staticmethod
     def _last_text(messages: list[dict[str, Any]]) -> str:
         """The model's last words, without its code blocks (the best partial answer without a call)."""
-        import re
-
         for message in reversed(messages):
             if message["role"] == "assistant" and message["content"].strip():
                 prose = re.sub(r"```.*?(```|$)", "", message["content"], flags=re.S).strip()
                 return prose or message["content"].strip()
         return ""
+
+
+def _trim_outputs(messages: list[dict[str, Any]]) -> bool:
+    """Drop the older half of the REPL outputs (never the question or the last exchange)."""
+    outputs = [i for i, m in enumerate(messages[2:-2], start=2)
+               if m["role"] == "user" and m["content"] != TRIMMED]
+    if not outputs:
+        return False
+    for i in outputs[: max(1, (len(outputs) + 1) // 2)]:
+        messages[i] = {"role": "user", "content": TRIMMED}
+    return True

@@ -12,6 +12,10 @@ __all__ = ["CellResult", "Sandbox", "SandboxError"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "CellResult":
+        from rlmcli.sandbox.interface import CellResult
+
+        return CellResult
     if name in __all__:
         from rlmcli.sandbox import process
 

@@ -130,6 +130,7 @@ class Toolkit:
         self.corpus = corpus or Corpus(self.reader)
         self.searcher = Searcher(self.reader, immutable=True)
         self._context: str | None = None
+        self.looks = 0  # calls of the reading helpers, so the engine knows the model looked
 
     @property
     def docs(self) -> dict[str, Any]:
@@ -144,6 +145,7 @@ class Toolkit:
     # ---- helpers (their docstrings are the model's reference) ------------------------------------
     def ls(self, path: str = ".") -> list[str]:
         """List a directory of the workspace. `ls('docs')` shows each document with its pages and tokens."""
+        self.looks += 1
         norm = os.path.normpath(path)
         if norm == "docs":
             rows = [f"{d}/  {r['type']}, {r['pages']} pages, {r['tokens']:,} tokens" for d, r in self.docs.items()]
@@ -155,6 +157,7 @@ class Toolkit:
 
     def tree(self, depth: int = 2) -> None:
         """Print the workspace tree (documents, their outline.txt and page counts) to `depth` levels."""
+        self.looks += 1
         out = ["manifest.json", "index.sqlite", "docs/"]
         for doc, rec in self.docs.items():
             out.append(f"  {doc}/  ({rec['type']}, {rec['pages']} pages, {rec['tokens']:,} tokens)")
@@ -166,6 +169,7 @@ class Toolkit:
     def read(self, doc: str, page: int | tuple[int, int] | None = None, start: int | None = None,
              end: int | None = None) -> Text:
         """Text of a page (`page=3`), a page range (`page=(3, 5)`), or lines `start`..`end` (1-based, inclusive) of one page; the whole document when `page` is None. Each page starts with a `[doc p.N]` line."""
+        self.looks += 1
         doc = self._doc(doc)
         total = self.docs[doc]["pages"]
         if page is None:
@@ -188,6 +192,7 @@ class Toolkit:
     def grep(self, pattern: str, doc: str | None = None, ignore_case: bool = True, context: int = 0,
              max_hits: int = 200) -> Hits:
         """Regex search over every page (or one `doc`). Returns hits (doc, page, line, text), one per matching line; `context` adds that many lines around each hit."""
+        self.looks += 1
         corpus = self.corpus.load()
         starts, where = self.corpus.starts, self.corpus.where
         plain = re.escape(pattern) == pattern or not re.search(r"[\\.^$*+?{}\[\]|()]", pattern)
@@ -233,10 +238,12 @@ class Toolkit:
 
     def search(self, query: str, k: int = 10, doc: str | None = None) -> Passages:
         """Ranked full-text search (BM25, stemmed; headings weigh more). Returns up to `k` passages, the best one per page, each with doc, page, line, score and text."""
+        self.looks += 1
         return Passages(self.searcher.search(query, k=k, doc=doc))
 
     def context_text(self) -> str:
         """`context`: the whole workspace as one string, each page preceded by a `=== [doc p.N] ===` line (for slicing by offset)."""
+        self.looks += 1
         if self._context is None:
             parts = []
             for doc, rec in self.docs.items():

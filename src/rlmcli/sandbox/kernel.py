@@ -121,8 +121,26 @@ def _trim_traceback(exc: BaseException) -> str:
     return head + text + "".join(traceback.format_exception_only(type(exc), exc))
 
 
+_touches = [0]  # reads of the workspace by model code: did a cell look at the documents?
+
+
+def _watch_reads(workspace: str) -> None:
+    prefix = workspace.rstrip("/") + "/"
+
+    def note(event: str, args: tuple[Any, ...]) -> None:
+        if event in ("open", "os.listdir", "os.scandir", "glob.glob") and args:
+            path = args[0]
+            if isinstance(path, (str, bytes)):
+                text = os.fsdecode(path)
+                if not text.startswith("/") or text.startswith(prefix):
+                    _touches[0] += 1
+
+    sys.addaudithook(note)
+
+
 def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: int, memory_mb: int) -> dict[str, Any]:
     out, err = CappedIO(cap), CappedIO(cap)
+    touched = _touches[0] + toolkit.looks
     before = {k: id(v) for k, v in ns.items()}
     final: str | None = None
     error = False
@@ -158,7 +176,8 @@ def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: 
     changed = [k for k, v in ns.items() if not k.startswith("_") and k not in HELPER_NAMES
                and (k not in before or before[k] != id(v))]
     return {"type": "result", "stdout": out.getvalue(), "stderr": err.getvalue(), "stdout_total": out.total,
-            "stderr_total": err.total, "changed": changed, "duration": duration, "final": final, "error": error}
+            "stderr_total": err.total, "changed": changed, "duration": duration, "final": final, "error": error,
+            "looked": _touches[0] + toolkit.looks > touched}
 
 
 def main() -> None:
@@ -167,6 +186,7 @@ def main() -> None:
     os.chdir(cfg["workspace"])
     for name in PRELOAD:
         __import__(name)
+    _watch_reads(cfg["workspace"])
     try:
         layers = _confine(cfg)
     except Exception as exc:  # noqa: BLE001

@@ -17,12 +17,13 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from rlmcli.errors import RlmError
 from rlmcli.sandbox import protocol
+from rlmcli.sandbox.interface import CellResult, RequestHandler
 
 KERNEL = Path(__file__).with_name("kernel.py")
 LEVELS = ("auto", "strict", "basic")
@@ -41,41 +42,6 @@ class SandboxLimits:
     file_mb: int = 256  # largest file the child may write (in scratch)
     max_output: int = 10_000  # characters of output shown to the model per cell
     output_cap: int = 1_000_000  # characters of each stream kept for the trace
-
-
-@dataclass
-class CellResult:
-    stdout: str = ""
-    stderr: str = ""
-    stdout_total: int = 0  # characters produced, including any beyond the cap
-    stderr_total: int = 0
-    changed: list[str] = field(default_factory=list)
-    duration: float = 0.0
-    final: str | None = None
-    error: bool = False
-    restarted: bool = False  # the child was killed and restarted: variables are gone
-    timed_out: bool = False
-
-    def full_output(self) -> str:
-        """All kept output for the trace, saying where the hard cap cut it."""
-        parts = []
-        for text, total, name in ((self.stdout, self.stdout_total, "stdout"), (self.stderr, self.stderr_total, "stderr")):
-            if text:
-                parts.append(text)
-            if total > len(text):
-                parts.append(f"\n[{name} cut at {len(text):,} characters; {total:,} were printed]\n")
-        return "".join(parts)
-
-    def for_model(self, limit: int) -> str:
-        """Output for the model: head and tail kept, the cut stated."""
-        text = self.full_output()
-        if not text.strip():
-            text = "(no output)" if not self.changed else f"(no output; variables set: {', '.join(self.changed)})"
-        if len(text) <= limit:
-            return text
-        head, tail = text[: limit // 2], text[-(limit // 2):]
-        cut = len(text) - len(head) - len(tail)
-        return f"{head}\n... [{cut:,} characters cut from the middle; {len(text):,} in all] ...\n{tail}"
 
 
 # What model code may read in a workspace. The rest of it (runs/ with earlier questions and
@@ -114,7 +80,7 @@ class Sandbox:
     """A child Python process whose cwd is the workspace, running cells in one namespace."""
 
     def __init__(self, workspace: Path | str, level: str = "auto", limits: SandboxLimits | None = None,
-                 on_request: Callable[[str, dict[str, Any]], Any] | None = None,
+                 on_request: RequestHandler | None = None,
                  disable: tuple[str, ...] = ()) -> None:
         """`disable` skips named layers ('audit', 'netns', 'landlock', 'seccomp'): only for tests
         that prove each remaining layer holds by itself."""
@@ -129,7 +95,6 @@ class Sandbox:
         self.layers: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self._rfd = self._wfd = -1
-        self.restarts = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -207,8 +172,11 @@ class Sandbox:
 
     def _restart(self) -> None:
         self._kill()
-        self.restarts += 1
         self.start()
+
+    @property
+    def max_output(self) -> int:
+        return self.limits.max_output
 
     # ---- cells -----------------------------------------------------------------------------------
     def _recv(self, deadline: float) -> dict[str, Any]:
@@ -233,12 +201,13 @@ class Sandbox:
                 reply.update(ok=False, error=f"{kind} failed: {exc}")
         protocol.send(self._wfd, reply)
 
-    def run(self, code: str) -> CellResult:
+    def run(self, code: str, timeout: float | None = None) -> CellResult:
         """Run one cell. A timeout, crash or protocol breach restarts the child and says so."""
         if self.proc is None:
             self.start()
+        limit = self.limits.cell_timeout if timeout is None else max(0.05, min(timeout, self.limits.cell_timeout))
         protocol.send(self._wfd, {"type": "exec", "code": code})
-        deadline = time.monotonic() + self.limits.cell_timeout
+        deadline = time.monotonic() + limit
         try:
             while True:
                 message = self._recv(deadline)
@@ -252,7 +221,7 @@ class Sandbox:
                 raise protocol.ProtocolError(f"unexpected message {message.get('type')!r}")
         except TimeoutError:
             self._restart()
-            return CellResult(stderr=f"TimeoutError: the cell ran longer than {self.limits.cell_timeout:g} s and was "
+            return CellResult(stderr=f"TimeoutError: the cell ran longer than {limit:g} s and was "
                               "stopped. The sandbox was restarted: all variables were lost.\n",
                               error=True, restarted=True, timed_out=True)
         except (EOFError, OSError, protocol.ProtocolError) as exc:
@@ -286,7 +255,7 @@ class Sandbox:
         return CellResult(stdout=text("stdout"), stderr=text("stderr"), stdout_total=number("stdout_total"),
                           stderr_total=number("stderr_total"), changed=[str(c) for c in changed][:200],
                           duration=float(m.get("duration") or 0.0), final=final if isinstance(final, str) else None,
-                          error=bool(m.get("error")))
+                          error=bool(m.get("error")), looked=m.get("looked") is True)
 
 
 def _death_reason(status: int) -> str:

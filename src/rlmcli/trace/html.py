@@ -1,4 +1,5 @@
-"""`rlm trace RUN --html out.html`: one self-contained page that folds and unfolds the run tree."""
+"""`rlm trace RUN --html out.html`: one self-contained page that folds and unfolds the run tree,
+with every model request's prompt and reply (folded), tokens, cost, latency and retries."""
 
 from __future__ import annotations
 
@@ -14,36 +15,42 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
 details{margin-left:1.2em;border-left:1px solid #ccc;padding-left:.6em}
 summary{cursor:pointer} pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap}
 .err{color:#b00020}.ok{color:#0a7d32}.final{font-weight:bold;color:#0a7d32}.partial{color:#a15c00}
-.footer{margin-top:1em;font-weight:bold}
+.note{color:#a15c00}.call{color:#555}.footer{margin-top:1em;font-weight:bold}
 """
 
 
 def _node(node: Node) -> str:
-    d = node.data
     esc = html.escape
+    body = "".join(_node(c) for c in node.children)
     if node.kind == "run":
-        head = f"<b>{esc('rlm' if d['depth'] == 0 else 'rlm_query run')}</b> · {esc(d['question'])} · <i>{esc(d['model'])}</i>"
-        body = "".join(_node(c) for c in node.children)
+        head = f"<b>{esc('rlm' if node.depth == 0 else 'rlm_query run')}</b> · {esc(node.question)} · <i>{esc(node.model)}</i>"
         return f"<details open><summary>{head}</summary>{body}</details>"
     if node.kind == "iteration":
-        body = "".join(_node(c) for c in node.children)
-        return f"<details open><summary>iteration {d['n']}</summary>{body}</details>"
+        return f"<details open><summary>iteration {node.number}</summary>{body}</details>"
     if node.kind == "text":
-        return f"<details><summary>model text</summary><pre>{esc(d['text'])}</pre></details>"
+        return f"<details><summary>model text</summary><pre>{esc(node.text)}</pre></details>"
     if node.kind == "code":
-        first = esc(d["code"].strip().splitlines()[0] if d["code"].strip() else "")
-        return f"<details><summary>code: <code>{first}</code></summary><pre>{esc(d['code'])}</pre></details>"
+        first = esc(node.text.strip().splitlines()[0] if node.text.strip() else "")
+        return f"<details><summary>code: <code>{first}</code></summary><pre>{esc(node.text)}</pre></details>"
     if node.kind == "output":
-        cls = "err" if d["error"] else "ok"
-        return (f"<details><summary class='{cls}'>output ({d['duration']:.2f}s)</summary>"
-                f"<pre>{esc(d['output'])}</pre></details>")
+        cls = "err" if node.error else "ok"
+        return (f"<details><summary class='{cls}'>output ({node.duration:.2f}s)</summary>"
+                f"<pre>{esc(node.text)}</pre></details>")
+    if node.kind in ("notice", "retry"):
+        return f"<div class='note'>{esc(node.text)}</div>"
+    if node.kind == "error":
+        return f"<div class='err'>{esc(node.text)}</div>"
+    if node.kind == "model_call":
+        return (f"<details class='call'><summary>call {esc(node.model)} · {esc(node.detail)}</summary>"
+                f"<b>prompt</b><pre>{esc(node.text)}</pre><b>reply</b><pre>{esc(node.reply)}</pre></details>")
     if node.kind == "subcall":
-        count = f" {d['done']}/{d['total']}" if d["kind"] == "llm_batch" else ""
-        body = "".join(_node(c) for c in node.children)
-        return f"<details><summary>{esc(d['kind'])} → {esc(d['model'])}{count}</summary>{body}</details>"
+        count = f" {node.done}/{node.total}" if node.call == "llm_batch" else ""
+        mark = "" if node.ok is None else (" ✓" if node.ok else " ✗")
+        retried = f" · {node.retries} retries" if node.retries else ""
+        return f"<details><summary>{esc(node.call)} → {esc(node.model)}{count}{mark}{retried}</summary>{body}</details>"
     if node.kind == "final":
-        cls = "final" if d["status"] == "answered" else "partial"
-        return f"<div class='{cls}'>FINAL ({esc(str(d['status']))}): <pre>{esc(d['answer'])}</pre></div>"
+        cls = "final" if node.status == "answered" else "partial"
+        return f"<div class='{cls}'>FINAL ({esc(node.status)}): <pre>{esc(node.text)}</pre></div>"
     return ""
 
 

@@ -1,4 +1,9 @@
-"""The live Rich tree on a terminal, with a footer of iterations, calls, tokens, cost and time."""
+"""The live Rich tree on a terminal, with a footer of iterations, calls, tokens, cost and time.
+
+The live region never grows taller than the terminal: finished iterations fold to one line each
+and whatever still does not fit is cropped, so nothing is repeated in the scrollback. When the
+run ends the live region is erased and a compact tree is printed once (all of it with -v).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,12 @@ class LiveView:
         self.tree = TraceTree()
         self.verbose = verbose
         self.console = console
-        self.live = Live(console=console, refresh_per_second=8, transient=False, vertical_overflow="visible",
-                         get_renderable=lambda: self.tree.render(self.verbose))
+        self.live = Live(console=console, refresh_per_second=8, transient=True, vertical_overflow="crop",
+                         get_renderable=self._frame)
+
+    def _frame(self) -> Any:
+        height = max(5, self.console.size.height - 2)
+        return self.tree.render(False, max_lines=height)
 
     def __enter__(self) -> LiveView:
         self.live.start()
@@ -28,8 +37,8 @@ class LiveView:
         self.tree(event)
 
     def __exit__(self, *exc: object) -> None:
-        self.live.refresh()
-        self.live.stop()
+        self.live.stop()  # transient: the live region is erased
+        self.console.print(self.tree.render(self.verbose, compact=True))
 
 
 def render_events(events: list[Event], console: Any, verbose: bool = False) -> None:

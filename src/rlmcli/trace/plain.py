@@ -7,7 +7,6 @@ import time
 from typing import TextIO
 
 from rlmcli.engine import events as ev
-from rlmcli.engine.events import Event
 
 
 def _first_line(text: str, width: int = 100) -> str:
@@ -27,34 +26,39 @@ class PlainView:
         self.stream.write(f"{stamp} {'  ' * depth}{text}\n")
         self.stream.flush()
 
-    def __call__(self, e: Event) -> None:
-        d = e.data
-        if e.kind == ev.RUN_STARTED:
-            self._out(e.depth, f"run: {d['model']} over {d['workspace']} (sandbox: {', '.join(d['sandbox'])})")
-        elif e.kind == ev.ITERATION_STARTED:
-            self._out(e.depth, f"iteration {d['iteration']}")
-        elif e.kind == ev.CODE_CELL:
-            code = d["code"].rstrip()
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RunStarted):
+            self._out(e.depth, f"run: {e.model} over {e.workspace} (sandbox: {', '.join(e.sandbox)})")
+        elif isinstance(e, ev.IterationStarted):
+            self._out(e.depth, f"iteration {e.iteration}")
+        elif isinstance(e, ev.CodeCell):
+            code = e.code.rstrip()
             if self.verbose:
                 self._out(e.depth + 1, "code:\n" + code)
             else:
                 lines = code.count("\n") + 1
                 self._out(e.depth + 1, f"code: {_first_line(code)}" + (f" (+{lines - 1} lines)" if lines > 1 else ""))
-        elif e.kind == ev.CELL_OUTPUT:
-            text = d["output"] if self.verbose else _first_line(d["shown"])
-            flag = " [error]" if d["error"] else ""
-            self._out(e.depth + 1, f"output{flag} ({d['duration']:.2f}s): {text}")
-        elif e.kind == ev.SUBCALL_STARTED:
-            what = f"{d['size']} prompts" if d["kind"] == "llm_batch" else f"{d['size']:,} chars"
-            self._out(e.depth + 1, f"{d['kind']} → {d['model']} ({what})")
-        elif e.kind == ev.SUBCALL_FINISHED and d["kind"] == "llm_batch":
-            self._out(e.depth + 1, f"llm_batch done {d['done']}/{d['total']}" + (f", {d['failed']} failed" if d.get("failed") else ""))
-        elif e.kind == ev.BUDGET_WARNING:
-            self._out(e.depth, f"budget warning: {d['limit']} at {d['used']:g} of {d['max']:g}")
-        elif e.kind == ev.RUN_FINISHED and e.depth == 0:
-            u = d.get("usage") or {}
+        elif isinstance(e, ev.CellOutput):
+            text = e.output if self.verbose else _first_line(e.shown)
+            flag = " [error]" if e.error else ""
+            self._out(e.depth + 1, f"output{flag} ({e.duration:.2f}s): {text}")
+        elif isinstance(e, ev.Notice):
+            self._out(e.depth + 1, f"rlm told the model ({e.reason}): {_first_line(e.text)}")
+        elif isinstance(e, ev.SubcallStarted):
+            what = f"{e.size} prompts" if e.call == "llm_batch" else f"{e.size:,} chars"
+            self._out(e.depth + 1, f"{e.call} → {e.model} ({what})")
+        elif isinstance(e, ev.SubcallFinished) and e.call == "llm_batch":
+            self._out(e.depth + 1, f"llm_batch done {e.done}/{e.total}" + (f", {e.failed} failed" if e.failed else ""))
+        elif isinstance(e, ev.ModelRetry):
+            self._out(e.depth + 1, f"{e.model}: retry {e.attempt}/{e.attempts} in {e.delay:.1f} s: {e.reason}")
+        elif isinstance(e, ev.ModelError):
+            self._out(e.depth + 1, f"model error: {e.message}")
+        elif isinstance(e, ev.BudgetWarning):
+            self._out(e.depth, f"budget warning: {e.limit} at {e.used:g} of {e.max:g}")
+        elif isinstance(e, ev.RunFinished) and e.depth == 0:
+            u = e.usage or {}
             cost = u.get("cost")
             money = f"${cost:.4f}" if cost is not None else "cost unknown"
-            limit = f" ({d['limit']})" if d.get("limit") else ""
-            self._out(0, f"{d['status']}{limit} after {d['iterations']} iterations, {u.get('calls', 0)} calls, "
-                         f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {money}, {d['seconds']:.1f}s")
+            limit = f" ({e.limit})" if e.limit else ""
+            self._out(0, f"{e.status}{limit} after {e.iterations} iterations, {u.get('calls', 0)} calls, "
+                         f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {money}, {e.seconds:.1f}s")

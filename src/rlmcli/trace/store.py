@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from rlmcli.engine.events import Event
+from rlmcli.engine.events import Event, ModelDelta, RunFinished, RunStarted, from_dict
 from rlmcli.errors import RlmError
 
 
@@ -26,7 +26,7 @@ class TraceWriter:
         self._fh: TextIO | None = open(path, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if event.kind == "model_delta":
+        if isinstance(event, ModelDelta):
             return  # the whole reply follows as model_text; deltas would only bloat the file
         if self._fh is not None:
             self._fh.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
@@ -47,9 +47,11 @@ def load(path: Path) -> list[Event]:
                 continue
             try:
                 raw = json.loads(line)
-                events.append(Event(raw["kind"], raw.get("depth", 0), raw.get("time", 0.0), raw.get("data", {})))
-            except (ValueError, KeyError):
+                event = from_dict(raw) if isinstance(raw, dict) else None
+            except (ValueError, TypeError):
                 continue  # a line cut by a crash
+            if event is not None:
+                events.append(event)
     return events
 
 
@@ -68,14 +70,14 @@ def list_runs(workspace_root: Path) -> list[RunSummary]:
     runs = []
     for path in sorted((workspace_root / "runs").glob("*.jsonl")):
         events = load(path)
-        started = next((e for e in events if e.kind == "run_started" and e.depth == 0), None)
-        finished = next((e for e in events if e.kind == "run_finished" and e.depth == 0), None)
-        usage = finished.data.get("usage", {}) if finished else {}
+        started = next((e for e in events if isinstance(e, RunStarted) and e.depth == 0), None)
+        finished = next((e for e in events if isinstance(e, RunFinished) and e.depth == 0), None)
+        usage = finished.usage if finished else {}
         runs.append(RunSummary(
             run_id=path.stem, path=path, started=started.time if started else path.stat().st_mtime,
-            question=started.data.get("question", "") if started else "",
-            status=finished.data.get("status", "?") if finished else "unfinished",
-            cost=usage.get("cost"), seconds=finished.data.get("seconds") if finished else None))
+            question=started.question if started else "",
+            status=finished.status if finished else "unfinished",
+            cost=usage.get("cost"), seconds=finished.seconds if finished else None))
     return runs
 
 

@@ -1,4 +1,4 @@
-"""The run as a tree, built from events: shared by the live view, `rlm trace` and the HTML page.
+"""The run as a tree, built from typed events: shared by the live view, `rlm trace` and the HTML page.
 
     rlm · question · model
     ├── iteration 1
@@ -7,6 +7,10 @@
     │   └── llm_batch → model  12/16
     │       └── (a child run, for rlm_query, one level deeper)
     └── FINAL · answer
+
+Child runs hang under the exact sub-call that started them (events carry `parent_id`).
+`render(max_lines=N)` folds finished iterations to one line each so a live view never grows
+taller than the terminal; `render(compact=True)` is the summary printed once when a run ends.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmcli.engine import events as ev
-from rlmcli.engine.events import Event
 
 CODE_LINES = 12  # folded beyond this unless verbose
 OUTPUT_LINES = 6
@@ -24,12 +27,36 @@ OUTPUT_LINES = 6
 
 @dataclass
 class Node:
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-    children: list[Node] = field(default_factory=list)
+    """A node of the view: `kind` says which fields matter (run, iteration, text, streaming, code,
+    output, notice, retry, error, subcall, final)."""
 
-    def add(self, node_kind: str, /, **data: Any) -> Node:
-        node = Node(node_kind, data)
+    kind: str
+    text: str = ""
+    error: bool = False
+    duration: float = 0.0
+    children: list[Node] = field(default_factory=list)
+    # run
+    question: str = ""
+    model: str = ""
+    sandbox: list[str] = field(default_factory=list)
+    depth: int = 0
+    # iteration
+    number: int = 0
+    # subcall
+    call: str = ""
+    done: int = 0
+    total: int = 0
+    ok: bool | None = None
+    failed: int = 0
+    retries: int = 0
+    # final
+    status: str = ""
+    limit: str | None = None
+    # model_call: text is the prompt
+    reply: str = ""
+    detail: str = ""
+
+    def add(self, node: Node) -> Node:
         self.children.append(node)
         return node
 
@@ -39,95 +66,118 @@ class TraceTree:
 
     def __init__(self) -> None:
         self.root: Node | None = None
-        self.runs: dict[int, Node] = {}
-        self.iterations: dict[int, Node] = {}
-        self.subcalls: dict[tuple[int, int], Node] = {}
-        self.last_rlm_query: dict[int, Node] = {}
+        self.runs: dict[str, Node] = {}
+        self.iterations: dict[str, Node] = {}  # run id -> its current iteration
+        self.subcalls: dict[tuple[str, int], Node] = {}
+        self.calls_by_id: dict[int, Node] = {}
         self.iteration_count = 0
         self.calls = 0
+        self.cache_hits = 0
+        self.retries = 0
         self.tokens = 0
         self.cost = 0.0
         self.cost_unknown = False
         self.started: float | None = None
         self.finished: float | None = None
         self.status: str | None = None
+        self.error: str | None = None
         self.warnings: list[str] = []
 
-    def __call__(self, e: Event) -> None:
-        d = e.data
+    def _place(self, e: ev.Event) -> Node | None:
+        """Where a step of run `e.run_id` goes: its current iteration, else the run itself."""
+        return self.iterations.get(e.run_id) or self.runs.get(e.run_id)
+
+    def __call__(self, e: ev.Event) -> None:
         if self.started is None:
             self.started = e.time
-        if e.kind == ev.RUN_STARTED:
-            node = Node("run", {"question": d.get("question", ""), "model": d.get("model", ""),
-                                "sandbox": d.get("sandbox", []), "depth": e.depth})
-            parent = self.last_rlm_query.get(e.depth - 1)
-            if e.depth == 0 or parent is None:
-                self.root = self.root or node
-                if self.root is not node:
-                    self.root.children.append(node)
+        if isinstance(e, ev.RunStarted):
+            node = Node("run", question=e.question, model=e.model, sandbox=list(e.sandbox), depth=e.depth)
+            parent = self.calls_by_id.get(e.parent_id) if e.parent_id is not None else None
+            if parent is not None:
+                parent.add(node)
+            elif self.root is None:
+                self.root = node
             else:
-                parent.children.append(node)
-            self.runs[e.depth] = node
-        elif e.kind == ev.ITERATION_STARTED:
-            run = self.runs.get(e.depth)
+                self.root.add(node)
+            self.runs[e.run_id] = node
+        elif isinstance(e, ev.IterationStarted):
+            run = self.runs.get(e.run_id)
             if run is not None:
-                self.iterations[e.depth] = run.add("iteration", n=d["iteration"])
+                self.iterations[e.run_id] = run.add(Node("iteration", number=e.iteration))
             if e.depth == 0:
-                self.iteration_count = d["iteration"]
-        elif e.kind == ev.MODEL_DELTA:
-            it = self.iterations.get(e.depth)
+                self.iteration_count = e.iteration
+        elif isinstance(e, ev.ModelDelta):
+            it = self.iterations.get(e.run_id)
             if it is not None:
-                live = it.children[-1] if it.children and it.children[-1].kind == "streaming" else it.add("streaming", text="")
-                live.data["text"] = ("" if d.get("reset") else live.data["text"]) + d.get("text", "")
-        elif e.kind == ev.MODEL_TEXT:
-            it = self.iterations.get(e.depth)
-            text = d.get("text", "")
+                live = it.children[-1] if it.children and it.children[-1].kind == "streaming" else it.add(Node("streaming"))
+                live.text = ("" if e.reset else live.text) + e.text
+        elif isinstance(e, ev.ModelText):
+            it = self.iterations.get(e.run_id)
             if it is not None:
                 if it.children and it.children[-1].kind == "streaming":
                     it.children.pop()  # the whole reply replaces the streamed preview
-                prose = _prose(text)
+                prose = _prose(e.text)
                 if prose:
-                    it.add("text", text=prose)  # what the model says around its code
-        elif e.kind == ev.CODE_CELL:
-            it = self.iterations.get(e.depth)
+                    it.add(Node("text", text=prose))  # what the model says around its code
+        elif isinstance(e, ev.CodeCell):
+            it = self.iterations.get(e.run_id)
             if it is not None:
-                it.add("code", code=d["code"])
-        elif e.kind == ev.CELL_OUTPUT:
-            it = self.iterations.get(e.depth)
+                it.add(Node("code", text=e.code))
+        elif isinstance(e, ev.CellOutput):
+            it = self.iterations.get(e.run_id)
             if it is not None:
-                it.add("output", output=d.get("output", ""), error=d.get("error", False),
-                       duration=d.get("duration", 0.0))
-        elif e.kind == ev.SUBCALL_STARTED:
-            it = self.iterations.get(e.depth) or self.runs.get(e.depth)
-            if it is not None:
-                node = it.add("subcall", kind=d["kind"], model=d.get("model", ""), size=d.get("size", 0),
-                              done=0, total=d.get("size", 1) if d["kind"] == "llm_batch" else 1, ok=None)
-                self.subcalls[(e.depth, d["id"])] = node
-                if d["kind"] == "rlm_query":
-                    self.last_rlm_query[e.depth] = node
-        elif e.kind in (ev.SUBCALL_PROGRESS, ev.SUBCALL_FINISHED):
-            node = self.subcalls.get((e.depth, d["id"]))
+                it.add(Node("output", text=e.output, error=e.error, duration=e.duration))
+        elif isinstance(e, ev.Notice):
+            place = self._place(e)
+            if place is not None:
+                place.add(Node("notice", text=e.text, status=e.reason))
+        elif isinstance(e, ev.SubcallStarted):
+            place = self._place(e)
+            if place is not None:
+                node = place.add(Node("subcall", call=e.call, model=e.model, total=e.size if e.call == "llm_batch" else 1))
+                self.subcalls[(e.run_id, e.call_id)] = node
+                self.calls_by_id[e.call_id] = node
+        elif isinstance(e, (ev.SubcallProgress, ev.SubcallFinished)):
+            node = self.subcalls.get((e.run_id, e.call_id))
             if node is not None:
-                node.data.update(done=d.get("done", 0), total=d.get("total", node.data["total"]))
-                if e.kind == ev.SUBCALL_FINISHED:
-                    node.data.update(ok=d.get("ok"), failed=d.get("failed", 0))
-        elif e.kind == ev.MODEL_CALL:
+                node.done, node.total = e.done, e.total or node.total
+                if isinstance(e, ev.SubcallFinished):
+                    node.ok, node.failed = e.ok, e.failed
+        elif isinstance(e, ev.ModelRetry):
+            self.retries += 1
+            text = f"retry {e.attempt}/{e.attempts} in {e.delay:.1f} s: {e.reason}"
+            target = self.calls_by_id.get(e.call_id) if e.call_id is not None else None
+            if target is not None:
+                target.retries += 1
+            else:
+                place = self._place(e)
+                if place is not None:
+                    place.add(Node("retry", text=f"{e.model} · {text}"))
+        elif isinstance(e, ev.ModelError):
+            place = self.calls_by_id.get(e.call_id) if e.call_id is not None else self._place(e)
+            if place is not None and e.call_id is None:
+                place.add(Node("error", text=e.message, error=True))
+        elif isinstance(e, ev.ModelCall):
+            place = self.calls_by_id.get(e.call_id) if e.call_id is not None else self._place(e)
+            if place is not None:
+                place.add(Node("model_call", text=e.prompt, reply=e.reply, model=e.model, detail=_call_detail(e)))
             self.calls += 1
-            self.tokens += d.get("prompt_tokens", 0) + d.get("completion_tokens", 0)
-            if d.get("cost") is None:
+            self.cache_hits += e.cache_hit
+            self.tokens += e.prompt_tokens + e.completion_tokens
+            if e.cost is None:
                 self.cost_unknown = True
             else:
-                self.cost += d["cost"]
-        elif e.kind == ev.BUDGET_WARNING:
-            used, top = d.get("used", 0), d.get("max", 0)
-            self.warnings.append(f"{d.get('limit')} at {100 * used / top:.0f}%" if top else str(d.get("limit")))
-        elif e.kind == ev.FINAL_ANSWER:
-            run = self.runs.get(e.depth)
+                self.cost += e.cost
+        elif isinstance(e, ev.BudgetWarning):
+            self.warnings.append(f"{e.limit} at {100 * e.used / e.max:.0f}%" if e.max else e.limit)
+        elif isinstance(e, ev.FinalAnswer):
+            run = self.runs.get(e.run_id)
             if run is not None:
-                run.add("final", answer=d.get("answer", ""), status=d.get("status"), limit=d.get("limit"))
-        elif e.kind == ev.RUN_FINISHED and e.depth == 0:
+                run.add(Node("final", text=e.answer, status=e.status, limit=e.limit))
+        elif isinstance(e, ev.RunFinished) and e.depth == 0:
             self.finished = e.time
-            self.status = d.get("status")
+            self.status = e.status
+            self.error = e.error
 
     # ---- rendering with Rich ------------------------------------------------------------------------
     def footer_text(self, now: float | None = None) -> str:
@@ -137,58 +187,137 @@ class TraceTree:
             cost = f"${self.cost:.4f} + unpriced calls" if self.cost else "cost unknown"
         else:
             cost = f"${self.cost:.4f}"
+        cached = f" ({self.cache_hits} cached)" if self.cache_hits else ""
+        retried = f" · {self.retries} retries" if self.retries else ""
         warn = f" · ⚠ {', '.join(self.warnings)}" if self.warnings else ""
-        return (f"iterations {self.iteration_count} · calls {self.calls} · tokens {self.tokens:,} · {cost} · "
-                f"{elapsed:.1f}s{warn}")
+        return (f"iterations {self.iteration_count} · calls {self.calls}{cached} · tokens {self.tokens:,} · {cost} · "
+                f"{elapsed:.1f}s{retried}{warn}")
 
-    def render(self, verbose: bool = False, now: float | None = None) -> Any:
+    def render(self, verbose: bool = False, now: float | None = None, max_lines: int | None = None,
+               compact: bool = False) -> Any:
+        """The tree and its footer. `max_lines` folds finished iterations (and then the current
+        one's long parts) to fit; `compact` folds every iteration to one line."""
         from rich.console import Group
         from rich.text import Text
 
         if self.root is None:
             return Text("starting…", style="dim")
-        tree = self._rich(self.root, None, verbose)
+        fold: set[int] = set()
+        if compact and not verbose:
+            fold = {id(n) for n in self._iteration_nodes()}
+        elif max_lines is not None and not verbose:
+            nodes = self._iteration_nodes()
+            for node in nodes[:-1]:
+                if self._height(self.root, fold) + 1 <= max_lines:
+                    break
+                fold.add(id(node))
+        tree = self._rich(self.root, None, verbose, fold, tight=max_lines is not None and not verbose)
         return Group(tree, Text(self.footer_text(now), style="bold"))
 
-    def _rich(self, node: Node, parent: Any, verbose: bool) -> Any:
+    def _iteration_nodes(self) -> list[Node]:
+        return [c for c in self.root.children if c.kind == "iteration"] if self.root else []
+
+    def _height(self, node: Node, fold: set[int]) -> int:
+        """Lines a node takes when rendered (an estimate good enough to fold by)."""
+        if id(node) in fold:
+            return 1
+        own = 1
+        if node.kind == "model_call":
+            return 0
+        if node.kind == "code":
+            own = min(node.text.count("\n") + 1, CODE_LINES + 1)
+        elif node.kind in ("output", "streaming"):
+            own = min(node.text.count("\n") + 1, OUTPUT_LINES + 1)
+        elif node.kind == "text":
+            own = min(node.text.count("\n") + 1, 3)
+        return own + sum(self._height(c, fold) for c in node.children)
+
+    def _label(self, node: Node, verbose: bool, tight: bool) -> Any:
         from rich.syntax import Syntax
         from rich.text import Text
+
+        code_lines, output_lines = (4, 3) if tight else (CODE_LINES, OUTPUT_LINES)
+        if node.kind == "run":
+            return Text.assemble(("rlm" if node.depth == 0 else "rlm_query run", "bold cyan"), " · ",
+                                 (_clip(node.question, 80), "bold"), " · ", (node.model, "magenta"),
+                                 (f"  sandbox: {', '.join(node.sandbox)}" if node.depth == 0 and node.sandbox else "", "dim"))
+        if node.kind == "iteration":
+            return Text(f"iteration {node.number}", style="bold")
+        if node.kind == "streaming":
+            tail = node.text.splitlines()[-output_lines:]
+            return Text("\n".join(tail) + " ▌", style="dim italic")
+        if node.kind == "text":
+            return Text(_fold(node.text, 2, verbose), style="italic")
+        if node.kind == "code":
+            return Syntax(_fold(node.text.rstrip(), code_lines, verbose), "python", theme="ansi_dark",
+                          background_color="default", word_wrap=True)
+        if node.kind == "output":
+            body = node.text.rstrip() or "(no output)"
+            return Text(_fold(body, output_lines, verbose), style="red" if node.error else "green")
+        if node.kind == "notice":
+            return Text(f"↩ rlm: {_clip(node.text, 160)}", style="yellow")
+        if node.kind == "retry":
+            return Text(f"↻ {node.text}", style="yellow")
+        if node.kind == "error":
+            return Text(f"✗ {_clip(node.text, 200)}", style="bold red")
+        if node.kind == "subcall":
+            mark = "…" if node.ok is None else ("✓" if node.ok else "✗")
+            count = f"  {node.done}/{node.total}" if node.call == "llm_batch" else ""
+            failed = f" ({node.failed} failed)" if node.failed else ""
+            retried = f" ↻{node.retries}" if node.retries else ""
+            return Text.assemble((node.call, "yellow"), f" → {node.model}{count}{failed}{retried} {mark}")
+        if node.kind == "model_call":
+            return Text.assemble(("call", "dim"), f" {node.model} · {node.detail}\n", ("prompt: ", "dim"),
+                                 _clip(node.text, 300), "\n", ("reply: ", "dim"), _clip(node.reply, 300))
+        if node.kind == "final":
+            style = "bold green" if node.status == "answered" else "bold yellow"
+            extra = f" (partial: {node.limit})" if node.status == "partial" else ""
+            extra = " (failed)" if node.status == "failed" else extra
+            return Text.assemble(("FINAL" + extra, style), " · ", _clip(node.text, 200))
+        return Text(node.kind)
+
+    def _summary(self, node: Node) -> Any:
+        """One line for a folded iteration: its cells, sub-calls and time."""
+        from rich.text import Text
+
+        cells = sum(1 for c in node.children if c.kind == "code")
+        errors = sum(1 for c in node.children if c.kind == "output" and c.error)
+        subcalls = [c for c in node.children if c.kind == "subcall"]
+        seconds = sum(c.duration for c in node.children if c.kind == "output")
+        parts = [f"{cells} cell{'s' * (cells != 1)}"]
+        if errors:
+            parts.append(f"{errors} error{'s' * (errors != 1)}")
+        for s in subcalls[:3]:
+            parts.append(f"{s.call} {s.done}/{s.total}" if s.call == "llm_batch" else s.call)
+        if len(subcalls) > 3:
+            parts.append(f"+{len(subcalls) - 3} sub-calls")
+        notices = [c.status for c in node.children if c.kind == "notice"]
+        parts.extend(notices)
+        return Text.assemble((f"iteration {node.number}", "bold"), (f" · {' · '.join(parts)} · {seconds:.1f}s", "dim"))
+
+    def _rich(self, node: Node, parent: Any, verbose: bool, fold: set[int], tight: bool) -> Any:
         from rich.tree import Tree
 
-        d = node.data
-        label: Any
-        if node.kind == "run":
-            label = Text.assemble(("rlm" if d["depth"] == 0 else "rlm_query run", "bold cyan"), " · ",
-                                  (_clip(d["question"], 80), "bold"), " · ", (d["model"], "magenta"),
-                                  (f"  sandbox: {', '.join(d['sandbox'])}" if d["depth"] == 0 and d["sandbox"] else "", "dim"))
-        elif node.kind == "iteration":
-            label = Text(f"iteration {d['n']}", style="bold")
-        elif node.kind == "streaming":
-            tail = d["text"].splitlines()[-OUTPUT_LINES:]
-            label = Text("\n".join(tail) + " ▌", style="dim italic")
-        elif node.kind == "text":
-            label = Text(_fold(d["text"], 2, verbose), style="italic")
-        elif node.kind == "code":
-            label = Syntax(_fold(d["code"].rstrip(), CODE_LINES, verbose), "python", theme="ansi_dark",
-                           background_color="default", word_wrap=True)
-        elif node.kind == "output":
-            body = d["output"].rstrip() or "(no output)"
-            label = Text(_fold(body, OUTPUT_LINES, verbose), style="red" if d["error"] else "green")
-        elif node.kind == "subcall":
-            mark = "…" if d["ok"] is None else ("✓" if d["ok"] else "✗")
-            count = f"  {d['done']}/{d['total']}" if d["kind"] == "llm_batch" else ""
-            failed = f" ({d.get('failed')} failed)" if d.get("failed") else ""
-            label = Text.assemble((f"{d['kind']}", "yellow"), f" → {d['model']}{count}{failed} {mark}")
-        elif node.kind == "final":
-            style = "bold green" if d["status"] == "answered" else "bold yellow"
-            extra = f" (partial: {d['limit']})" if d["status"] == "partial" else ""
-            label = Text.assemble(("FINAL" + extra, style), " · ", _clip(d["answer"], 200))
+        if id(node) in fold:
+            label, children = self._summary(node), []
         else:
-            label = Text(node.kind)
+            label, children = self._label(node, verbose, tight), node.children
         branch = Tree(label, guide_style="dim") if parent is None else parent.add(label)
-        for child in node.children:
-            self._rich(child, branch, verbose)
+        for child in children:
+            if child.kind == "model_call" and not verbose:
+                continue  # every request's prompt and reply: in -v, `rlm trace -v` and the HTML page
+            self._rich(child, branch, verbose, fold, tight)
         return branch
+
+
+def _call_detail(e: ev.ModelCall) -> str:
+    cost = "unpriced" if e.cost is None else f"${e.cost:.4f}"
+    parts = [f"{e.prompt_tokens:,}+{e.completion_tokens:,} tokens", cost, f"{e.latency:.2f}s"]
+    if e.cache_hit:
+        parts.append("cached")
+    if e.retries:
+        parts.append(f"{e.retries} retr{'y' if e.retries == 1 else 'ies'}")
+    return " · ".join(parts)
 
 
 def _prose(text: str) -> str:

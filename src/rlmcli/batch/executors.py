@@ -1,0 +1,55 @@
+"""Executors run `Work` items and yield results as they finish. The local one uses threads; a
+distributed one (executors_ray.py) only has to implement the same `run()`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol
+
+from rlmcli.batch.work import Work, run_work
+
+Result = tuple[Work, dict[str, Any]]
+
+
+class Executor(Protocol):
+    def run(self, works: Iterable[Work], may_start: Callable[[], str | None]) -> Iterator[Result]:
+        """Run each work item, yielding (work, row) as each finishes. Before starting one,
+        `may_start()` returns None, or a reason to skip it (the batch budget is spent)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """N jobs at a time on threads of this machine; warm sandboxes are reused between jobs."""
+
+    def __init__(self, jobs_at_once: int) -> None:
+        self.n = max(1, jobs_at_once)
+
+    def run(self, works: Iterable[Work], may_start: Callable[[], str | None]) -> Iterator[Result]:
+        queue = list(works)
+        running: dict[Future[dict[str, Any]], Work] = {}
+        with ThreadPoolExecutor(max_workers=self.n) as pool:
+            while queue or running:
+                while queue and len(running) < self.n:
+                    work = queue.pop(0)
+                    reason = may_start()
+                    if reason is not None:
+                        yield work, {"status": "skipped", "error": reason}
+                        continue
+                    running[pool.submit(run_work, work)] = work
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    work = running.pop(future)
+                    try:
+                        yield work, future.result()
+                    except Exception as exc:  # noqa: BLE001 - a crashed job fails alone
+                        yield work, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+    def close(self) -> None:
+        from rlmcli.batch.work import close_idle_sandboxes
+
+        close_idle_sandboxes()

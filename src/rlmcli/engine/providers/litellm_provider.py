@@ -1,0 +1,209 @@
+"""Every provider litellm knows (Anthropic, Gemini, Bedrock, Ollama's native API, ...).
+
+litellm is imported on first use (2.4 s), with its bundled cost map so nothing is fetched.
+Its exceptions are classified into ProviderError kinds; retries are the Gateway's, not litellm's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+from rlmcli.engine.providers import catalog
+from rlmcli.engine.providers.base import (Completion, Delta, ProviderError, Request, classify_status,
+                                          retry_after_seconds)
+
+_litellm: Any = None
+_import_lock = threading.Lock()
+
+
+def litellm() -> Any:
+    global _litellm
+    with _import_lock:
+        if _litellm is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_LOG", "ERROR")
+            import logging
+            import warnings
+
+            # Library housekeeping warnings (pydantic schema notes) are not the user's business.
+            warnings.filterwarnings("ignore", module=r"(pydantic|litellm)(\..*)?$")
+            warnings.filterwarnings("ignore", message=r".*(ReadOnly|model_fields|model_computed_fields).*")
+            import litellm as lib
+
+            lib.suppress_debug_info = True
+            lib.telemetry = False
+            lib.drop_params = True
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+            _litellm = lib
+    return _litellm
+
+
+def prewarm() -> None:
+    """Import litellm on a background thread while the caller ingests and starts sandboxes."""
+    threading.Thread(target=litellm, name="litellm-import", daemon=True).start()
+
+
+def missing_keys(model: str) -> list[str]:
+    """The environment variables litellm says this model's provider needs and are unset."""
+    try:
+        found = litellm().validate_environment(model=model)
+    except Exception:  # noqa: BLE001 - an unknown provider: let the request say what is wrong
+        return []
+    return [k for k in found.get("missing_keys") or [] if isinstance(k, str)]
+
+
+class LiteLLMProvider:
+    name = "litellm"
+
+    def context_window(self, model: str) -> int | None:
+        window = catalog.context_window(model)
+        if window is not None:
+            return window
+        try:
+            info = litellm().get_model_info(model)
+        except Exception:  # noqa: BLE001 - unknown models have no info
+            return None
+        value = info.get("max_input_tokens") or info.get("max_tokens")
+        return int(value) if value else None
+
+    def complete(self, request: Request, on_delta: Delta | None = None) -> Completion:
+        lib = litellm()
+        kwargs: dict[str, Any] = dict(model=request.model, messages=request.messages, api_base=request.api_base,
+                                      api_key=request.api_key, timeout=request.timeout, num_retries=0,
+                                      **request.params)
+        deadline = time.monotonic() + request.timeout
+        try:
+            if on_delta is not None:
+                response = self._stream(lib, kwargs, request.messages, on_delta, deadline, request.timeout)
+            else:
+                response = lib.completion(**kwargs)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified here
+            raise classify(exc) from None
+        choices = getattr(response, "choices", None) or []
+        text = (choices[0].message.content or "") if choices else ""
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        cached = int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0)
+        cost: float | None
+        try:
+            cost = float(lib.completion_cost(completion_response=response, model=request.model))
+        except Exception:  # noqa: BLE001 - no price known for this model
+            cost = catalog.cost(request.model, prompt, completion, cached)
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+                          cost=cost)
+
+    @staticmethod
+    def _stream(lib: Any, kwargs: dict[str, Any], messages: list[dict[str, Any]], on_delta: Delta,
+                deadline: float, timeout: float) -> Any:
+        """Stream to on_delta, then rebuild a whole response (with usage) from the chunks."""
+        chunks = []
+        for chunk in lib.completion(stream=True, stream_options={"include_usage": True}, **kwargs):
+            if time.monotonic() > deadline:  # an endless stream
+                raise ProviderError(f"no complete reply within {timeout:g} s", "timeout")
+            chunks.append(chunk)
+            choices = getattr(chunk, "choices", None) or []
+            delta = getattr(choices[0].delta, "content", None) if choices else None
+            if delta:
+                on_delta(delta)
+        return lib.stream_chunk_builder(chunks, messages=messages)
+
+
+def _message(exc: Exception) -> str:
+    message = str(getattr(exc, "message", "") or exc).strip()
+    message = message.replace("litellm.", "").splitlines()[0] if message else type(exc).__name__
+    return message[:500]
+
+
+def _network_kind(exc: BaseException) -> str | None:
+    """The network failure underneath: litellm reports a refused connection as a 500."""
+    import socket
+    import ssl
+
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 16:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection"
+        if isinstance(cause, socket.gaierror):
+            return "dns"
+        if isinstance(cause, ssl.SSLError):
+            return "tls"
+        name = type(cause).__name__
+        if name in ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"):
+            return "timeout"
+        if name == "ConnectError":
+            text = str(cause).lower()
+            if "name or service" in text or "nodename" in text or "name resolution" in text:
+                return "dns"
+            return "tls" if "ssl" in text or "certificate" in text else "connection"
+        if name in ("RemoteProtocolError", "ReadError"):
+            return "connection"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
+
+
+def classify(exc: Exception) -> ProviderError:
+    """A litellm (or httpx/openai) exception as a classified ProviderError."""
+    lib = litellm()
+    message = _message(exc)
+    network = _network_kind(exc)
+    if network is not None:
+        return ProviderError(f"{network} failed: {message}" if network != "connection" else "connection refused",
+                             network)
+    status = getattr(exc, "status_code", None)
+    headers: Any = getattr(getattr(exc, "response", None), "headers", None) or getattr(exc, "litellm_response_headers", None)
+    retry_after = None
+    if headers is not None:
+        try:
+            retry_after = retry_after_seconds(headers.get("retry-after") or headers.get("Retry-After"))
+        except Exception:  # noqa: BLE001
+            retry_after = None
+
+    def isinst(*names: str) -> bool:
+        kinds = tuple(k for k in (getattr(lib, n, None) for n in names) if isinstance(k, type))
+        return bool(kinds) and isinstance(exc, kinds)
+
+    lowered = message.lower()
+    if isinst("ContextWindowExceededError"):
+        kind = "context_length"
+    elif isinst("AuthenticationError", "PermissionDeniedError"):
+        kind = "auth"
+    elif isinst("NotFoundError"):
+        kind = "not_found"
+    elif isinst("RateLimitError"):
+        kind = "rate_limit"
+    elif isinst("Timeout") or isinstance(exc, TimeoutError):
+        kind = "timeout"
+    elif isinst("APIConnectionError") or isinstance(exc, ConnectionError):
+        if any(w in lowered for w in ("name or service not known", "nodename nor servname", "getaddrinfo",
+                                      "temporary failure in name resolution")):
+            kind = "dns"
+        elif "ssl" in lowered or "certificate" in lowered:
+            kind = "tls"
+        elif "json" in lowered or "expecting value" in lowered:
+            kind = "malformed"
+        else:
+            kind = "connection"
+    elif isinstance(exc, json.JSONDecodeError) or ("json" in lowered and isinst("APIError")):
+        kind = "malformed"
+    elif isinstance(status, int):
+        kind = classify_status(status, message)
+    elif isinst("BadRequestError"):
+        kind = "bad_request"
+    elif isinst("InternalServerError", "ServiceUnavailableError", "BadGatewayError"):
+        kind = "server"
+    else:
+        kind = "error"
+    if kind == "bad_request" and classify_status(400, message) == "context_length":
+        kind = "context_length"
+    return ProviderError(message, kind, status_code=status if isinstance(status, int) else None,
+                         retry_after=retry_after)

@@ -1,0 +1,172 @@
+"""Real providers' faults, over real HTTP against the fake server, through both transports: the
+standard-library fast path and litellm. Each fault ends within its bound with a message that
+names what to fix."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from rlmcli.engine import events as ev
+from rlmcli.engine.events import Recorder
+from rlmcli.workspace.ingest import ingest
+from rlmcli.workspace.store import Workspace
+from tests.conftest import FIXTURES, ask_question, run_rlm
+from tests.fakeserver import FakeLLM, Reply
+
+TRANSPORTS = ["openai", "litellm"]
+LOOK = "```python\nprint(len(grep('fee')))\n```"
+DONE = "```python\nFINAL('done [contract.pdf p.4]')\n```"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    workspace, _ = ingest([str(FIXTURES / "contract.pdf")], tmp_path_factory.mktemp("providers") / "ws")
+    return workspace
+
+
+def run(server: FakeLLM, ws: Workspace, transport: str, rec: Recorder | None = None, **values: object):
+    values.setdefault("model", "openai/gpt-4o-mini")
+    return ask_question(ws, "q", None, rec, api_base=server.base, transport=transport, **values)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_usage_and_cost_are_the_same_on_both_paths(server: FakeLLM, ws: Workspace, transport: str) -> None:
+    server.script("gpt-4o-mini", [LOOK, DONE])
+    result = run(server, ws, transport)
+    assert result.status == "answered" and result.answer == "done [contract.pdf p.4]"
+    sent = server.usage_sent
+    assert [(c["prompt_tokens"], c["completion_tokens"]) for c in result.calls] == [
+        (u["prompt_tokens"], u["completion_tokens"]) for u in sent]
+    assert result.usage["cost"] == pytest.approx(result.usage["prompt_tokens"] * 1.5e-7
+                                                 + result.usage["completion_tokens"] * 6e-7)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_429_honours_retry_after_and_shows_the_retry(server: FakeLLM, ws: Workspace, transport: str) -> None:
+    server.script("gpt-4o-mini", [Reply(status=429, headers={"Retry-After": "1"}), LOOK, DONE])
+    rec = Recorder()
+    started = time.monotonic()
+    result = run(server, ws, transport, rec, retry_base=5.0)  # the header, not the backoff, sets the wait
+    assert result.status == "answered" and 1.0 <= time.monotonic() - started < 4
+    retry = rec.of(ev.ModelRetry)
+    assert [(r.attempt, r.attempts, r.delay, r.reason) for r in retry] == [(1, 4, 1.0, "429")]
+    assert result.calls[0]["retries"] == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_500_then_success_is_retried(server: FakeLLM, ws: Workspace, transport: str) -> None:
+    server.script("gpt-4o-mini", [Reply(status=500), Reply(status=503), LOOK, DONE])
+    rec = Recorder()
+    result = run(server, ws, transport, rec)
+    assert result.status == "answered" and len(server.calls("gpt-4o-mini")) == 4
+    assert [r.reason for r in rec.of(ev.ModelRetry)] == ["500", "503"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(("status", "message", "kind", "hint"), [
+    (401, "Incorrect API key provided", "auth", "check the API key"),
+    (404, "The model `gpt-4o-mini` does not exist", "not_found", "check the model name"),
+    (400, "This model's maximum context length is 128000 tokens. However, you requested 200000 tokens",
+     "context_length", "context window"),
+])
+def test_non_retryable_errors_fail_at_once_naming_what_to_fix(server: FakeLLM, ws: Workspace, transport: str,
+                                                               status: int, message: str, kind: str, hint: str) -> None:
+    import json
+
+    server.responder("gpt-4o-mini", lambda p: Reply(status=status, raw=json.dumps({"error": {"message": message}}).encode()))
+    started = time.monotonic()
+    result = run(server, ws, transport)
+    assert result.status == "failed" and result.error_kind == kind and len(server.calls("gpt-4o-mini")) == 1
+    assert result.error.startswith(f"openai/gpt-4o-mini at {server.base}: HTTP {status}: ")
+    assert message[:30] in result.error and hint in result.error
+    assert time.monotonic() - started < 3 + (2 if transport == "litellm" else 0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connection_refused_gives_up_within_two_seconds(ws: Workspace, transport: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    started = time.monotonic()
+    result = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=f"http://127.0.0.1:{port}/v1",
+                          transport=transport)
+    assert result.status == "failed" and result.error_kind == "connection"
+    assert f"127.0.0.1:{port}" in result.error and "is the server running?" in result.error
+    assert time.monotonic() - started < 3.5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fault", [Reply(hang=True), Reply("x" * 200, drip=0.3), Reply("", endless=True)],
+                         ids=["never-answers", "slow-drip", "endless-stream"])
+def test_timeout_bounds_hung_dripping_and_endless_replies(server: FakeLLM, ws: Workspace, transport: str,
+                                                          fault: Reply) -> None:
+    server.responder("gpt-4o-mini", lambda p: fault)
+    started = time.monotonic()
+    result = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=server.base, transport=transport,
+                          timeout=2.0, stream=fault.endless)
+    assert result.status == "partial" and result.limit == "timeout"
+    assert time.monotonic() - started < 2.0 + 2.0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_malformed_json_is_retried(server: FakeLLM, ws: Workspace, transport: str) -> None:
+    server.script("gpt-4o-mini", [Reply(raw=b"{not json"), LOOK, DONE])
+    result = run(server, ws, transport)
+    assert result.answer == "done [contract.pdf p.4]" and len(server.calls("gpt-4o-mini")) == 3
+
+
+def test_the_cache_knows_the_endpoint(ws: Workspace) -> None:
+    one, two = FakeLLM().start(), FakeLLM().start()
+    try:
+        one.script("gpt-4o-mini", [LOOK, "```python\nFINAL('from one')\n```"])
+        two.script("gpt-4o-mini", [LOOK, "```python\nFINAL('from two')\n```"])
+        first = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=one.base, cache=True)
+        second = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=two.base, cache=True)
+        assert (first.answer, second.answer) == ("from one", "from two")
+        again = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=two.base, cache=True)
+        assert again.answer == "from two" and again.usage["cache_hits"] == 2 and len(two.requests) == 2
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_api_key_from_the_named_environment_variable(server: FakeLLM, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_LLM_KEY", "sk-test-abc")
+    server.script("gpt-4o-mini", [LOOK, DONE])
+    run(server, ws, "openai", api_key_env="MY_LLM_KEY")
+    assert server.requests[0]["auth"] == "Bearer sk-test-abc"
+
+
+# ---- the CLI: pre-flight and exit statuses --------------------------------------------------------
+
+@pytest.mark.parametrize(("model", "variable"), [("openai/gpt-4o-mini", "OPENAI_API_KEY"),
+                                                  ("anthropic/claude-3-5-sonnet-20240620", "ANTHROPIC_API_KEY")])
+def test_a_missing_key_is_named_before_any_request(tmp_path: Path, model: str, variable: str) -> None:
+    started = time.monotonic()
+    result = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", model, env={variable: None})
+    assert result.returncode == 4 and time.monotonic() - started < 5
+    err = result.stderr.decode()
+    assert f"{model} needs an API key: set {variable} (export {variable}=...)" in err and "--api-key-env" in err
+    assert "Traceback" not in err
+
+
+def test_a_loopback_server_needs_no_key(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", [LOOK, DONE])
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "q", "--model", "openai/gpt-4o-mini",
+                     "--api-base", server.base, "--no-cache", env={"OPENAI_API_KEY": None})
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0]["auth"] == "Bearer sk-none"
+
+
+def test_provider_errors_exit_4_in_one_line(server: FakeLLM) -> None:
+    server.responder("gpt-4o-mini", lambda p: Reply(status=401))
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "q", "--model", "openai/gpt-4o-mini",
+                     "--api-base", server.base, "--no-cache")
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 4 and err == [f"rlm: error: openai/gpt-4o-mini at {server.base}: HTTP 401: "
+                                              "fake error 401 — check the API key (--api-key-env names the "
+                                              "variable that holds it)"]
