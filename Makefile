@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov=rlmcli --cov-report=term:skip-covered
 
 bench: $(STAMP)
 	@command -v pdftotext >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: could not install poppler-utils; pdftotext anchors will be skipped"
@@ -28,8 +28,13 @@ bench: $(STAMP)
 demo: $(STAMP)
 	@RLM_HOME=$${RLM_HOME:-$(CURDIR)/.demo-home} bash fixtures/demo.sh $(BIN)/rlm
 
-lint: $(STAMP)
-	$(BIN)/python -m pyflakes src tests bench fixtures
+$(VENV)/.dev: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $@
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests bench fixtures
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -78,8 +78,8 @@ def bench_pdf(tmp: Path) -> None:
         runs = 9 if pdf.stat().st_size < 5 << 20 else 3  # small files: more runs against the noise
         counter = iter(range(100))
         ours, anchor = medians_alternating(
-            runs, lambda: timed([*RLM, "ingest", str(pdf), "-w", str(tmp / f"pdf{next(counter)}")]),
-            (lambda: timed(["pdftotext", str(pdf), str(tmp / "anchor.txt")])) if have_pdftotext else None)
+            runs, lambda pdf=pdf, counter=counter: timed([*RLM, "ingest", str(pdf), "-w", str(tmp / f"pdf{next(counter)}")]),
+            (lambda pdf=pdf: timed(["pdftotext", str(pdf), str(tmp / "anchor.txt")])) if have_pdftotext else None)
         record(f"ingest {name} (whole CLI run)", ours, anchor, "s", "ratio <= 1.0 vs pdftotext", runs)
         if have_pdftotext:
             pages = sorted((tmp / "pdf0" / "docs" / name.lower() / "pages").iterdir())
@@ -101,6 +101,49 @@ def bench_startup(tmp: Path) -> None:
     again = median_of(runs, lambda: timed([*RLM, "ingest", str(pdf), "-w", str(ws)]))
     record(f"re-ingest unchanged {pdf.name}, added to start-up", (again - help_time) * 1000,
            None, "ms", "<= 50", runs, f"{again * 1000:.0f} ms total minus `rlm --help`")
+
+
+def bench_first_request(tmp: Path) -> None:
+    """Start to the first model request, `rlm ask` on an ingested workspace, against the time a
+    bare `python -c "import litellm"` takes on the same machine in the same run."""
+    small = small_workspace(tmp)
+    stamps = tmp / "stamps.txt"
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--reply",
+                               "```python\nFINAL('x')\n```", "--stamps", str(stamps)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdin is not None
+    base = server.stdout.readline().strip()
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+
+    def first_request() -> float:
+        stamps.write_text("")
+        started = time.time()
+        subprocess.run([*RLM, "ask", "-w", str(small), "q", "--model", "openai/bench", "--api-base", base, "--no-cache",
+                        "--max-iterations", "1", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        return float(stamps.read_text().split()[0]) - started
+
+    def import_litellm() -> float:
+        return timed([sys.executable, "-c", "import litellm"], env=env)
+
+    try:
+        runs = 7
+        ours, anchor = medians_alternating(runs, first_request, import_litellm)
+        record("rlm ask: start to first model request", ours, anchor, "s",
+               "<= 1.0 s; ratio <= 0.5 vs `python -c \"import litellm\"`", runs)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+
+
+def bench_many_files(tmp: Path) -> None:
+    many = tmp / "many"
+    many.mkdir()
+    for i in range(10_000):
+        (many / f"f{i:05d}.txt").write_text(f"file {i} mentions clause {i}\n")
+    elapsed = timed([*RLM, "ingest", str(many), "-w", str(tmp / "many-ws")])
+    again = timed([*RLM, "ingest", str(many), "-w", str(tmp / "many-ws")])
+    record("ingest a directory of 10,000 small files", elapsed, None, "s", "report", 1,
+           f"re-ingest, all unchanged: {again:.2f} s")
 
 
 def bench_big_workspace(tmp: Path) -> None:
@@ -163,7 +206,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         os.environ["RLM_HOME"] = str(tmp / "home")
         only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
-        groups = {"startup": bench_startup, "pdf": bench_pdf, "big": bench_big_workspace, "sandbox": bench_sandbox,
+        groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "big": bench_big_workspace, "sandbox": bench_sandbox,
                   "engine": bench_engine}
         for name, bench in groups.items():
             if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 Record = Callable[..., None]
@@ -78,7 +76,7 @@ def _baseline_pages(ws: Path, db: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(db))
     conn.execute("CREATE VIRTUAL TABLE pages USING fts5(body, doc UNINDEXED, page UNINDEXED, tokenize='porter unicode61 remove_diacritics 2')")
     manifest = json.loads((ws / "manifest.json").read_text())
-    for doc, rec in manifest["documents"].items():
+    for doc in manifest["documents"]:
         files = sorted((ws / "docs" / doc / "pages").iterdir())
         conn.executemany("INSERT INTO pages VALUES (?,?,?)", ((f.read_text(), doc, i) for i, f in enumerate(files, 1)))
     conn.commit()
@@ -86,8 +84,8 @@ def _baseline_pages(ws: Path, db: Path) -> sqlite3.Connection:
 
 
 def bench_search_quality(tmp: Path, corpus: Path, record: Record) -> None:
-    from rlmcli.workspace.query import Searcher, fts_query
     from rlmcli.workspace.ingest import ingest
+    from rlmcli.workspace.query import Searcher, fts_query
 
     files = [str(corpus / n) for n in ("R-FAQ.pdf", "R-intro.pdf", "R-admin.pdf", "R-data.pdf", "R-lang.pdf",
                                         "R-exts.pdf", "R-ints.pdf", "GPL-3", "LGPL-2.1", "MPL-2.0", "Apache-2.0")]

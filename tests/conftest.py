@@ -62,7 +62,7 @@ def run_rlm(*args: str, input: bytes | None = None, env: dict[str, str | None] |
                           capture_output=True, env=full_env, timeout=300, cwd=cwd)
 
 
-def make_settings(**values: object) -> "Settings":
+def make_settings(**values: object) -> Settings:
     """Settings for a test run: root model openai/root, sub-model openai/sub, no cache, fast retries."""
     from rlmcli.config import Settings
 
@@ -72,7 +72,7 @@ def make_settings(**values: object) -> "Settings":
 
 
 def ask_question(ws: object, question: str, provider: object = None, observer: object = None, *,
-                 stream: bool = False, **values: object) -> "RunResult":
+                 stream: bool = False, **values: object) -> RunResult:
     """run_question with test settings: a ScriptedProvider in-process, or the HTTP fake via api_base."""
     from rlmcli.ask import run_question
 

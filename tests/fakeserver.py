@@ -14,9 +14,10 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -197,9 +198,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reply", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--stamps", help="append the wall-clock time each request arrives to this file")
     args = parser.parse_args()
     server = FakeLLM(default_delay=args.delay)
-    server._next = lambda model, prompt: Reply(args.reply)  # type: ignore[method-assign]
+
+    def reply(model: str, prompt: str) -> Reply:
+        if args.stamps:
+            with open(args.stamps, "a") as fh:
+                fh.write(f"{time.time()}\n")
+        return Reply(args.reply)
+
+    server._next = reply  # type: ignore[method-assign]
     server.start()
     print(server.base, flush=True)
     sys.stdin.read()  # until the parent closes our stdin

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from rlmcli.batch.driver import Batch, BatchReport
 from rlmcli.batch.jobs import Job, parse_jobs
 from rlmcli.batch.results import ResultsFile

@@ -69,7 +69,7 @@ def check_citations(answer: str, ws: Workspace) -> list[Citation]:
             quote = q
         if line is None:
             anchor = quote or ""
-            line = next((i for i, l in enumerate(text.splitlines(), 1) if anchor and _norm(anchor)[:30] in _norm(l)), 1)
+            line = next((i for i, row in enumerate(text.splitlines(), 1) if anchor and _norm(anchor)[:30] in _norm(row)), 1)
         out.append(Citation(m.group(0), doc, first, line, status, note, quote))
     return out
 

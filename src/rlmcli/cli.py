@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 
@@ -36,6 +37,10 @@ WorkspaceOpt = typer.Option(
     help="Workspace name (under $RLM_HOME/workspaces) or path (anything with a '/'). "
     "Default for ingest: an automatic workspace keyed by the inputs' content; for other commands: the last used.",
 )
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
 def _fail(message: str, status: ExitStatus) -> None:
@@ -105,7 +110,7 @@ def ingest(
     try:
         ws, report = run_ingest(
             paths, workspace, progress=progress,
-            on_wait=lambda: sys.stderr.write("waiting for another rlm process to finish with this workspace...\n"),
+            on_wait=lambda: _say("waiting for another rlm process to finish with this workspace..."),
         )
     finally:
         if progress:
@@ -519,6 +524,51 @@ class _BatchProgress:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+@app.command("models")
+@handle_errors
+def models_cmd(
+    check: bool = typer.Option(False, "--check", help="Send one tiny request to each model: latency or the error."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object (schema rlm.models/1)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Root model (default: $RLM_MODEL or config)."),
+    sub_model: Optional[str] = typer.Option(None, "--sub-model", help="Sub-call model."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Variable that holds the API key."),
+) -> None:
+    """The configured models: provider, key variable (and whether it is set), context window, prices."""
+    import json
+
+    from rlmcli.config import Settings
+    from rlmcli.models import check as check_model
+    from rlmcli.models import describe
+
+    settings = Settings.resolve({"model": model, "sub_model": sub_model, "api_base": api_base,
+                                 "api_key_env": api_key_env})
+    rows = describe(settings)
+    if not rows:
+        from rlmcli.ask import NO_MODEL
+
+        raise RlmError(NO_MODEL, ExitStatus.USAGE)
+    checks = {}
+    if check:
+        for m in dict.fromkeys(r["model"] for r in rows):
+            checks[m] = check_model(settings, m)
+    if as_json:
+        typer.echo(json.dumps({"schema": "rlm.models/1", "models": rows, "checks": list(checks.values())}, indent=1))
+    else:
+        for r in rows:
+            key = "no key needed" if r["key_variable"] is None else (
+                f"key {r['key_variable']} {'set' if r['key_set'] else 'NOT SET'}")
+            window = f"{r['context_window']:,} tokens" if r["context_window"] else "window unknown"
+            price = (f"${r['usd_per_million_input']:g}/${r['usd_per_million_output']:g} per M tokens"
+                     if r["usd_per_million_input"] is not None else "price unknown")
+            typer.echo(f"{r['role']}\t{r['model']}\t{r['provider']} via {r['transport']}\t{key}\t{window}\t{price}")
+        for c in checks.values():
+            status = f"ok in {c['seconds']:.2f}s" if c["ok"] else f"FAILED ({c['error_kind']}): {c['error']}"
+            typer.echo(f"check\t{c['model']}\t{status}")
+    if any(not c["ok"] for c in checks.values()):
+        raise typer.Exit(int(ExitStatus.PROVIDER))
 
 
 @app.command("config")

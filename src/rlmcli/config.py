@@ -220,7 +220,7 @@ def load_config_file(path: Path | None = None) -> dict[str, Any]:
     unknown = sorted(set(data) - set(SPEC))
     if unknown:
         raise UsageError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(SPEC)})")
-    return data
+    return dict(data)
 
 
 def _describe(spec: Spec, source: str) -> str:

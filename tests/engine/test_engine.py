@@ -252,7 +252,6 @@ def test_cache_makes_a_second_run_free_and_instant(model: ScriptedProvider, ws: 
 def test_workspace_description_stays_bounded_with_10000_documents(tmp_path: Path) -> None:
     from rlmcli.engine.loop import describe_workspace
     from rlmcli.tokens import count_tokens
-
     from rlmcli.workspace.reader import WorkspaceReader
 
     # The description reads only the manifest: a manifest of 10,000 documents is enough.

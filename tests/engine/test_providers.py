@@ -170,3 +170,56 @@ def test_provider_errors_exit_4_in_one_line(server: FakeLLM) -> None:
     assert result.returncode == 4 and err == [f"rlm: error: openai/gpt-4o-mini at {server.base}: HTTP 401: "
                                               "fake error 401 — check the API key (--api-key-env names the "
                                               "variable that holds it)"]
+
+
+def test_refresh_asks_again_and_stores_the_new_reply(server: FakeLLM, ws: Workspace) -> None:
+    server.script("gpt-4o-mini", [LOOK, "```python\nFINAL('old')\n```", LOOK, "```python\nFINAL('new')\n```"])
+    first = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=server.base, cache=True)
+    from rlmcli.ask import run_question
+    from tests.conftest import make_settings
+
+    fresh = run_question(make_settings(model="openai/gpt-4o-mini", api_base=server.base, cache=True), ws, "q",
+                         refresh=True)
+    cached = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=server.base, cache=True)
+    assert (first.answer, fresh.answer, cached.answer) == ("old", "new", "new")
+    assert fresh.usage["cache_hits"] == 0 and cached.usage["cache_hits"] == 2 and len(server.requests) == 4
+
+
+def test_retries_show_in_the_tree_and_the_trace(server: FakeLLM, ws: Workspace) -> None:
+    import io
+
+    from rich.console import Console
+
+    from rlmcli.trace.store import load
+    from rlmcli.trace.tree import TraceTree
+
+    server.script("gpt-4o-mini", [Reply(status=503), LOOK, DONE])
+    tree = TraceTree()
+    result = ask_question(ws, "q", None, tree, model="openai/gpt-4o-mini", api_base=server.base)
+    console = Console(file=io.StringIO(), record=True, width=120, color_system=None)
+    console.print(tree.render())
+    text = console.export_text()
+    assert "↻ openai/gpt-4o-mini · retry 1/4 in " in text and ": 503" in text and "1 retries" in text
+    saved = load(Path(result.trace))
+    assert [(e.attempt, e.reason) for e in saved if isinstance(e, ev.ModelRetry)] == [(1, "503")]
+    calls = [e for e in saved if isinstance(e, ev.ModelCall)]
+    assert calls[0].retries == 1 and calls[0].reply == LOOK and "Question: q" in calls[0].prompt
+
+
+def test_rlm_models_lists_and_checks(server: FakeLLM) -> None:
+    import json
+
+    server.responder("gpt-4o-mini", lambda p: "OK")
+    listing = run_rlm("models", "--model", "openai/gpt-4o-mini", "--sub-model", "openai/gpt-4o-mini",
+                      env={"OPENAI_API_KEY": None})
+    assert listing.returncode == 0
+    line = listing.stdout.decode().splitlines()[0].split("\t")
+    assert line == ["root", "openai/gpt-4o-mini", "openai via openai-compatible (stdlib)", "key OPENAI_API_KEY NOT SET",
+                    "128,000 tokens", "$0.15/$0.6 per M tokens"]
+    checked = run_rlm("models", "--check", "--json", "--model", "openai/gpt-4o-mini", "--api-base", server.base)
+    data = json.loads(checked.stdout)
+    assert checked.returncode == 0 and data["schema"] == "rlm.models/1"
+    assert [(c["model"], c["ok"]) for c in data["checks"]] == [("openai/gpt-4o-mini", True)]
+    server.responder("gpt-4o-mini", lambda p: Reply(status=404))
+    failing = run_rlm("models", "--check", "--model", "openai/gpt-4o-mini", "--api-base", server.base)
+    assert failing.returncode == 4 and "FAILED (not_found)" in failing.stdout.decode()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rlmcli.sandbox import Sandbox
 from rlmcli.sandbox.helpers import helper_reference
-from rlmcli.workspace.query import fts_query
 from rlmcli.sandbox.process import SandboxLimits
+from rlmcli.workspace.query import fts_query
 
 
 def test_variables_persist_and_changes_are_reported(sandbox: Sandbox) -> None:
@@ -60,7 +60,7 @@ def test_grep_returns_hits_with_places(sandbox: Sandbox) -> None:
                       "print(grep(r'\\(\\d+\\) days', doc='contract.pdf')[0])")
     lines = out.stdout.splitlines()
     assert "contract.pdf p.7 l.9: insolvent, enters liquidation or has a receiver appointed over its assets." in lines
-    assert any(l.startswith("contract.docx p.1 l.") and "insolvent" in l for l in lines)
+    assert any(line.startswith("contract.docx p.1 l.") and "insolvent" in line for line in lines)
     assert lines[2] == "9"  # lines, not matches: p.1 (contents), p.5 (survives termination), p.7 (seven)
     assert lines[4].startswith("... stopped at max_hits=1")
     assert lines[5] == "contract.pdf p.3 l.4: periods unless either party gives notice of non-renewal at least ninety (90) days"

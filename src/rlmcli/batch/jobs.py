@@ -38,7 +38,9 @@ class JobError:
 
 def parse_jobs(path: Path) -> tuple[list[Job], list[JobError]]:
     """Jobs from a JSONL file; a malformed line becomes an error naming its line number."""
-    jobs, errors, seen = [], [], set()
+    jobs: list[Job] = []
+    errors: list[JobError] = []
+    seen: set[str] = set()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:

@@ -161,7 +161,8 @@ class Gateway:
         if self.cache is not None and not self.config.refresh:
             hit = self.cache.get(key)
             if hit is not None and isinstance(hit.get("content"), str):
-                usage = hit.get("usage") if isinstance(hit.get("usage"), dict) else {}
+                raw = hit.get("usage")
+                usage: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 done = Completion(hit["content"], int(usage.get("prompt_tokens", 0)),
                                   int(usage.get("completion_tokens", 0)), int(usage.get("cached_tokens", 0)), 0.0)
                 self._record(model, origin, call_id, done, 0.0, True, 0, messages, reserved=False)

@@ -30,7 +30,7 @@ from rlmcli.engine.budget import Budget, BudgetExceeded, Limits
 from rlmcli.engine.gateway import Gateway, ModelConfig, Origin
 from rlmcli.engine.parse import code_blocks, textual_final
 from rlmcli.engine.providers.base import ProviderError
-from rlmcli.sandbox.interface import CellResult, Repl, SandboxFactory
+from rlmcli.sandbox.interface import Repl, SandboxFactory
 from rlmcli.workspace.reader import WorkspaceReader
 
 NUDGE = ("Your reply had no ```python code block and no FINAL. Continue by writing code that "

@@ -6,7 +6,7 @@ Layers, strongest first (each one alone should stop the attacks the tests try):
             only under the workspace, the scratch dir and the Python installation; writes only
             under scratch; no TCP; no signals or abstract sockets out of the sandbox) and a
             seccomp filter (no execve, fork, sockets, ptrace, raising limits, namespaces, ...).
-* audit   — a Python audit hook that refuses the same actions with readable errors.
+* audit   — a Python audit hook that refuses the same actions with readable errors (audit.py).
 * rlimits — address space, CPU time, open files, file size, no core dumps.
 
 `basic` uses the audit hook and rlimits only; pure-Python tampering with the interpreter (for
@@ -15,13 +15,10 @@ example digging a saved reference out with `gc`) is not contained at that level.
 
 from __future__ import annotations
 
-import _thread
 import os
 import resource
 import signal
-import stat
 import struct
-import sys
 from typing import Any
 
 # ---- rlimits ---------------------------------------------------------------------------------
@@ -234,162 +231,3 @@ def apply_seccomp() -> None:
     if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp: {os.strerror(err)}")
-
-
-def forget_modules() -> None:
-    """Drop forbidden modules that setup imported, so model code must import them anew (which the
-    audit hook refuses: an import served from sys.modules raises no audit event)."""
-    for name in list(sys.modules):
-        if name.split(".")[0] in _FORBIDDEN_IMPORTS:
-            del sys.modules[name]
-
-
-# ---- audit hook ------------------------------------------------------------------------------
-
-_PROCESS_EVENTS = {
-    "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.vfork",
-    "subprocess.Popen", "os.startfile", "pty.spawn", "os.setns", "os.unshare", "os.killpg",
-    "os.pidfd_open",
-}
-_FORBIDDEN_IMPORTS = {
-    "ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "subprocess", "pty",
-    "multiprocessing", "_multiprocessing", "socket", "_socket", "ssl", "_ssl", "_posixshmem",
-}
-_WRITE_EVENTS = {
-    "os.mkdir": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.symlink": (0, 1),
-    "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,), "os.truncate": (0,),
-    "os.chflags": (0,), "os.lchflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
-    "os.mkfifo": (0,), "os.mknod": (0,), "shutil.rmtree": (0,), "shutil.move": (0, 1),
-    "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.make_archive": (0,),
-}
-_READ_EVENTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0, "os.chdir": 0, "os.listxattr": 0,
-                "os.getxattr": 0, "shutil.copyfile": 0, "shutil.copytree": 0, "sqlite3.connect": 0}
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-
-def install_audit_hook(read_roots: list[str], write_roots: list[str], python_roots: list[str],
-                       list_roots: list[str] | None = None) -> None:
-    """Refuse network, processes, native code, signals, limit changes and file access outside the
-    roots. Directories under `list_roots` may be listed (listdir, walk, glob) but not read."""
-    realpath, join, getcwd, fspath = os.path.realpath, os.path.join, os.getcwd, os.fspath
-    my_pid = os.getpid()
-    list_roots = list_roots or []
-    reads = tuple(r.rstrip("/") + "/" for r in read_roots + write_roots + python_roots)
-    listable = reads + tuple(r.rstrip("/") + "/" for r in list_roots)
-    writes = tuple(w.rstrip("/") + "/" for w in write_roots)
-    pyroots = tuple(p.rstrip("/") + "/" for p in python_roots)
-    extra_reads = {"/dev/null", "/dev/urandom", "/dev/zero"}
-    # Threads being checked right now: a check's own file calls must not re-enter the hook, but
-    # another thread's open during that check must still be checked.
-    busy: set[int] = set()
-    get_ident = _thread.get_ident
-
-    # realpath() costs an lstat per path component: 40 us a call, a second when a grep first reads
-    # 24,000 pages. Directories under the read-only roots cannot change while the model runs (it
-    # writes only to scratch), so their resolved form is cached; the last component is still
-    # checked for a symlink on every call.
-    stable = tuple(r.rstrip("/") + "/" for r in read_roots + python_roots + list_roots)
-    real_dirs: dict[str, str] = {}
-    lstat, S_ISLNK = os.lstat, stat.S_ISLNK
-
-    def resolve(path: Any) -> str | None:
-        if isinstance(path, int) or path is None:
-            return None  # an already-open descriptor: its opening was checked
-        path = fspath(path)
-        if isinstance(path, bytes):
-            path = path.decode("utf-8", "surrogateescape")
-        full = join(getcwd(), path)
-        head, _, tail = full.rpartition("/")
-        if not head or tail in ("", ".", ".."):
-            return realpath(full)
-        real_head = real_dirs.get(head)
-        if real_head is None:
-            real_head = realpath(head)
-            if inside(real_head, stable) and not inside(real_head, writes):
-                real_dirs[head] = real_head
-        try:
-            if S_ISLNK(lstat(full).st_mode):
-                return realpath(full)
-        except OSError:
-            pass  # not there (yet): nothing to follow
-        return real_head.rstrip("/") + "/" + tail
-
-    def inside(path: str, roots: tuple[str, ...]) -> bool:
-        return (path + "/").startswith(roots)
-
-    rules = {  # what each kind of access may touch, and what a refusal says
-        "reading": (reads, extra_reads, "only the workspace and scratch"),
-        "listing": (listable, set(), "only the workspace and scratch"),
-        "writing": (writes, set(), "only the scratch directory"),
-    }
-
-    def refuse(kind: str, *paths: Any) -> None:
-        """PermissionError unless every path lies inside the roots for this kind of access."""
-        roots, also, where = rules[kind]
-        me = get_ident()
-        busy.add(me)
-        try:
-            for path in paths:
-                real = resolve(path)
-                if real is not None and real not in also and not inside(real, roots):
-                    raise PermissionError(f"{kind} {path!s} is not allowed in the rlm sandbox ({where})")
-        finally:
-            busy.discard(me)
-
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if get_ident() in busy:
-            return
-        if event == "open":
-            path, mode, flags = args
-            writing = (mode is not None and any(c in mode for c in "wax+")) or (
-                mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
-            refuse("writing" if writing else "reading", path)
-            return
-        if event.startswith(("socket.", "http.client.", "urllib.", "ftplib.", "smtplib.", "poplib.",
-                             "imaplib.", "nntplib.", "telnetlib.", "webbrowser.")):
-            raise PermissionError("network access is disabled in the rlm sandbox")
-        if event in _PROCESS_EVENTS:
-            raise PermissionError("starting processes is disabled in the rlm sandbox")
-        if event == "import":
-            module = args[0]
-            top = module.split(".")[0]
-            if module in _FORBIDDEN_IMPORTS or top in _FORBIDDEN_IMPORTS:
-                raise ImportError(f"module {module!r} is not available in the rlm sandbox")
-            filename = args[1]
-            if isinstance(filename, str) and filename.endswith((".so", ".pyd", ".dylib")):
-                if not (realpath(filename) + "/").startswith(pyroots):
-                    raise ImportError(f"native module {module!r} outside the Python installation is refused")
-            return
-        if event.startswith("ctypes.") or event in ("sqlite3.enable_load_extension", "sqlite3.load_extension"):
-            raise PermissionError("native code is disabled in the rlm sandbox")
-        if event in ("os.kill", "signal.pthread_kill"):
-            if event == "os.kill" and args[0] == my_pid:
-                return
-            raise PermissionError("sending signals to other processes is disabled in the rlm sandbox")
-        if event.startswith("resource.") and event != "resource.getrlimit":
-            raise PermissionError("changing resource limits is disabled in the rlm sandbox")
-        if event == "sqlite3.connect":
-            database = args[0]
-            text = fspath(database) if not isinstance(database, int) else ""
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", "replace")
-            if text.startswith("file:"):
-                target, _, query = text[5:].partition("?")
-                if "immutable=1" in query or "mode=ro" in query:
-                    refuse("reading", target)
-                    return
-                target_path = target
-            else:
-                target_path = text
-            if target_path not in ("", ":memory:"):
-                refuse("writing", target_path)
-            return
-        if event in _WRITE_EVENTS:
-            refuse("writing", *(args[i] for i in _WRITE_EVENTS[event] if i < len(args)))
-            if event in _READ_EVENTS:
-                refuse("reading", args[_READ_EVENTS[event]])
-            return
-        if event in _READ_EVENTS:  # listing, not reading contents
-            refuse("listing", args[_READ_EVENTS[event]])
-
-    sys.addaudithook(hook)

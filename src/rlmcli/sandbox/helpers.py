@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 from bisect import bisect_right
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from rlmcli.workspace.query import Passage, Searcher
+from rlmcli.workspace.query import Searcher
 from rlmcli.workspace.reader import WorkspaceReader
 
 
@@ -309,7 +310,7 @@ def helper_reference() -> str:
             lines.append("- `llm_query_batched(...)`: the same as `llm_batch`.")
             continue
         if name == "context":
-            lines.append(f"- `context`: {inspect.getdoc(Toolkit.context_text).split(': ', 1)[1]}")
+            lines.append(f"- `context`: {(inspect.getdoc(Toolkit.context_text) or '').split(': ', 1)[1]}")
             continue
         fn = getattr(Toolkit, name)
         sig = str(inspect.signature(fn, eval_str=True)).replace("(self, ", "(").replace("(self)", "()")

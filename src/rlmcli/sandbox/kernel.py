@@ -80,7 +80,7 @@ class ParentChannel:
 
 
 def _confine(cfg: dict[str, Any]) -> list[str]:
-    from rlmcli.sandbox import guard
+    from rlmcli.sandbox import audit, guard
 
     layers: list[str] = []
     problems: list[str] = []
@@ -101,14 +101,14 @@ def _confine(cfg: dict[str, Any]) -> list[str]:
                 layers.append(f"{name}-v{result}" if name == "landlock" else name)
             except Exception as exc:  # noqa: BLE001 - each layer is optional under 'auto'
                 problems.append(f"{name}: {exc}")
-        kernel_fs = any(l.startswith("landlock") for l in layers)
+        kernel_fs = any(layer.startswith("landlock") for layer in layers)
         kernel_net = "netns" in layers or "seccomp" in layers
         if cfg["level"] == "strict" and not (kernel_fs and kernel_net):
             raise RuntimeError("strict sandbox needs kernel-enforced filesystem and network isolation; "
                                + "; ".join(problems))
-    guard.forget_modules()
+    audit.forget_modules()
     if "audit" not in cfg["disable"]:
-        guard.install_audit_hook(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], cfg["list_roots"])
+        audit.install(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], cfg["list_roots"])
         layers.append("audit")
     return layers
 
@@ -147,13 +147,14 @@ def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: 
     filename = f"<cell {number}>"
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     started = time.perf_counter()
     try:
         tree = ast.parse(code, filename)
         if "context" not in ns and any(isinstance(n, ast.Name) and n.id == "context" for n in ast.walk(tree)):
             ns["context"] = toolkit.context_text()  # loaded on first use: it can be large
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        assert last is None or isinstance(last, ast.Expr)
         exec(compile(tree, filename, "exec"), ns)
         if last is not None:  # like a REPL: show the value of a final expression
             value = eval(compile(ast.Expression(last.value), filename, "eval"), ns)

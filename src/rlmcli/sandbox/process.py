@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rlmcli.errors import RlmError
 from rlmcli.sandbox import protocol
@@ -191,7 +191,8 @@ class Sandbox:
     def _answer(self, message: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"type": "response", "id": message.get("id")}
         kind = str(message.get("kind"))
-        payload = message.get("payload") if isinstance(message.get("payload"), dict) else {}
+        raw = message.get("payload")
+        payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if self.on_request is None:
             reply.update(ok=False, error=f"{kind}: no model is connected to this sandbox")
         else:
@@ -250,7 +251,8 @@ class Sandbox:
             value = m.get(key)
             return value if isinstance(value, int) else 0
 
-        changed = m.get("changed") if isinstance(m.get("changed"), list) else []
+        raw = m.get("changed")
+        changed: list[Any] = raw if isinstance(raw, list) else []
         final = m.get("final")
         return CellResult(stdout=text("stdout"), stderr=text("stderr"), stdout_total=number("stdout_total"),
                           stderr_total=number("stderr_total"), changed=[str(c) for c in changed][:200],

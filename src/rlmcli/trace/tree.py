@@ -90,91 +90,120 @@ class TraceTree:
     def __call__(self, e: ev.Event) -> None:
         if self.started is None:
             self.started = e.time
-        if isinstance(e, ev.RunStarted):
-            node = Node("run", question=e.question, model=e.model, sandbox=list(e.sandbox), depth=e.depth)
-            parent = self.calls_by_id.get(e.parent_id) if e.parent_id is not None else None
-            if parent is not None:
-                parent.add(node)
-            elif self.root is None:
-                self.root = node
-            else:
-                self.root.add(node)
-            self.runs[e.run_id] = node
-        elif isinstance(e, ev.IterationStarted):
-            run = self.runs.get(e.run_id)
-            if run is not None:
-                self.iterations[e.run_id] = run.add(Node("iteration", number=e.iteration))
-            if e.depth == 0:
-                self.iteration_count = e.iteration
-        elif isinstance(e, ev.ModelDelta):
-            it = self.iterations.get(e.run_id)
-            if it is not None:
-                live = it.children[-1] if it.children and it.children[-1].kind == "streaming" else it.add(Node("streaming"))
-                live.text = ("" if e.reset else live.text) + e.text
-        elif isinstance(e, ev.ModelText):
-            it = self.iterations.get(e.run_id)
-            if it is not None:
-                if it.children and it.children[-1].kind == "streaming":
-                    it.children.pop()  # the whole reply replaces the streamed preview
-                prose = _prose(e.text)
-                if prose:
-                    it.add(Node("text", text=prose))  # what the model says around its code
-        elif isinstance(e, ev.CodeCell):
-            it = self.iterations.get(e.run_id)
-            if it is not None:
-                it.add(Node("code", text=e.code))
-        elif isinstance(e, ev.CellOutput):
-            it = self.iterations.get(e.run_id)
-            if it is not None:
-                it.add(Node("output", text=e.output, error=e.error, duration=e.duration))
-        elif isinstance(e, ev.Notice):
-            place = self._place(e)
-            if place is not None:
-                place.add(Node("notice", text=e.text, status=e.reason))
-        elif isinstance(e, ev.SubcallStarted):
-            place = self._place(e)
-            if place is not None:
-                node = place.add(Node("subcall", call=e.call, model=e.model, total=e.size if e.call == "llm_batch" else 1))
-                self.subcalls[(e.run_id, e.call_id)] = node
-                self.calls_by_id[e.call_id] = node
-        elif isinstance(e, (ev.SubcallProgress, ev.SubcallFinished)):
-            node = self.subcalls.get((e.run_id, e.call_id))
-            if node is not None:
-                node.done, node.total = e.done, e.total or node.total
-                if isinstance(e, ev.SubcallFinished):
-                    node.ok, node.failed = e.ok, e.failed
-        elif isinstance(e, ev.ModelRetry):
-            self.retries += 1
-            text = f"retry {e.attempt}/{e.attempts} in {e.delay:.1f} s: {e.reason}"
-            target = self.calls_by_id.get(e.call_id) if e.call_id is not None else None
-            if target is not None:
-                target.retries += 1
-            else:
-                place = self._place(e)
-                if place is not None:
-                    place.add(Node("retry", text=f"{e.model} · {text}"))
-        elif isinstance(e, ev.ModelError):
-            place = self.calls_by_id.get(e.call_id) if e.call_id is not None else self._place(e)
-            if place is not None and e.call_id is None:
-                place.add(Node("error", text=e.message, error=True))
-        elif isinstance(e, ev.ModelCall):
-            place = self.calls_by_id.get(e.call_id) if e.call_id is not None else self._place(e)
-            if place is not None:
-                place.add(Node("model_call", text=e.prompt, reply=e.reply, model=e.model, detail=_call_detail(e)))
-            self.calls += 1
-            self.cache_hits += e.cache_hit
-            self.tokens += e.prompt_tokens + e.completion_tokens
-            if e.cost is None:
-                self.cost_unknown = True
-            else:
-                self.cost += e.cost
-        elif isinstance(e, ev.BudgetWarning):
-            self.warnings.append(f"{e.limit} at {100 * e.used / e.max:.0f}%" if e.max else e.limit)
-        elif isinstance(e, ev.FinalAnswer):
-            run = self.runs.get(e.run_id)
-            if run is not None:
-                run.add(Node("final", text=e.answer, status=e.status, limit=e.limit))
-        elif isinstance(e, ev.RunFinished) and e.depth == 0:
+        handler = self._handlers.get(type(e))
+        if handler is not None:
+            handler(e)
+
+    @property
+    def _handlers(self) -> dict[type[ev.Event], Any]:
+        return {ev.RunStarted: self._run_started, ev.IterationStarted: self._iteration, ev.ModelDelta: self._delta,
+                ev.ModelText: self._text, ev.CodeCell: self._code, ev.CellOutput: self._output,
+                ev.Notice: self._notice, ev.SubcallStarted: self._subcall, ev.SubcallProgress: self._progress,
+                ev.SubcallFinished: self._progress, ev.ModelRetry: self._retry, ev.ModelError: self._error,
+                ev.ModelCall: self._call, ev.BudgetWarning: self._warning, ev.FinalAnswer: self._final,
+                ev.RunFinished: self._finished}
+
+    def _run_started(self, e: ev.RunStarted) -> None:
+        node = Node("run", question=e.question, model=e.model, sandbox=list(e.sandbox), depth=e.depth)
+        parent = self.calls_by_id.get(e.parent_id) if e.parent_id is not None else None
+        if parent is not None:
+            parent.add(node)
+        elif self.root is None:
+            self.root = node
+        else:
+            self.root.add(node)
+        self.runs[e.run_id] = node
+
+    def _iteration(self, e: ev.IterationStarted) -> None:
+        run = self.runs.get(e.run_id)
+        if run is not None:
+            self.iterations[e.run_id] = run.add(Node("iteration", number=e.iteration))
+        if e.depth == 0:
+            self.iteration_count = e.iteration
+
+    def _delta(self, e: ev.ModelDelta) -> None:
+        it = self.iterations.get(e.run_id)
+        if it is not None:
+            live = it.children[-1] if it.children and it.children[-1].kind == "streaming" else it.add(Node("streaming"))
+            live.text = ("" if e.reset else live.text) + e.text
+
+    def _text(self, e: ev.ModelText) -> None:
+        it = self.iterations.get(e.run_id)
+        if it is None:
+            return
+        if it.children and it.children[-1].kind == "streaming":
+            it.children.pop()  # the whole reply replaces the streamed preview
+        prose = _prose(e.text)
+        if prose:
+            it.add(Node("text", text=prose))  # what the model says around its code
+
+    def _code(self, e: ev.CodeCell) -> None:
+        it = self.iterations.get(e.run_id)
+        if it is not None:
+            it.add(Node("code", text=e.code))
+
+    def _output(self, e: ev.CellOutput) -> None:
+        it = self.iterations.get(e.run_id)
+        if it is not None:
+            it.add(Node("output", text=e.output, error=e.error, duration=e.duration))
+
+    def _notice(self, e: ev.Notice) -> None:
+        place = self._place(e)
+        if place is not None:
+            place.add(Node("notice", text=e.text, status=e.reason))
+
+    def _subcall(self, e: ev.SubcallStarted) -> None:
+        place = self._place(e)
+        if place is not None:
+            node = place.add(Node("subcall", call=e.call, model=e.model, total=e.size if e.call == "llm_batch" else 1))
+            self.subcalls[(e.run_id, e.call_id)] = node
+            self.calls_by_id[e.call_id] = node
+
+    def _progress(self, e: ev.SubcallProgress | ev.SubcallFinished) -> None:
+        node = self.subcalls.get((e.run_id, e.call_id))
+        if node is not None:
+            node.done, node.total = e.done, e.total or node.total
+            if isinstance(e, ev.SubcallFinished):
+                node.ok, node.failed = e.ok, e.failed
+
+    def _retry(self, e: ev.ModelRetry) -> None:
+        self.retries += 1
+        text = f"retry {e.attempt}/{e.attempts} in {e.delay:.1f} s: {e.reason}"
+        target = self.calls_by_id.get(e.call_id) if e.call_id is not None else None
+        if target is not None:
+            target.retries += 1
+            return
+        place = self._place(e)
+        if place is not None:
+            place.add(Node("retry", text=f"{e.model} · {text}"))
+
+    def _error(self, e: ev.ModelError) -> None:
+        place = self._place(e)
+        if place is not None and e.call_id is None:  # a sub-call's failure shows as ✗ on its node
+            place.add(Node("error", text=e.message, error=True))
+
+    def _call(self, e: ev.ModelCall) -> None:
+        place = self.calls_by_id.get(e.call_id) if e.call_id is not None else self._place(e)
+        if place is not None:
+            place.add(Node("model_call", text=e.prompt, reply=e.reply, model=e.model, detail=_call_detail(e)))
+        self.calls += 1
+        self.cache_hits += e.cache_hit
+        self.tokens += e.prompt_tokens + e.completion_tokens
+        if e.cost is None:
+            self.cost_unknown = True
+        else:
+            self.cost += e.cost
+
+    def _warning(self, e: ev.BudgetWarning) -> None:
+        self.warnings.append(f"{e.limit} at {100 * e.used / e.max:.0f}%" if e.max else e.limit)
+
+    def _final(self, e: ev.FinalAnswer) -> None:
+        run = self.runs.get(e.run_id)
+        if run is not None:
+            run.add(Node("final", text=e.answer, status=e.status, limit=e.limit))
+
+    def _finished(self, e: ev.RunFinished) -> None:
+        if e.depth == 0:
             self.finished = e.time
             self.status = e.status
             self.error = e.error

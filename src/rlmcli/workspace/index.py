@@ -93,7 +93,7 @@ def add_document(
         remove_document(conn, doc)  # a scan of the FTS table: only when replacing
     rows = (
         (heading, body, doc, number, line)
-        for number, (page, (first_heading, titles)) in enumerate(zip(pages, headings), start=1)
+        for number, (page, (first_heading, titles)) in enumerate(zip(pages, headings, strict=True), start=1)
         for heading, line, body in chunk_page(page, first_heading, titles)
     )
     conn.executemany("INSERT INTO chunks(heading, body, doc, page, line) VALUES (?,?,?,?,?)", rows)

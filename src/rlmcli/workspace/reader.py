@@ -11,6 +11,7 @@ import json
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from rlmcli.errors import WorkspaceError
@@ -152,7 +153,7 @@ class WorkspaceReader:
             return [n for n in names if n and n != "-"]
 
         table = [(doc, names_of(doc, rec)) for doc, rec in docs.items()]
-        rules = (
+        rules: tuple[Callable[[str, list[str]], bool], ...] = (
             lambda doc, names: wanted in names,
             lambda doc, names: lower == doc.lower() or lower in (n.lower() for n in names),
             lambda doc, names: lower == _stem(doc).lower() or lower in (_stem(n).lower() for n in names),

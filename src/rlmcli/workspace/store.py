@@ -19,10 +19,10 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rlmcli.errors import WorkspaceError
 from rlmcli.workspace.reader import FORMAT_VERSION, MANIFEST, WorkspaceReader, page_name, slugify
@@ -269,7 +269,8 @@ class WorkspaceWriter:
     # ---- queries ------------------------------------------------------------------------
     @property
     def documents(self) -> dict[str, dict[str, Any]]:
-        return self.manifest["documents"]
+        docs: dict[str, dict[str, Any]] = self.manifest["documents"]
+        return docs
 
     def _lookups(self) -> tuple[dict[str, str], dict[str, str]]:
         # Rebuilt only when the documents change: O(1) lookups keep 10,000-file ingests linear.

@@ -99,10 +99,10 @@ def cost(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: 
         return None
     cached_price = info.get("cache_read_input_token_cost")
     cached = min(cached_tokens, prompt_tokens) if isinstance(cached_price, (int, float)) else 0
-    total = (prompt_tokens - cached) * price_in + completion_tokens * price_out
-    if cached:
-        total += cached * float(cached_price)  # type: ignore[arg-type]
-    return float(total)
+    total = (prompt_tokens - cached) * float(price_in) + completion_tokens * float(price_out)
+    if cached and isinstance(cached_price, (int, float)):
+        total += cached * float(cached_price)
+    return total
 
 
 def key_env(model: str, api_base: str | None, api_key_env: str | None) -> str | None:

@@ -13,8 +13,7 @@ import time
 from typing import Any
 
 from rlmcli.engine.providers import catalog
-from rlmcli.engine.providers.base import (Completion, Delta, ProviderError, Request, classify_status,
-                                          retry_after_seconds)
+from rlmcli.engine.providers.base import Completion, Delta, ProviderError, Request, classify_status, retry_after_seconds
 
 _litellm: Any = None
 _import_lock = threading.Lock()

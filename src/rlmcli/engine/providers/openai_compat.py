@@ -19,8 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlmcli.engine.providers import catalog
-from rlmcli.engine.providers.base import (Completion, Delta, ProviderError, Request, classify_status,
-                                          retry_after_seconds)
+from rlmcli.engine.providers.base import Completion, Delta, ProviderError, Request, classify_status, retry_after_seconds
 
 MAX_BODY = 32 << 20  # a reply larger than this is not a chat completion
 MAX_ERROR_BODY = 64 << 10
@@ -127,16 +126,17 @@ class OpenAICompatProvider:
         proxy = _proxy_for(scheme, host)
         key = (scheme, host, str(port), proxy or "")
         if not fresh:
-            conn = self.pool.get(key)
-            if conn is not None:
-                if conn.sock is not None:
-                    conn.sock.settimeout(deadline.left())
-                return conn, key, True
+            idle = self.pool.get(key)
+            if idle is not None:
+                if idle.sock is not None:
+                    idle.sock.settimeout(deadline.left())
+                return idle, key, True
         timeout = deadline.left()
+        conn: http.client.HTTPConnection
         if proxy:
             p = urlsplit(proxy if "://" in proxy else "http://" + proxy)
             if scheme == "https":
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                conn = http.client.HTTPSConnection(
                     p.hostname or "", p.port or 8080, timeout=timeout, context=self.pool.ssl_context())
                 conn.set_tunnel(host, port or 443)
             else:

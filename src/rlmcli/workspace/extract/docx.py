@@ -15,7 +15,7 @@ _HEADING_STYLE = re.compile(r"^Heading\s+([1-9])$", re.I)
 
 
 def _paragraph_line(paragraph: Any) -> str:
-    text = paragraph.text.strip()
+    text = str(paragraph.text).strip()
     if not text:
         return ""
     style = paragraph.style.name if paragraph.style is not None else ""

@@ -130,9 +130,9 @@ def _pypdf_reader(path: Path) -> Any:
         reader = pypdf.PdfReader(str(path), strict=False)
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok = bool(reader.decrypt(""))
             except Exception:
-                ok = 0
+                ok = False
             if not ok:
                 raise ExtractError("encrypted PDF: a password is required to open it")
         len(reader.pages)
