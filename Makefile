@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --cov=rlmcli --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -q -n 2 --cov=rlmcli --cov-report=term:skip-covered
 
 bench: $(STAMP)
 	@command -v pdftotext >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: could not install poppler-utils; pdftotext anchors will be skipped"
