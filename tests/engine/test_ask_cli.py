@@ -80,3 +80,13 @@ def test_offline_prints_passages_not_an_answer() -> None:
     assert result.returncode == 0
     assert result.stdout.decode().startswith("[contract.pdf p.7 l.")
     assert b"offline: no model was used" in result.stderr
+
+
+def test_empty_replies_exit_4_within_seconds(server: FakeLLM) -> None:
+    import time
+
+    server.responder("gpt-4o-mini", lambda prompt: "")
+    started = time.monotonic()
+    result = _ask(server)
+    assert result.returncode == 4 and time.monotonic() - started < 10
+    assert result.stderr.decode().strip().endswith("rlm: error: the model returned 3 empty replies in a row")
