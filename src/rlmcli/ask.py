@@ -43,12 +43,19 @@ def limits_of(settings: Settings) -> Limits:
                   concurrency=settings.concurrency)
 
 
-def sandbox_factory(level: str) -> SandboxFactory:
+def sandbox_factory(settings: Settings) -> SandboxFactory:
     def start(root: Path) -> Repl:
         from rlmcli.sandbox.process import Sandbox
 
-        return Sandbox(root, level=level).start()
+        return Sandbox(root, level=settings.sandbox, limits=sandbox_limits(settings)).start()
     return start
+
+
+def sandbox_limits(settings: Settings) -> Any:
+    from rlmcli.sandbox.process import SandboxLimits
+
+    return SandboxLimits(cell_timeout=settings.cell_timeout, memory_mb=settings.sandbox_memory_mb,
+                         scratch_mb=settings.scratch_mb, scratch_files=settings.scratch_files)
 
 
 def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.Observer | None = None, *,
@@ -72,7 +79,7 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     emit = ev.fanout(trace, observer) if observer is not None else trace
     cache = ResponseCache(cache_path()) if config.cache else None
     gateway = Gateway(config, budget or Budget(limits), emit, provider=provider, cache=cache, slots=slots)
-    engine = Engine(ws.root, config, sandbox_factory(settings.sandbox), limits, emit, gateway=gateway,
+    engine = Engine(ws.root, config, sandbox_factory(settings), limits, emit, gateway=gateway,
                     sandbox=sandbox, stream=stream, run_id=run_id)
     ws.touch()
     try:

@@ -39,6 +39,13 @@ WorkspaceOpt = typer.Option(
 )
 
 
+def _report_skipped(report: Any, shown: int = 20) -> None:
+    for name, why in report.skipped[:shown]:
+        sys.stderr.write(f"rlm: note: {name}: {why}\n")
+    if len(report.skipped) > shown:
+        sys.stderr.write(f"rlm: note: ... and {len(report.skipped) - shown} more skipped\n")
+
+
 def _say(line: str) -> None:
     sys.stderr.write(line + "\n")
 
@@ -100,6 +107,7 @@ def _human(n: float) -> str:
 def ingest(
     paths: list[str] = typer.Argument(..., help="Files, directories, or '-' for stdin."),
     workspace: Optional[str] = WorkspaceOpt,
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
 ) -> None:
     """Ingest documents into a workspace; print the workspace path on stdout."""
     from rlmcli.progress import IngestProgress
@@ -111,6 +119,7 @@ def ingest(
         ws, report = run_ingest(
             paths, workspace, progress=progress,
             on_wait=lambda: _say("waiting for another rlm process to finish with this workspace..."),
+            follow_symlinks=follow_symlinks,
         )
     finally:
         if progress:
@@ -121,6 +130,7 @@ def ingest(
         sys.stderr.write(f"rlm: warning: {doc}: {warning}\n")
     for name, doc in report.duplicates:
         sys.stderr.write(f"rlm: note: {name}: same content as {doc}; stored once\n")
+    _report_skipped(report)
     parts = [f"{len(report.added)} new"]
     if report.replaced:
         parts.append(f"{len(report.replaced)} updated")
@@ -133,7 +143,11 @@ def ingest(
     if report.skipped_binary:
         skipped.append(f"{report.skipped_binary} binary")
     if report.skipped_ignored:
-        skipped.append(f"{report.skipped_ignored} ignored (.gitignore / VCS / symlinked dirs)")
+        skipped.append(f"{report.skipped_ignored} ignored (.gitignore, VCS, build and cache directories, symlinked dirs)")
+    if report.skipped_empty:
+        skipped.append(f"{report.skipped_empty} empty")
+    if report.skipped:
+        skipped.append(f"{len(report.skipped)} unsafe or special (named above)")
     if skipped:
         summary += f"; skipped {' and '.join(skipped)}"
     if report.failed:

@@ -159,6 +159,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("retries", int, 4, "Retries of a failed model request (429, 5xx, timeouts).", (), _at_least(0)),
     Spec("retry_base", float, 1.0, "First retry delay in seconds, doubled each time.", (), _at_least(0)),
     Spec("request_timeout", float, 120.0, "Seconds one model request may take.", (), _at_least(0, strict=True)),
+    Spec("cell_timeout", float, 60.0, "Seconds one cell of model code may run (model calls excluded).", (),
+         _at_least(0, strict=True)),
+    Spec("sandbox_memory_mb", int, 2048, "Address space of the sandbox process, MiB.", (), _at_least(256)),
+    Spec("scratch_mb", int, 1024, "Size of the sandbox's scratch directory, MiB.", (), _at_least(1)),
+    Spec("scratch_files", int, 10_000, "Files the sandbox's scratch directory may hold.", (), _at_least(16)),
     Spec("transport", str, "auto", "auto | openai | litellm: how models are reached (auto: the standard-library "
          "fast path for openai/ and openrouter/ models, litellm for the rest).", (), _one_of("auto", "openai", "litellm")),
 )
@@ -249,6 +254,10 @@ class Settings:
     retries: int = 4
     retry_base: float = 1.0
     request_timeout: float = 120.0
+    cell_timeout: float = 60.0
+    sandbox_memory_mb: int = 2048
+    scratch_mb: int = 1024
+    scratch_files: int = 10_000
     transport: str = "auto"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

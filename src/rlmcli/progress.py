@@ -20,6 +20,7 @@ class IngestProgress:
         self.total = 0
         self.done = 0
         self.pages = 0
+        self.current = 0  # pages of the file being extracted
         self.timer: threading.Timer | None = None
         self.lock = threading.Lock()
 
@@ -51,8 +52,16 @@ class IngestProgress:
         with self.lock:
             self.done += 1
             self.pages += pages
+            self.current = 0
             if self.bar is not None:
                 self.bar.update(self.task, completed=self.done, pages=self.pages, name=name[-40:])
+
+    def page_done(self, name: str, pages: int) -> None:
+        """A long document's pages as they are extracted (the bar moves within one file)."""
+        with self.lock:
+            self.current = pages
+            if self.bar is not None and pages % 16 == 0:
+                self.bar.update(self.task, pages=self.pages + pages, name=f"{name[-32:]} p.{pages}")
 
     def stop(self) -> None:
         if self.timer is not None:

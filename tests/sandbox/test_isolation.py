@@ -151,12 +151,15 @@ def test_no_native_modules_from_outside_the_installation(workspace: Path, config
     found = [(n, getattr(importlib.import_module(n), "__file__", "") or "") for n in candidates]
     name, source = next((n, f) for n, f in found if f.endswith(ext))
     with _make(workspace, config) as sb:
-        shutil.copy(source, Path(sb.scratch) / f"evil{ext}")
+        # model code writes the module into scratch itself (the parent cannot see a tmpfs scratch)
+        data = Path(source).read_bytes()
+        sb.run(f"open(SCRATCH + '/evil{ext}', 'wb').write(bytes.fromhex({data.hex()!r}))")
         code = ("import importlib.util\n"
                 f"spec = importlib.util.spec_from_file_location({name!r}, SCRATCH + '/evil{ext}')\n"
                 "mod = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(mod)")
         result = sb.run(code)
-        assert result.error and "outside the Python installation is refused" in result.stderr
+        assert result.error and ("outside the Python installation is refused" in result.stderr
+                                 or "Permission denied" in result.stderr)  # the audit hook, or Landlock
         _still_works(sb)
 
 
@@ -240,6 +243,7 @@ def workspace_with_runs(workspace: Path) -> Iterator[Path]:
     runs = workspace / "runs"
     runs.mkdir(exist_ok=True)
     (runs / "20260101-000000-abcdef.jsonl").write_text('{"question": "EARLIER PRIVATE QUESTION"}\n')
+    (workspace / ".last_used").touch()
     try:
         yield workspace
     finally:
@@ -247,18 +251,19 @@ def workspace_with_runs(workspace: Path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_earlier_runs_in_the_workspace_can_be_listed_but_not_read(workspace_with_runs: Path, config: str) -> None:
-    """A run's model sees the documents, not the traces (questions, answers) of earlier runs."""
+def test_the_model_sees_documents_only(workspace_with_runs: Path, config: str) -> None:
+    """Traces of earlier runs (their questions and answers), locks and bookkeeping are not even
+    listed: a documents-only view at auto/strict, hidden from listings at basic."""
     with _make(workspace_with_runs, config) as sb:
-        listed = sb.run("import os, glob\nprint(sorted(os.listdir('.')))\nprint(glob.glob('runs/*.jsonl'))\n"
-                        "print(sum(len(f) for _, _, f in os.walk('.')))")
+        listed = sb.run("import os, glob, pathlib\nprint(sorted(os.listdir('.')))\nprint(glob.glob('*') + glob.glob('runs/*'))\n"
+                        "print(sorted(p.name for p in pathlib.Path('.').iterdir()))\n"
+                        "print(sorted(e.name for e in os.scandir('.')))\nprint(ls())")
         assert not listed.error, listed.stderr
-        assert "'docs'" in listed.stdout and "runs/20260101-000000-abcdef.jsonl" in listed.stdout
+        lines = listed.stdout.splitlines()
+        assert lines[0] == lines[2] == lines[3] == "['docs', 'index.sqlite', 'manifest.json']", listed.stdout
+        assert "runs" not in listed.stdout and ".lock" not in listed.stdout and ".last_used" not in listed.stdout
         read = sb.run("print(open('runs/20260101-000000-abcdef.jsonl').read())")
-        assert read.error and "PermissionError" in read.stderr and "PRIVATE" not in read.stdout
-        moved = sb.run("import os\nos.chdir('runs')\ntry:\n    print(open('20260101-000000-abcdef.jsonl').read())\n"
-                       "finally:\n    os.chdir('..')")
-        assert moved.error and "PRIVATE" not in moved.stdout
+        assert read.error and "PRIVATE" not in read.stdout
         docs = sb.run("print(open('docs/notes.md/pages/0001.txt').read()[:20], len(grep('Contoso')) > 0)")
         assert not docs.error and docs.stdout.endswith("True\n"), docs.stderr
 
@@ -266,7 +271,7 @@ def test_earlier_runs_in_the_workspace_can_be_listed_but_not_read(workspace_with
 def test_symlink_out_of_scratch_does_not_leak(guarded: Sandbox, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
-    os.symlink(secret, Path(guarded.scratch) / "link.txt")
+    guarded.run(f"import os\nos.symlink({str(secret)!r}, SCRATCH + '/link.txt')")  # the audit hook refuses this
     result = guarded.run("print(open(SCRATCH + '/link.txt').read())")
     assert result.error and "TOP SECRET" not in result.stdout
     _still_works(guarded)
@@ -348,7 +353,7 @@ def test_file_size_limit_in_scratch(workspace: Path) -> None:
     with Sandbox(workspace, limits=SandboxLimits(file_mb=1)) as sb:
         result = sb.run("with open(SCRATCH + '/big.bin', 'wb') as f:\n    f.write(b'x' * (3 << 20))")
         assert result.error and "File too large" in result.stderr
-        assert os.path.getsize(Path(sb.scratch) / "big.bin") <= 1 << 20
+        assert sb.run("import os\nprint(os.path.getsize(SCRATCH + '/big.bin') <= 1 << 20)").stdout == "True\n"
         _still_works(sb)
 
 
@@ -373,4 +378,4 @@ def test_startup_is_quick_and_the_child_is_gone_after_close(workspace: Path) -> 
     sb.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    assert not Path(sb.scratch).exists()
+    assert not Path(sb.base).exists()

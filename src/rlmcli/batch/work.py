@@ -63,14 +63,15 @@ def close_idle_sandboxes() -> None:
             sandbox.close()
 
 
-def _take_sandbox(root: str, level: str) -> Any:
+def _take_sandbox(root: str, settings: Settings) -> Any:
     with _lock:
-        pool = _idle.get((root, level))
+        pool = _idle.get((root, settings.sandbox))
         if pool:
             return pool.pop()
+    from rlmcli.ask import sandbox_limits
     from rlmcli.sandbox.process import Sandbox
 
-    return Sandbox(root, level=level).start()
+    return Sandbox(root, level=settings.sandbox, limits=sandbox_limits(settings)).start()
 
 
 def _give_back(root: str, level: str, sandbox: Any) -> None:
@@ -90,7 +91,7 @@ def run_work(work: Work, limiter: LimiterFactory = local_limiter) -> dict[str, A
         ws = Workspace.open(Path(work.workspace))
         slots = limiter(work.limiter, settings.concurrency) if work.limiter else None
         budget = Budget(limits_of(settings))
-        sandbox = _take_sandbox(str(ws.root), settings.sandbox)
+        sandbox = _take_sandbox(str(ws.root), settings)
         with _lock:
             _live.setdefault(work.batch_id, {})[job.id] = budget
         try:

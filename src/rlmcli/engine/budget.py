@@ -92,6 +92,10 @@ class Budget:
             self.warned.update(name for name, _, _ in fresh)
         return fresh
 
+    def deadline(self) -> float | None:
+        """The monotonic time at which the time budget runs out, if there is one."""
+        return None if self.limits.timeout is None else self.started + self.limits.timeout
+
     def remaining_time(self) -> float | None:
         if self.limits.timeout is None:
             return None

@@ -326,7 +326,7 @@ class Engine:
                     continue
                 kind, value = textual
                 if kind == "var":
-                    out = sandbox.run(f"FINAL_VAR({value!r})", timeout=self._cell_time())
+                    out = sandbox.run(f"FINAL_VAR({value!r})", timeout=self._cell_time(), wall=self.budget.deadline())
                     if out.final is None:
                         messages.append({"role": "user", "content": out.for_model(sandbox.max_output)})
                         continue
@@ -359,7 +359,7 @@ class Engine:
             self.emit(ev.CodeCell(iteration=iteration, index=index, code=code))
             with self._lock:
                 self._queries_this_cell = 0
-            out = sandbox.run(code, timeout=self._cell_time())
+            out = sandbox.run(code, timeout=self._cell_time(), wall=self.budget.deadline())
             looked = looked or out.looked
             visible = out.for_model(sandbox.max_output)
             if self._queries_this_cell >= SEQUENTIAL_LIMIT:

@@ -50,8 +50,15 @@ class AuditPolicy:
     installation), listings also under `list_roots`, writes only under `write_roots`."""
 
     def __init__(self, read_roots: list[str], write_roots: list[str], python_roots: list[str],
-                 list_roots: list[str] | None = None) -> None:
+                 list_roots: list[str] | None = None, quota: tuple[int, int] | None = None,
+                 hidden: list[str] | None = None) -> None:
         list_roots = list_roots or []
+        self.hidden = _dirs(hidden or [])  # bookkeeping under a listable root: not even listed
+        # Where no tmpfs enforces the scratch quota, it is accounted here: files created are
+        # counted, and the bytes in scratch are summed every QUOTA_EVERY writes (approximate).
+        self.quota = quota
+        self.created = 0
+        self.writes_seen = 0
         self.reads = _dirs(read_roots + write_roots + python_roots)
         self.listable = self.reads + _dirs(list_roots)
         self.writes = _dirs(write_roots)
@@ -96,14 +103,17 @@ class AuditPolicy:
             pass  # not there (yet): nothing to follow
         return real_head.rstrip("/") + "/" + tail
 
-    def refuse(self, kind: str, *paths: Any) -> None:
-        """PermissionError unless every path lies inside the roots for this kind of access."""
+    def refuse(self, kind: str, *paths: Any, hidden_ok: bool = False) -> None:
+        """PermissionError unless every path lies inside the roots for this kind of access (and,
+        unless `hidden_ok`, outside the hidden bookkeeping)."""
         roots, also, where = self.rules[kind]
         me = _thread.get_ident()
         self.busy.add(me)
         try:
             for path in paths:
                 real = self.resolve(path)
+                if real is not None and self.hidden and not hidden_ok and self.inside(real, self.hidden):
+                    raise PermissionError(f"{kind} {path!s} is not allowed in the rlm sandbox ({where})")
                 if real is not None and real not in also and not self.inside(real, roots):
                     raise PermissionError(f"{kind} {path!s} is not allowed in the rlm sandbox ({where})")
         finally:
@@ -115,6 +125,32 @@ class AuditPolicy:
         writing = (mode is not None and any(c in mode for c in "wax+")) or (
             mode is None and isinstance(flags, int) and bool(flags & WRITE_FLAGS))
         self.refuse("writing" if writing else "reading", path)
+        if writing and self.quota is not None:
+            self.account(path)
+
+    QUOTA_EVERY = 16
+
+    def account(self, path: Any) -> None:
+        """OSError(EDQUOT) once scratch holds too many files or bytes (the tmpfs does this exactly
+        where the kernel layers are available)."""
+        import errno
+
+        limit_bytes, limit_files = self.quota or (0, 0)
+        me = _thread.get_ident()
+        self.busy.add(me)
+        try:
+            if isinstance(path, (str, bytes)) and not os.path.exists(path):
+                self.created += 1
+                if self.created > limit_files:
+                    raise OSError(errno.EDQUOT, f"scratch quota: at most {limit_files:,} files")
+            self.writes_seen += 1
+            if self.writes_seen % self.QUOTA_EVERY == 1:
+                used = sum(os.lstat(os.path.join(d, f)).st_size for root in self.writes
+                           for d, _, files in os.walk(root) for f in files)
+                if used >= limit_bytes:
+                    raise OSError(errno.EDQUOT, f"scratch quota: at most {limit_bytes >> 20:,} MiB")
+        finally:
+            self.busy.discard(me)
 
     @staticmethod
     def network(args: tuple[Any, ...]) -> None:
@@ -173,10 +209,10 @@ class AuditPolicy:
             self.refuse("writing", *(args[i] for i in positions if i < len(args)))
         return check
 
-    def lister(self, position: int) -> Check:
+    def lister(self, position: int, hidden_ok: bool = False) -> Check:
         def check(args: tuple[Any, ...]) -> None:
             if position < len(args):
-                self.refuse("listing", args[position])
+                self.refuse("listing", args[position], hidden_ok=hidden_ok)
         return check
 
     def copier(self, positions: tuple[int, ...]) -> Check:
@@ -213,7 +249,9 @@ class AuditPolicy:
         if event in WRITE_EVENTS:
             return self.writer(WRITE_EVENTS[event])
         if event in LIST_EVENTS:
-            return self.lister(LIST_EVENTS[event])
+            # a glob's pattern may name hidden bookkeeping: the scandir it makes is refused
+            # there, which glob takes as "no matches", as if nothing were there
+            return self.lister(LIST_EVENTS[event], hidden_ok=event == "glob.glob")
         return None
 
     def hook(self, event: str, args: tuple[Any, ...]) -> None:
@@ -228,9 +266,10 @@ class AuditPolicy:
 
 
 def install(read_roots: list[str], write_roots: list[str], python_roots: list[str],
-            list_roots: list[str] | None = None) -> AuditPolicy:
+            list_roots: list[str] | None = None, quota: tuple[int, int] | None = None,
+            hidden: list[str] | None = None) -> AuditPolicy:
     """Install the hook for good (audit hooks cannot be removed)."""
-    policy = AuditPolicy(read_roots, write_roots, python_roots, list_roots)
+    policy = AuditPolicy(read_roots, write_roots, python_roots, list_roots, quota, hidden)
     sys.addaudithook(policy.hook)
     return policy
 

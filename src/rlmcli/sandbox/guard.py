@@ -1,16 +1,20 @@
-"""Confinement of the sandbox child, applied before any model code runs.
+"""Kernel-level confinement, applied by the launcher (launcher.py) before the kernel's Python starts.
 
 Layers, strongest first (each one alone should stop the attacks the tests try):
 
-* kernel  — a new user + network namespace (no interfaces: no network at all), Landlock (reads
-            only under the workspace, the scratch dir and the Python installation; writes only
-            under scratch; no TCP; no signals or abstract sockets out of the sandbox) and a
-            seccomp filter (no execve, fork, sockets, ptrace, raising limits, namespaces, ...).
-* audit   — a Python audit hook that refuses the same actions with readable errors (audit.py).
-* rlimits — address space, CPU time, open files, file size, no core dumps.
+* namespaces — a new user, network and mount namespace: no network interfaces at all; a tmpfs
+               scratch with a size and file-count quota; a read-only view of the workspace that
+               holds its documents, manifest and index and nothing else (no traces, no locks).
+* Landlock   — reads only that view, scratch, the standard library (every extension module but
+               ctypes, cffi and the test modules) and this package; writes only scratch; no TCP;
+               no signals or abstract sockets out of the sandbox.
+* seccomp    — no execve, fork, sockets, ptrace, raising limits, namespaces, mounts, ...
+* rlimits    — address space, CPU time, open files, file size, no core dumps.
+* audit      — a Python audit hook in the kernel that refuses the same actions with readable
+               errors (audit.py); at `basic` it stands alone with the rlimits.
 
-`basic` uses the audit hook and rlimits only; pure-Python tampering with the interpreter (for
-example digging a saved reference out with `gc`) is not contained at that level.
+The launcher uses ctypes for these system calls and then execs a fresh interpreter, so the
+process that runs model code never has ctypes loaded and cannot load it (its file is unreadable).
 """
 
 from __future__ import annotations
@@ -92,18 +96,116 @@ def _no_new_privs(libc: Any) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
-def enter_network_namespace() -> None:
-    """A new user namespace (so no privilege is needed) with a new, empty network namespace.
+def parent_death_signal(parent_pid: int) -> None:
+    """SIGKILL this process when its parent dies (kept across execve)."""
+    libc = _libc()
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(0)
 
-    No uid map is written: capabilities inside the new namespace then apply to no file at all.
-    """
+
+def enter_namespaces(mounts: bool) -> bool:
+    """A new user namespace (so no privilege is needed) with a new, empty network namespace and,
+    when `mounts`, a new mount namespace; returns whether the mount namespace was made.
+
+    Our uid and gid are mapped to themselves (to 1000 when they are 0): files we create in the
+    sandbox's tmpfs need a mapped owner, and as a non-zero uid the kernel's interpreter holds no
+    capability after exec."""
     import ctypes
 
     libc = _libc()
-    clone_newuser, clone_newnet = 0x10000000, 0x40000000
-    if libc.unshare(clone_newuser | clone_newnet) != 0:
+    clone_newuser, clone_newnet, clone_newns = 0x10000000, 0x40000000, 0x00020000
+    uid, gid = os.getuid(), os.getgid()
+    made_mounts = mounts and libc.unshare(clone_newuser | clone_newnet | clone_newns) == 0
+    if not made_mounts and libc.unshare(clone_newuser | clone_newnet) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(err)}")
+    try:
+        with open("/proc/self/setgroups", "w") as fh:
+            fh.write("deny")
+        with open("/proc/self/uid_map", "w") as fh:
+            fh.write(f"{uid or 1000} {uid} 1")
+        with open("/proc/self/gid_map", "w") as fh:
+            fh.write(f"{gid or 1000} {gid} 1")
+    except OSError:
+        if made_mounts:
+            raise
+    return made_mounts
+
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    import ctypes
+
+    libc = _libc()
+
+    def enc(value: str | None) -> bytes | None:
+        return value.encode() if value is not None else None
+
+    if libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _locked_flags(path: str) -> int:
+    """Flags a remount inside a user namespace must keep (the kernel locks them)."""
+    st = os.statvfs(path).f_flag
+    return sum(flag for flag in (_MS_NOSUID, _MS_NODEV, _MS_NOEXEC) if st & flag)
+
+
+def private_mounts() -> None:
+    """Nothing mounted in our namespace propagates back to the host."""
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+
+
+def mount_scratch(scratch: str, size_bytes: int, max_files: int) -> None:
+    """A private tmpfs: writes beyond its size or file count fail with ENOSPC in model code."""
+    _mount("tmpfs", scratch, "tmpfs", _MS_NOSUID | _MS_NODEV,
+           f"size={max(size_bytes, 1 << 20)},nr_inodes={max(max_files, 16)},mode=0700")
+
+
+def mount_world(world: str, workspace: str, parts: tuple[str, ...]) -> list[str]:
+    """A read-only view at `world` holding only `parts` of the workspace; returns those mounted."""
+    _mount("tmpfs", world, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
+    shown = []
+    for name in parts:
+        source = os.path.join(workspace, name)
+        target = os.path.join(world, name)
+        if os.path.isdir(source):
+            os.mkdir(target)
+        elif os.path.isfile(source):
+            open(target, "w").close()
+        else:
+            continue
+        _mount(source, target, None, _MS_BIND | _MS_REC)
+        try:
+            _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _locked_flags(target))
+        except OSError:
+            pass  # Landlock denies writes there anyway
+        shown.append(target)
+    _mount(None, world, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+           "size=64k,nr_inodes=64,mode=0755")
+    return shown
+
+
+def execveat(fd: int, argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with the program open at `fd` (never returns on success)."""
+    import ctypes
+
+    def strings(items: list[str]) -> Any:
+        array = (ctypes.c_char_p * (len(items) + 1))()
+        array[:-1] = [i.encode() for i in items]
+        array[-1] = None
+        return array
+
+    libc = _libc()
+    argv_c, env_c = strings(argv), strings([f"{k}={v}" for k, v in env.items()])
+    libc.syscall(_nr("execveat"), fd, b"", argv_c, env_c, 0x1000)  # AT_EMPTY_PATH
+    err = ctypes.get_errno()
+    raise OSError(err, f"execveat: {os.strerror(err)}")
 
 
 # Landlock access rights (linux/landlock.h)
@@ -125,10 +227,15 @@ def landlock_abi() -> int:
     return max(int(abi), 0)
 
 
-def apply_landlock(read_paths: list[str], write_paths: list[str], list_paths: list[str] | None = None) -> int:
-    """Restrict this process's file access (and TCP, signals) for good; returns the ABI used.
-    `list_paths` may be listed (directory reads) but their files not read, except where
-    `read_paths` allows."""
+READ = _FS_READ_FILE | _FS_READ_DIR | _FS_EXECUTE
+LIST = _FS_READ_DIR
+EXEC = _FS_READ_FILE | _FS_EXECUTE
+WRITE = -1  # every right the ABI handles
+
+
+def apply_landlock(rules: list[tuple[str, int]]) -> int:
+    """Restrict this process's file access (and TCP, signals) to `rules` — (path, READ | LIST |
+    EXEC | WRITE) — for good; returns the ABI used. Missing paths are skipped."""
     import ctypes
 
     abi = landlock_abi()
@@ -150,21 +257,24 @@ def apply_landlock(read_paths: list[str], write_paths: list[str], list_paths: li
     if ruleset < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
-    read_rights = _FS_READ_FILE | _FS_READ_DIR | _FS_EXECUTE
+    file_rights = _FS_READ_FILE | _FS_WRITE_FILE | _FS_EXECUTE | (_FS_TRUNCATE if abi >= 3 else 0)
     try:
-        for paths, rights in ((list_paths or [], _FS_READ_DIR), (read_paths, read_rights), (write_paths, fs)):
-            for path in paths:
-                try:
-                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                allowed = rights if os.path.isdir(path) else rights & (_FS_READ_FILE | _FS_WRITE_FILE | _FS_EXECUTE | _FS_TRUNCATE)
-                rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd), 12)
-                res = libc.syscall(_nr("landlock_add_rule"), ruleset, 1, rule, 0)  # PATH_BENEATH
+        for path, wanted in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            rights = fs if wanted == WRITE else wanted
+            allowed = rights if os.path.isdir(path) else rights & file_rights
+            if not allowed:
                 os.close(fd)
-                if res != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"landlock_add_rule({path}): {os.strerror(err)}")
+                continue
+            rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd), 12)
+            res = libc.syscall(_nr("landlock_add_rule"), ruleset, 1, rule, 0)  # PATH_BENEATH
+            os.close(fd)
+            if res != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"landlock_add_rule({path}): {os.strerror(err)}")
         _no_new_privs(libc)
         if libc.syscall(_nr("landlock_restrict_self"), ruleset, 0) != 0:
             err = ctypes.get_errno()
@@ -174,8 +284,13 @@ def apply_landlock(read_paths: list[str], write_paths: list[str], list_paths: li
     return abi
 
 
+EXEC_FD = 1000  # the one descriptor execveat may run: above the kernel's open-files limit, so
+# model code can never put anything there
+
+
 def apply_seccomp() -> None:
-    """Refuse (EPERM) the system calls model code never needs; threads keep working."""
+    """Refuse (EPERM) the system calls model code never needs; threads keep working. The one
+    exception is execveat of descriptor EXEC_FD, the launcher's own exec into the kernel."""
     import ctypes
 
     machine = os.uname().machine
@@ -195,7 +310,7 @@ def apply_seccomp() -> None:
 
     ld_w_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     blocked = [n for n in (_nr(s) for s in (
-        "execve", "execveat", "fork", "vfork", "socket", "socketpair", "ptrace", "process_vm_readv",
+        "execve", "fork", "vfork", "socket", "socketpair", "ptrace", "process_vm_readv",
         "process_vm_writev", "setrlimit", "unshare", "setns", "mount", "umount2",
         "pivot_root", "chroot", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "keyctl",
         "add_key", "request_key", "init_module", "finit_module", "kexec_load", "pidfd_open",
@@ -210,6 +325,9 @@ def apply_seccomp() -> None:
     for n in blocked:
         prog += [jump(jeq, n, 0, 1), stmt(ret, eperm)]
     prog += [jump(jeq, _nr("clone3") or 0, 0, 1), stmt(ret, enosys)]  # glibc falls back to clone
+    # execveat: only of EXEC_FD (arg0, the low word at offset 16)
+    prog += [jump(jeq, _nr("execveat") or 0, 0, 4), stmt(ld_w_abs, 16), jump(jeq, EXEC_FD, 0, 1), stmt(ret, allow),
+             stmt(ret, eperm)]
     # prlimit64: reading limits (new_limit == NULL, args[2] at offset 32) yes, setting no
     prog += [jump(jeq, _nr("prlimit64") or 0, 0, 6), stmt(ld_w_abs, 32), jump(jeq, 0, 0, 3), stmt(ld_w_abs, 36),
              jump(jeq, 0, 0, 1), stmt(ret, allow), stmt(ret, eperm)]

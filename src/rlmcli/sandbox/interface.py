@@ -61,8 +61,9 @@ class Repl(Protocol):
     @property
     def max_output(self) -> int: ...
 
-    def run(self, code: str, timeout: float | None = None) -> CellResult:
-        """Run one cell; `timeout` (seconds) may only shorten the sandbox's own cell limit."""
+    def run(self, code: str, timeout: float | None = None, wall: float | None = None) -> CellResult:
+        """Run one cell. `timeout` (seconds) may only shorten the sandbox's own cell limit, which
+        excludes time serving model requests; `wall` (monotonic) bounds everything."""
         ...
 
     def reset(self) -> None:

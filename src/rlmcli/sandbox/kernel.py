@@ -1,7 +1,8 @@
-"""The sandbox child's main program: confine the process, then run cells until told to stop.
+"""The sandbox child's main program: run cells until told to stop.
 
-Started by `process.Sandbox` as `python -I kernel.py CONFIG_JSON`; talks to the parent only over
-the two pipe descriptors named in the config (stdout is /dev/null; model output is captured).
+Exec'd by launcher.py (which applied the kernel layers) as `python -I -S kernel.py CONFIG_JSON`;
+installs the audit hook and talks to the parent only over the two pipe descriptors named in the
+config (stdout is /dev/null; model output is captured).
 """
 
 from __future__ import annotations
@@ -79,38 +80,71 @@ class ParentChannel:
         return reply.get("value")
 
 
-def _confine(cfg: dict[str, Any]) -> list[str]:
-    from rlmcli.sandbox import audit, guard
+# Bookkeeping a workspace holds beside its documents: never listed to model code.
+HIDDEN = frozenset({"runs", ".lock", ".last_used", ".dirty", ".tmp", ".trash", ".journal.json",
+                    "index.sqlite-wal", "index.sqlite-shm"})
 
-    layers: list[str] = []
-    problems: list[str] = []
-    guard.apply_rlimits(cfg["memory_bytes"], cfg["cpu_seconds"], cfg["max_files"], cfg["file_bytes"])
-    layers.append("rlimits")
-    if cfg["level"] != "basic":
-        for name, step in (
-            ("netns", guard.enter_network_namespace),
-            ("landlock", lambda: guard.apply_landlock(cfg["read_roots"] + cfg["python_roots"] + cfg["system_roots"],
-                                                      [cfg["scratch"]], cfg["list_roots"])),
-            ("seccomp", guard.apply_seccomp),
-        ):
-            if name in cfg["disable"]:
-                problems.append(f"{name}: disabled")
-                continue
-            try:
-                result = step()
-                layers.append(f"{name}-v{result}" if name == "landlock" else name)
-            except Exception as exc:  # noqa: BLE001 - each layer is optional under 'auto'
-                problems.append(f"{name}: {exc}")
-        kernel_fs = any(layer.startswith("landlock") for layer in layers)
-        kernel_net = "netns" in layers or "seccomp" in layers
-        if cfg["level"] == "strict" and not (kernel_fs and kernel_net):
-            raise RuntimeError("strict sandbox needs kernel-enforced filesystem and network isolation; "
-                               + "; ".join(problems))
-    audit.forget_modules()
-    if "audit" not in cfg["disable"]:
-        audit.install(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], cfg["list_roots"])
-        layers.append("audit")
-    return layers
+
+def _hide_bookkeeping(root: str) -> None:
+    """Where the kernel layers could not give model code a documents-only view of the workspace
+    (`basic`, or no mount namespace), its root is listed without the bookkeeping entries."""
+    real_listdir, real_scandir = os.listdir, os.scandir
+    root = os.path.realpath(root)
+
+    def at_root(path: Any) -> bool:
+        try:
+            return isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(path) == root
+        except (TypeError, ValueError):
+            return False
+
+    def shown(name: Any) -> bool:
+        return (os.fsdecode(name) if isinstance(name, bytes) else name) not in HIDDEN
+
+    def listdir(path: Any = ".") -> list[Any]:
+        names = real_listdir(path)
+        return [n for n in names if shown(n)] if at_root(path) else names
+
+    class _Entries:
+        def __init__(self, it: Any) -> None:
+            self.it = it
+
+        def __iter__(self) -> Any:
+            return (e for e in self.it if shown(e.name))
+
+        def __next__(self) -> Any:
+            while True:
+                entry = next(self.it)
+                if shown(entry.name):
+                    return entry
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.it.close()
+
+        def close(self) -> None:
+            self.it.close()
+
+    def scandir(path: Any = ".") -> Any:
+        it = real_scandir(path)
+        return _Entries(it) if at_root(path) else it
+
+    os.listdir, os.scandir = listdir, scandir
+
+
+def _watchdog(parent: int) -> None:
+    """End with the parent even while a cell runs (the parent-death signal covers a crash; this
+    covers the rest), checking four times a second."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="rlm-watchdog", daemon=True).start()
 
 
 def _trim_traceback(exc: BaseException) -> str:
@@ -184,15 +218,21 @@ def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     rfd, wfd = cfg["rfd"], cfg["wfd"]
-    os.chdir(cfg["workspace"])
+    os.chdir(cfg["cwd"])
+    _watchdog(cfg["parent_pid"])
     for name in PRELOAD:
         __import__(name)
-    _watch_reads(cfg["workspace"])
-    try:
-        layers = _confine(cfg)
-    except Exception as exc:  # noqa: BLE001
-        protocol.send(wfd, {"type": "fatal", "error": str(exc)})
-        sys.exit(3)
+    _watch_reads(cfg["cwd"])
+    if cfg["hide"]:
+        _hide_bookkeeping(cfg["cwd"])
+    layers = list(cfg["layers"])
+    if "audit" not in cfg["disable"]:
+        from rlmcli.sandbox import audit
+
+        quota = None if cfg["quota_by_kernel"] else (cfg["scratch_bytes"], cfg["scratch_files"])
+        hidden = [os.path.join(cfg["cwd"], name) for name in HIDDEN] if cfg["hide"] else []
+        audit.install(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], [cfg["cwd"]], quota, hidden)
+        layers.append("audit")
     channel = ParentChannel(rfd, wfd)
 
     corpus: Corpus | None = None

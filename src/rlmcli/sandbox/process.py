@@ -2,20 +2,27 @@
 
 The child holds no API key and cannot open a socket; `llm_query` and friends arrive here as
 requests, and `on_request` (the engine) answers them. Time spent serving a request does not count
-against the cell's wall-time limit.
+against the cell's own time limit, but does count against `wall` (the run's --timeout).
+
+Every frame from the child is untrusted input (model code can write to its pipe): it is read
+with a deadline, size-capped and checked field by field; a breach kills and restarts the child,
+and the cell reports it. The child dies with this process (parent-death signal plus a watchdog),
+and the directories of sandboxes whose parent died are swept at the next start.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-import select
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +32,15 @@ from rlmcli.errors import RlmError
 from rlmcli.sandbox import protocol
 from rlmcli.sandbox.interface import CellResult, RequestHandler
 
-KERNEL = Path(__file__).with_name("kernel.py")
+HERE = Path(__file__).parent
+KERNEL = HERE / "kernel.py"
+LAUNCHER = HERE / "launcher.py"
 LEVELS = ("auto", "strict", "basic")
+REQUEST_KINDS = ("llm_query", "llm_batch", "rlm_query", "look")
+# Extension modules model code never gets: raw memory access (ctypes, cffi) and CPython's tests.
+NATIVE_REFUSED = ("_ctypes", "_cffi_backend", "_testcapi", "_testinternalcapi", "_testmultiphase", "_testbuffer",
+                  "_testclinic", "_testimportmultiple", "_testsinglephase", "_xxsubinterpreters",
+                  "_xxinterpchannels", "_xxtestfuzz", "xxlimited", "xxsubtype")
 
 
 class SandboxError(RlmError):
@@ -40,17 +54,10 @@ class SandboxLimits:
     cpu_seconds: int = 600  # CPU time for the child's whole life
     max_files: int = 256  # open descriptors
     file_mb: int = 256  # largest file the child may write (in scratch)
+    scratch_mb: int = 1024  # all of scratch
+    scratch_files: int = 10_000  # files in scratch
     max_output: int = 10_000  # characters of output shown to the model per cell
     output_cap: int = 1_000_000  # characters of each stream kept for the trace
-
-
-# What model code may read in a workspace. The rest of it (runs/ with earlier questions and
-# answers, locks, half-built documents) can be listed but not read.
-WORKSPACE_READABLE = ("docs", "manifest.json", "index.sqlite")
-
-
-def readable_parts(workspace: str) -> list[str]:
-    return [os.path.join(workspace, name) for name in WORKSPACE_READABLE]
 
 
 def _clean_env(scratch: str) -> dict[str, str]:
@@ -59,31 +66,104 @@ def _clean_env(scratch: str) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
 
 
+def _stdlib_dirs() -> list[str]:
+    paths = sysconfig.get_paths()
+    return sorted({os.path.realpath(p) for p in (paths.get("stdlib"), paths.get("platstdlib")) if p and os.path.isdir(p)})
+
+
 def python_roots() -> list[str]:
-    """Directories the child must read to run Python: the installation and this package."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             str(KERNEL.parent.parent.parent)}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            roots.add(path)
-    real = {os.path.realpath(r) for r in roots if r and os.path.isdir(r)}
-    return sorted(real | {r for r in roots if r and os.path.isdir(r)})
+    """What model code may import from: the standard library and this package (not site-packages)."""
+    return _stdlib_dirs() + [os.path.realpath(HERE.parent)]
 
 
-# Shared libraries that stdlib extension modules link to (libz, libcrypto, libsqlite3, ...), and the
-# loader's cache. Readable through Landlock only: Python code still cannot open them.
-SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache")
+def python_rules() -> list[tuple[str, str]]:
+    """Landlock rules for running the kernel: the interpreter, every stdlib module except the
+    refused extensions, this package, and the shared libraries they link to. Names of rights
+    (READ, LIST, EXEC) as guard.py defines them."""
+    rules: list[tuple[str, str]] = []
+    for stdlib in _stdlib_dirs():
+        rules.append((stdlib, "LIST"))
+        for entry in os.scandir(stdlib):
+            if entry.name in ("lib-dynload", "site-packages", "dist-packages"):
+                continue
+            rules.append((entry.path, "READ"))
+        dynload = os.path.join(stdlib, "lib-dynload")
+        if os.path.isdir(dynload):
+            rules.append((dynload, "LIST"))
+            for entry in os.scandir(dynload):
+                if not entry.name.split(".")[0].startswith(NATIVE_REFUSED):
+                    rules.append((entry.path, "READ"))
+    package = os.path.realpath(HERE.parent)
+    rules += [(package, "READ"), (os.path.dirname(package), "LIST"), (os.path.realpath(sys.executable), "EXEC")]
+    libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if libdir and library and os.path.exists(os.path.join(libdir, library)):
+        rules.append((os.path.realpath(os.path.join(libdir, library)), "READ"))  # a shared libpython
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for path in ("/lib64", "/usr/lib64", f"/lib/{multiarch}", f"/usr/lib/{multiarch}", "/etc/ld.so.cache"):
+        if multiarch or not path.endswith("/"):
+            rules.append((path, "READ"))
+    for lib in glob.glob("/usr/local/lib/*.so*"):
+        rules.append((lib, "READ"))
+    return rules
+
+
+def sweep_stale(base: str | None = None) -> int:
+    """Remove the directories of sandboxes whose parent process is gone; returns how many."""
+    removed = 0
+    for path in glob.glob(os.path.join(base or tempfile.gettempdir(), "rlm-sandbox-*-*")):
+        try:
+            pid = int(os.path.basename(path).split("-")[2])
+            os.kill(pid, 0)
+            continue  # alive (or not ours to signal, which also means alive)
+        except ProcessLookupError:
+            pass
+        except (ValueError, IndexError, PermissionError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+class _Spawner:
+    """Starts sandbox processes from one long-lived thread: the parent-death signal fires when
+    the *thread* that forked a child exits, and request threads come and go."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[tuple[Any, queue.Queue[Any]]] = queue.Queue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def _serve(self) -> None:
+        while True:
+            make, reply = self.jobs.get()
+            try:
+                reply.put((True, make()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                reply.put((False, exc))
+
+    def run(self, make: Any) -> Any:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._serve, name="rlm-sandbox-spawner", daemon=True)
+                self.thread.start()
+        reply: queue.Queue[Any] = queue.Queue()
+        self.jobs.put((make, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return value
+
+
+_spawner = _Spawner()
 
 
 class Sandbox:
-    """A child Python process whose cwd is the workspace, running cells in one namespace."""
+    """A child Python process whose cwd is (a view of) the workspace, running cells in one namespace."""
 
     def __init__(self, workspace: Path | str, level: str = "auto", limits: SandboxLimits | None = None,
-                 on_request: RequestHandler | None = None,
-                 disable: tuple[str, ...] = ()) -> None:
-        """`disable` skips named layers ('audit', 'netns', 'landlock', 'seccomp'): only for tests
-        that prove each remaining layer holds by itself."""
+                 on_request: RequestHandler | None = None, disable: tuple[str, ...] = ()) -> None:
+        """`disable` skips named layers ('audit', 'netns', 'mountns', 'landlock', 'seccomp'): only
+        for tests that prove each remaining layer holds by itself."""
         if level not in LEVELS:
             raise SandboxError(f"unknown sandbox level {level!r} (choose {', '.join(LEVELS)})")
         self.workspace = os.path.realpath(workspace)
@@ -91,7 +171,12 @@ class Sandbox:
         self.limits = limits or SandboxLimits()
         self.on_request = on_request
         self.disable = tuple(disable)
-        self.scratch = tempfile.mkdtemp(prefix="rlm-scratch-")
+        sweep_stale()
+        self.base = tempfile.mkdtemp(prefix=f"rlm-sandbox-{os.getpid()}-")
+        self.scratch = os.path.join(self.base, "scratch")  # a tmpfs inside the child where it can
+        self.world = os.path.join(self.base, "world")  # the documents-only view of the workspace
+        os.mkdir(self.scratch, 0o700)
+        os.mkdir(self.world, 0o700)
         self.layers: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self._rfd = self._wfd = -1
@@ -102,19 +187,24 @@ class Sandbox:
         from_child_r, from_child_w = os.pipe()
         lim = self.limits
         cfg = {
-            "rfd": to_child_r, "wfd": from_child_w, "workspace": self.workspace, "scratch": self.scratch,
-            "level": self.level, "read_roots": readable_parts(self.workspace), "list_roots": [self.workspace],
-            "python_roots": python_roots(),
-            "system_roots": [p for p in SYSTEM_LIBRARIES if os.path.exists(p)],
+            "rfd": to_child_r, "wfd": from_child_w, "workspace": self.workspace, "world": self.world,
+            "scratch": self.scratch, "level": self.level, "parent_pid": os.getpid(),
+            "python": os.path.realpath(sys.executable), "kernel": str(KERNEL), "python_rules": python_rules(),
+            "python_roots": python_roots(), "env": _clean_env(self.scratch),
             "memory_bytes": lim.memory_mb << 20, "cpu_seconds": lim.cpu_seconds, "max_files": lim.max_files,
-            "file_bytes": lim.file_mb << 20, "output_cap": lim.output_cap, "disable": list(self.disable),
+            "file_bytes": lim.file_mb << 20, "scratch_bytes": lim.scratch_mb << 20, "scratch_files": lim.scratch_files,
+            "output_cap": lim.output_cap, "disable": list(self.disable),
         }
-        log = open(os.path.join(self.scratch, ".kernel.log"), "wb")
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", str(KERNEL), json.dumps(cfg)], stdin=subprocess.DEVNULL,
+        log = open(os.path.join(self.base, "kernel.log"), "wb")
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(cfg)], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=log, pass_fds=(to_child_r, from_child_w),
-                env=_clean_env(self.scratch), cwd=self.workspace, start_new_session=True)
+                env=_clean_env(self.scratch), cwd=self.base, start_new_session=True)
+
+        try:
+            self.proc = _spawner.run(spawn)
         finally:
             log.close()
             os.close(to_child_r)
@@ -122,13 +212,15 @@ class Sandbox:
         self._rfd, self._wfd = from_child_r, to_child_w
         try:
             ready = self._recv(deadline=time.monotonic() + 30)
+            if ready.get("type") == "ready":
+                protocol.check(ready, {"layers": (list,)})
         except (EOFError, TimeoutError, protocol.ProtocolError) as exc:
             self._kill()
-            raise SandboxError(f"the sandbox failed to start ({exc}); see {self.scratch}/.kernel.log") from None
+            raise SandboxError(f"the sandbox failed to start ({exc}); see {self.base}/kernel.log") from None
         if ready.get("type") == "fatal":
             self._kill()
             raise SandboxError(f"sandbox: {ready.get('error')}")
-        self.layers = list(ready.get("layers", []))
+        self.layers = [str(layer) for layer in ready.get("layers", [])]
         return self
 
     def reset(self) -> None:
@@ -162,7 +254,7 @@ class Sandbox:
 
     def close(self) -> None:
         self._kill()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
         return self.start() if self.proc is None else self
@@ -180,19 +272,14 @@ class Sandbox:
 
     # ---- cells -----------------------------------------------------------------------------------
     def _recv(self, deadline: float) -> dict[str, Any]:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        ready, _, _ = select.select([self._rfd], [], [], remaining)
-        if not ready:
-            raise TimeoutError
-        return protocol.recv(self._rfd)
+        return protocol.recv(self._rfd, deadline=deadline)
 
     def _answer(self, message: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"type": "response", "id": message.get("id")}
-        kind = str(message.get("kind"))
-        raw = message.get("payload")
-        payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        protocol.check(message, {"id": (int,), "kind": (str,), "payload": (dict,)})
+        kind, payload = message["kind"], message["payload"]
+        if kind not in REQUEST_KINDS:
+            raise protocol.ProtocolError(f"unknown request {kind[:40]!r}")
+        reply: dict[str, Any] = {"type": "response", "id": message["id"]}
         if self.on_request is None:
             reply.update(ok=False, error=f"{kind}: no model is connected to this sandbox")
         else:
@@ -202,8 +289,10 @@ class Sandbox:
                 reply.update(ok=False, error=f"{kind} failed: {exc}")
         protocol.send(self._wfd, reply)
 
-    def run(self, code: str, timeout: float | None = None) -> CellResult:
-        """Run one cell. A timeout, crash or protocol breach restarts the child and says so."""
+    def run(self, code: str, timeout: float | None = None, wall: float | None = None) -> CellResult:
+        """Run one cell. `timeout` may shorten the cell limit (time serving model requests does
+        not count); `wall` is a monotonic deadline that everything counts against (the run's
+        --timeout). A timeout, crash or protocol breach restarts the child and says so."""
         if self.proc is None:
             self.start()
         limit = self.limits.cell_timeout if timeout is None else max(0.05, min(timeout, self.limits.cell_timeout))
@@ -211,21 +300,27 @@ class Sandbox:
         deadline = time.monotonic() + limit
         try:
             while True:
-                message = self._recv(deadline)
-                if message.get("type") == "request":
+                message = self._recv(deadline if wall is None else min(deadline, wall))
+                kind = message.get("type")
+                if kind == "request":
                     paused = time.monotonic()
                     self._answer(message)
                     deadline += time.monotonic() - paused  # model calls do not count as cell time
                     continue
-                if message.get("type") == "result":
+                if kind == "result":
                     return self._result(message)
-                raise protocol.ProtocolError(f"unexpected message {message.get('type')!r}")
+                raise protocol.ProtocolError(f"unexpected frame {str(kind)[:40]!r}")
         except TimeoutError:
             self._restart()
-            return CellResult(stderr=f"TimeoutError: the cell ran longer than {limit:g} s and was "
-                              "stopped. The sandbox was restarted: all variables were lost.\n",
-                              error=True, restarted=True, timed_out=True)
-        except (EOFError, OSError, protocol.ProtocolError) as exc:
+            cut = wall is not None and time.monotonic() >= wall
+            why = "the run's time budget (--timeout) ran out" if cut else f"the cell ran longer than {limit:g} s"
+            return CellResult(stderr=f"TimeoutError: {why} and it was stopped. The sandbox was restarted: all "
+                              "variables were lost.\n", error=True, restarted=True, timed_out=True)
+        except protocol.ProtocolError as exc:
+            self._restart()
+            return CellResult(stderr=f"SandboxError: sandbox protocol breach ({exc}). The sandbox was restarted: "
+                              "all variables were lost.\n", error=True, restarted=True)
+        except (EOFError, OSError) as exc:
             status = self._exit_status()
             why = _death_reason(status) if status is not None else str(exc)
             self._restart()
@@ -242,22 +337,17 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             return None
 
-    def _result(self, m: dict[str, Any]) -> CellResult:
-        def text(key: str) -> str:
-            value = m.get(key)
-            return value if isinstance(value, str) else ""
-
-        def number(key: str) -> int:
-            value = m.get(key)
-            return value if isinstance(value, int) else 0
-
-        raw = m.get("changed")
-        changed: list[Any] = raw if isinstance(raw, list) else []
-        final = m.get("final")
-        return CellResult(stdout=text("stdout"), stderr=text("stderr"), stdout_total=number("stdout_total"),
-                          stderr_total=number("stderr_total"), changed=[str(c) for c in changed][:200],
-                          duration=float(m.get("duration") or 0.0), final=final if isinstance(final, str) else None,
-                          error=bool(m.get("error")), looked=m.get("looked") is True)
+    @staticmethod
+    def _result(m: dict[str, Any]) -> CellResult:
+        protocol.check(m, {"stdout": (str,), "stderr": (str,), "stdout_total": (int,), "stderr_total": (int,),
+                           "changed": (list,), "duration": (int, float), "final": (str, type(None)),
+                           "error": (bool,), "looked": (bool,)})
+        if m["stdout_total"] < 0 or m["stderr_total"] < 0 or not 0 <= m["duration"] < 1e9 \
+                or len(m["changed"]) > 10_000 or not all(isinstance(c, str) for c in m["changed"]):
+            raise protocol.ProtocolError("malformed 'result' frame: a field is out of range")
+        return CellResult(stdout=m["stdout"], stderr=m["stderr"], stdout_total=m["stdout_total"],
+                          stderr_total=m["stderr_total"], changed=[c[:200] for c in m["changed"][:200]],
+                          duration=float(m["duration"]), final=m["final"], error=m["error"], looked=m["looked"])
 
 
 def _death_reason(status: int) -> str:

@@ -1,25 +1,35 @@
 """Messages between the parent and the sandbox child: 4-byte length + JSON, over dedicated pipes.
 
-JSON, never pickle: the parent must not deserialize objects chosen by model-written code.
+JSON, never pickle: the parent must not deserialize objects chosen by model-written code. Model
+code can reach the child's end of the pipe, so everything the parent reads is untrusted: the
+declared size is checked before anything is allocated, a frame that starts must finish within
+FRAME_SECONDS, and nesting too deep for the decoder is a breach like any other malformed frame.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import struct
+import time
 from typing import Any
 
-MAX_MESSAGE = 64 * 1024 * 1024  # a bigger frame from the child is treated as a protocol breach
+MAX_MESSAGE = 16 * 1024 * 1024  # a bigger frame from the child is a protocol breach
+FRAME_SECONDS = 5.0  # once its header has arrived, a frame's body must follow within this
 
 
 class ProtocolError(Exception):
-    pass
+    """The other side broke the protocol: a malformed, oversized, stalled or mistyped frame."""
 
 
-def _read_exact(fd: int, n: int) -> bytes:
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     chunks = []
     while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
         chunk = os.read(fd, min(n, 1 << 20))
         if not chunk:
             raise EOFError("channel closed")
@@ -37,14 +47,29 @@ def send(fd: int, message: dict[str, Any]) -> None:
         view = view[written:]
 
 
-def recv(fd: int, limit: int = MAX_MESSAGE) -> dict[str, Any]:
-    (length,) = struct.unpack(">I", _read_exact(fd, 4))
+def recv(fd: int, limit: int = MAX_MESSAGE, deadline: float | None = None) -> dict[str, Any]:
+    """One message. With `deadline` (monotonic), waiting for the header times out (TimeoutError);
+    a header whose body does not follow in FRAME_SECONDS is a ProtocolError."""
+    (length,) = struct.unpack(">I", _read_exact(fd, 4, deadline))
     if length > limit:
-        raise ProtocolError(f"message of {length} bytes exceeds the {limit}-byte limit")
+        raise ProtocolError(f"a frame of {length:,} bytes exceeds the {limit:,}-byte limit")
+    body_deadline = time.monotonic() + FRAME_SECONDS if deadline is not None else None
     try:
-        message = json.loads(_read_exact(fd, length).decode("utf-8", errors="replace"))
-    except ValueError as exc:
-        raise ProtocolError(f"malformed message: {exc}") from None
+        body = _read_exact(fd, length, body_deadline)
+    except TimeoutError:
+        raise ProtocolError(f"a frame stopped arriving (declared {length:,} bytes)") from None
+    try:
+        message = json.loads(body.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"malformed frame: {type(exc).__name__}: {str(exc)[:100]}") from None
     if not isinstance(message, dict):
-        raise ProtocolError("malformed message: not an object")
+        raise ProtocolError("malformed frame: not an object")
     return message
+
+
+def check(message: dict[str, Any], schema: dict[str, tuple[type | tuple[type, ...], ...]]) -> None:
+    """Every field present with one of its allowed types (None allowed only where listed)."""
+    for name, kinds in schema.items():
+        value = message.get(name)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ProtocolError(f"malformed {message.get('type')!r} frame: field {name!r} is {type(value).__name__}")

@@ -72,21 +72,23 @@ def chunk_page(text: str, heading: str, titles: Iterable[str] = ()) -> Iterator[
 
 def page_headings(pages: list[str], outline: Iterable[tuple[int, str]]) -> list[tuple[str, list[str]]]:
     """For each page: the outline heading in force at its top, and the titles that start on it."""
+    return list(page_headings_iter(len(pages), outline))
+
+
+def page_headings_iter(total: int, outline: Iterable[tuple[int, str]]) -> Iterator[tuple[str, list[str]]]:
     starting: dict[int, list[str]] = {}
     for page, title in outline:
         starting.setdefault(page, []).append(title)
     current = ""
-    result = []
-    for number in range(1, len(pages) + 1):
+    for number in range(1, total + 1):
         titles = starting.get(number, [])
-        result.append((current, titles))
+        yield current, titles
         if titles:
             current = titles[-1]
-    return result
 
 
 def add_document(
-    conn: sqlite3.Connection, doc: str, sha256: str, pages: list[str], headings: list[tuple[str, list[str]]]
+    conn: sqlite3.Connection, doc: str, sha256: str, pages: Iterable[str], headings: Iterable[tuple[str, list[str]]]
 ) -> None:
     """Replace `doc`'s rows. The caller owns the transaction."""
     if conn.execute("SELECT 1 FROM docs WHERE doc = ?", (doc,)).fetchone():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -13,14 +14,17 @@ from typing import BinaryIO, Protocol
 from rlmcli.errors import ExtractError
 from rlmcli.tokens import TokenCounter
 from rlmcli.workspace.sources import Source, describe_os_error
-from rlmcli.workspace.store import DocumentBuild, Workspace, WorkspaceWriter
+from rlmcli.workspace.store import DocumentBuild, PageSpool, Workspace, WorkspaceWriter
 
-MAX_TEXT_BYTES = 512 * 1024 * 1024  # a text file is read whole; refuse what cannot fit sensibly
+MAX_TEXT_BYTES = 4 << 30  # text is streamed page by page; beyond this it is surely not a document
+MAX_HTML_BYTES = 64 << 20  # HTML is parsed whole
+TOKEN_BATCH = 512  # pages of a streamed document counted at a time
 
 
 class Progress(Protocol):
     def start(self, total_files: int) -> None: ...
     def file_done(self, name: str, pages: int) -> None: ...
+    def page_done(self, name: str, pages: int) -> None: ...
 
 
 @dataclass
@@ -31,8 +35,10 @@ class IngestReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (name, existing doc id)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (name, what is wrong)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (doc id, warning)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why): symlinks out, FIFOs, ...
     skipped_binary: int = 0
     skipped_ignored: int = 0
+    skipped_empty: int = 0
     pages: int = 0
     tokens: int = 0
     seconds: float = 0.0
@@ -61,7 +67,30 @@ def auto_key(sources: list[Source], shas: dict[int, str]) -> str:
     return digest.hexdigest()[:20]
 
 
-def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter) -> DocumentBuild:
+def _spool(writer: WorkspaceWriter, pages: Iterator[str], counter: TokenCounter,
+           on_page: Callable[[int], None] | None) -> tuple[PageSpool, list[int]]:
+    """Write streamed pages to disk as they come, counting their tokens in batches."""
+    spool = PageSpool(writer.new_tmp(), on_page)
+    tokens: list[int] = []
+    batch: list[str] = []
+    try:
+        for text in pages:
+            spool.add(text)
+            batch.append(text)
+            if len(batch) >= TOKEN_BATCH:
+                tokens.extend(counter.count(batch))
+                batch = []
+        if batch:
+            tokens.extend(counter.count(batch))
+        spool.finish()
+    except BaseException:
+        shutil.rmtree(spool.directory, ignore_errors=True)
+        raise
+    return spool, tokens
+
+
+def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter, writer: WorkspaceWriter,
+           progress: Progress | None = None) -> DocumentBuild:
     from rlmcli.workspace.extract import detect_type, extract
 
     path = source.path or Path("stdin")
@@ -75,15 +104,25 @@ def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCou
     kind = detect_type(path, head)
     if kind == "binary":
         raise ExtractError("binary file: not a supported document type")
-    if kind in ("text", "html") and size > MAX_TEXT_BYTES:
-        raise ExtractError(f"text file too large ({size >> 20} MB; the limit is {MAX_TEXT_BYTES >> 20} MB)")
+    if kind == "text" and size > MAX_TEXT_BYTES:
+        raise ExtractError(f"text file too large ({size >> 20:,} MB; the limit is {MAX_TEXT_BYTES >> 20:,} MB)")
+    if kind == "html" and size > MAX_HTML_BYTES:
+        raise ExtractError(f"HTML file too large ({size >> 20:,} MB; the limit is {MAX_HTML_BYTES >> 20} MB: "
+                           "convert it to text first)")
     counter.start()  # the encoding loads in a helper process while we extract
     result = extract(path, kind, source.data)
+    pages: list[str] | PageSpool
+    tokens: list[int] | Callable[[], list[int]]
+    if isinstance(result.pages, list):
+        pages, tokens = result.pages, counter.submit(result.pages).result
+    else:
+        on_page = (lambda n: progress.page_done(source.name, n)) if progress is not None else None
+        pages, tokens = _spool(writer, result.pages, counter, on_page)
     return DocumentBuild(
         name=source.name,
         source=str(source.path.resolve()) if source.path else "-",
         sha256=sha, size=size, mtime_ns=mtime_ns, type=kind, extractor=result.extractor,
-        pages=result.pages, tokens=counter.submit(result.pages).result,
+        pages=pages, tokens=tokens,
         outline=[(o.level, o.page, o.title) for o in result.outline],
         warnings=result.warnings, metadata=result.metadata,
     )
@@ -115,7 +154,7 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
     for source in sources:
         pages = 0
         try:
-            pages = _ingest_one(writer, source, report, known_shas.get(id(source)), counter)
+            pages = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress)
         except ExtractError as exc:
             if not source.explicit and str(exc).startswith("binary file"):
                 report.skipped_binary += 1
@@ -130,7 +169,7 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
 
 
 def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None,
-                counter: TokenCounter) -> int:
+                counter: TokenCounter, progress: Progress | None = None) -> int:
     if source.data is not None:
         size, mtime_ns, key = len(source.data), 0, "-"
     else:
@@ -163,13 +202,13 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
             if detect_type(source.path, fh.read(8192)) == "binary":
                 report.skipped_binary += 1
                 return 0
-    build = _build(source, sha, size, mtime_ns, counter)
+    build = _build(source, sha, size, mtime_ns, counter, writer, progress)
     doc = writer.add(build, replace=existing)
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)
-    report.pages += len(build.pages)
+    report.pages += build.page_count
     report.tokens += sum(build.page_tokens())
-    return len(build.pages)
+    return build.page_count
 
 
 def workspace_path(spec: str) -> Path:
@@ -190,13 +229,15 @@ def ingest(
     stdin: BinaryIO | None = None,
     progress: Progress | None = None,
     on_wait: Callable[[], None] | None = None,
+    follow_symlinks: bool = False,
 ) -> tuple[Workspace, IngestReport]:
     """Ingest files, directories and `-` into a workspace (automatic when `workspace` is None)."""
     from rlmcli.config import auto_workspaces_dir
     from rlmcli.workspace.sources import discover
 
-    found = discover(inputs, stdin)
-    report = IngestReport(failed=list(found.errors), skipped_ignored=found.skipped_ignored)
+    found = discover(inputs, stdin, follow_symlinks)
+    report = IngestReport(failed=list(found.errors), skipped=list(found.skipped),
+                          skipped_ignored=found.counts["ignored"], skipped_empty=found.counts["empty"])
     shas: dict[int, str] = {}
     if workspace is None:
         readable = []

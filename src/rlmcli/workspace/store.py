@@ -1,15 +1,23 @@
-"""Workspace layout on disk, its manifest, the write lock and atomic document commits.
+"""Workspace layout on disk, its manifest, the write lock and atomic commits.
 
-    <root>/manifest.json            documents, totals, format version (a summary of meta.json files)
+    <root>/manifest.json            documents, totals, generation (a summary of meta.json files)
     <root>/docs/<id>/meta.json      the truth about one document
     <root>/docs/<id>/outline.txt    headings / bookmarks with page numbers
     <root>/docs/<id>/pages/0001.txt one file per page or section
     <root>/index.sqlite             FTS5 over page passages
 
-A document is built in `.tmp/` and renamed into `docs/`, so a reader never sees half of one.
-Writers hold an exclusive `flock` on `.lock`. While a writer has unflushed changes, `.dirty`
-exists; a writer that finds it (after a crash) rebuilds the manifest from the meta.json files
-and re-indexes documents whose index rows do not match.
+Writers hold an exclusive `flock` on `.lock`. A document is built in `.tmp/` (its pages spooled
+there as they are extracted) and its index rows go into one open SQLite transaction; nothing is
+visible yet. A flush commits everything at once, through a journal:
+
+  1. `.journal.json` names the new generation, every rename to make and the new manifest;
+  2. the index transaction commits, recording that generation in its `meta` table;
+  3. the renames are made and the manifest replaced; the journal is removed.
+
+A writer killed before 2 leaves the previous generation (the journal is discarded, the index
+never saw the change); killed after it, the next opener rolls the journal forward. Either way
+pages, manifest and index switch together. Workspaces written before 0.2 recover through
+`.dirty` as they did then.
 """
 
 from __future__ import annotations
@@ -48,16 +56,58 @@ class DocumentBuild:
     mtime_ns: int
     type: str
     extractor: str
-    pages: list[str]
+    pages: list[str] | PageSpool  # a spool: pages already written to disk as they were extracted
     tokens: list[int] | Callable[[], list[int]]  # a callable while the token helper is counting
     outline: list[tuple[int, int, str]] = field(default_factory=list)  # (level, page, title)
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more meta.json fields (ocr_pages, ...)
 
     def page_tokens(self) -> list[int]:
         if callable(self.tokens):
             self.tokens = self.tokens()
         return self.tokens
+
+    @property
+    def page_count(self) -> int:
+        return self.pages.count if isinstance(self.pages, PageSpool) else len(self.pages)
+
+    def page_texts(self) -> Iterator[str]:
+        return self.pages.texts() if isinstance(self.pages, PageSpool) else iter(self.pages)
+
+    def chars(self) -> int:
+        return self.pages.chars if isinstance(self.pages, PageSpool) else sum(len(p) for p in self.pages)
+
+
+class PageSpool:
+    """Pages written to `<directory>/pages/` as they are extracted, so a 300 MB text file never
+    sits in memory: only counts are kept. `finish()` fixes the file names' width."""
+
+    def __init__(self, directory: Path, on_page: Callable[[int], None] | None = None) -> None:
+        self.directory = directory
+        self.pages_dir = directory / "pages"
+        self.pages_dir.mkdir(parents=True)
+        self.count = 0
+        self.chars = 0
+        self.on_page = on_page
+
+    def add(self, text: str) -> None:
+        self.count += 1
+        self.chars += len(text)
+        with open(self.pages_dir / page_name(self.count, 1), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if self.on_page is not None:
+            self.on_page(self.count)
+
+    def finish(self) -> None:
+        """Rename pages to the width a document of this many pages uses (10,000 pages or more)."""
+        if page_name(1, self.count) != page_name(1, 1):
+            for n in range(1, self.count + 1):
+                os.rename(self.pages_dir / page_name(n, 1), self.pages_dir / page_name(n, self.count))
+
+    def texts(self) -> Iterator[str]:
+        for n in range(1, self.count + 1):
+            yield (self.pages_dir / page_name(n, self.count)).read_text(encoding="utf-8")
 
 
 class Workspace:
@@ -105,6 +155,7 @@ class Workspace:
         ws = cls(root)
         if not ws.exists():
             raise WorkspaceError(f"no rlm workspace at {root} (create one with `rlm ingest FILE -w {root}`)")
+        ws.settle()
         return ws
 
     # ---- reading (through the one reader) ------------------------------------------------
@@ -133,6 +184,25 @@ class Workspace:
 
     def read_page(self, doc: str, number: int) -> str:
         return self.reader.read_page(doc, number)
+
+    def read_page_file(self, doc: str, number: int, total: int) -> str:
+        """A page by its file name, without asking the manifest (recovery)."""
+        return (self.doc_dir(doc) / "pages" / page_name(number, total)).read_text(encoding="utf-8")
+
+    def settle(self) -> None:
+        """Finish or discard a commit a killed writer left half-done, when no writer is active;
+        wait for one that is (its commit takes milliseconds)."""
+        if not (self.root / JOURNAL).exists():
+            return
+        import fcntl
+
+        try:
+            fh = open(self.root / ".lock", "a+")
+        except OSError:
+            return  # a read-only workspace: nothing we could repair
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            recover(self)
 
     def touch(self) -> None:
         """Record a use, for `rlm workspaces` and `--prune`."""
@@ -182,7 +252,8 @@ def _totals(docs: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 class WorkspaceWriter:
-    """Changes to one workspace, under its lock. Flushes the manifest and index in batches."""
+    """Changes to one workspace, under its lock, committed atomically by `flush()` (see the module
+    docstring). Flushes happen every few seconds during a long ingest and when the writer ends."""
 
     FLUSH_EVERY = 2.0  # seconds; bounds both the work lost in a crash and manifest rewrites
 
@@ -190,7 +261,9 @@ class WorkspaceWriter:
         self.ws = ws
         self._lock_fh: Any = None
         self._conn: Any = None
-        self._dirty = False
+        self._in_txn = False
+        self._ops: list[list[str]] = []  # pending: ["put", doc, tmp dir] | ["delete", doc] | ["meta", doc, tmp file]
+        self._changed = False
         self._last_flush = time.monotonic()
         self._flush_cost = 0.0
         self.manifest: dict[str, Any] = {}
@@ -208,24 +281,27 @@ class WorkspaceWriter:
             if on_wait:
                 on_wait()
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX)
+        recover(self.ws, self.conn)
         self.manifest = _load_manifest(self.ws.manifest_path)  # our own copy: we change it
         for leftover in (".tmp", ".trash"):
             shutil.rmtree(self.ws.root / leftover, ignore_errors=True)
         if (self.ws.root / ".dirty").exists():
-            self._recover()
+            self._recover_legacy()
 
     def release(self) -> None:
-        # Whatever is still in .tmp was never committed (a failed write, say).
-        shutil.rmtree(self.ws.root / ".tmp", ignore_errors=True)
         if self._conn is not None:
+            if self._in_txn:
+                self._conn.execute("ROLLBACK")  # not flushed: as if it never happened
+                self._in_txn = False
             self._conn.close()
             self._conn = None
+        shutil.rmtree(self.ws.root / ".tmp", ignore_errors=True)  # what was never committed
         if self._lock_fh is not None:
             self._lock_fh.close()  # closing drops the flock
             self._lock_fh = None
 
-    def _recover(self) -> None:
-        """After a crash: the doc directories are the truth; rebuild the rest from them."""
+    def _recover_legacy(self) -> None:
+        """A workspace left by rlm 0.1 after a crash: the doc directories are the truth."""
         from rlmcli.workspace import index
 
         docs: dict[str, dict[str, Any]] = {}
@@ -236,22 +312,19 @@ class WorkspaceWriter:
             except (OSError, ValueError, KeyError):
                 shutil.rmtree(d, ignore_errors=True)
         self.manifest["documents"] = docs
-        conn = self.conn()
+        conn = self.txn()
         indexed = index.indexed_docs(conn)
-        self._mark_dirty()
         for doc in set(indexed) - set(docs):
             index.remove_document(conn, doc)
         for doc, rec in docs.items():
             if indexed.get(doc) != rec["sha256"]:
-                pages = self._read_pages(doc, rec["pages"])
+                pages = [self.ws.read_page_file(doc, n, rec["pages"]) for n in range(1, rec["pages"] + 1)]
                 meta = self.ws.meta(doc)
                 headings = index.page_headings(pages, [(p, t) for _, p, t in meta.get("outline", [])])
                 index.add_document(conn, doc, rec["sha256"], pages, headings)
+        self._changed = True
         self.flush()
-
-    def _read_pages(self, doc: str, total: int) -> list[str]:
-        pages_dir = self.ws.doc_dir(doc) / "pages"
-        return [(pages_dir / page_name(n, total)).read_text(encoding="utf-8") for n in range(1, total + 1)]
+        (self.ws.root / ".dirty").unlink(missing_ok=True)
 
     def conn(self) -> Any:
         if self._conn is None:
@@ -260,11 +333,19 @@ class WorkspaceWriter:
             self._conn = index.connect(self.ws.index_path)
         return self._conn
 
-    def _mark_dirty(self) -> None:
-        if not self._dirty:
-            (self.ws.root / ".dirty").touch()  # may already exist when recovering
-            self._dirty = True
-            self.conn().execute("BEGIN")
+    def txn(self) -> Any:
+        """The connection, inside the writer's one open transaction."""
+        conn = self.conn()
+        if not self._in_txn:
+            conn.execute("BEGIN")
+            self._in_txn = True
+        return conn
+
+    def new_tmp(self) -> Path:
+        """A fresh directory under .tmp/ for a document being built (removed unless committed)."""
+        tmp = self.ws.root / ".tmp" / os.urandom(8).hex()
+        tmp.mkdir(parents=True)
+        return tmp
 
     # ---- queries ------------------------------------------------------------------------
     @property
@@ -308,45 +389,31 @@ class WorkspaceWriter:
 
     # ---- changes ------------------------------------------------------------------------
     def add(self, build: DocumentBuild, replace: str | None = None) -> str:
-        """Commit one document (replacing doc `replace` when given); returns its id.
+        """Stage one document (replacing doc `replace` when given); returns its id. It becomes
+        visible, with its index rows, at the next flush.
 
         Pages are written and indexed before the token counts are awaited: on a small PDF the
         counting helper is still building its encoding when extraction ends."""
         from rlmcli.workspace import index
 
         doc = replace or self._unique_id(build.name)
-        tmp = self.ws.root / ".tmp" / os.urandom(8).hex()
-        pages_dir = tmp / "pages"
-        try:
-            os.mkdir(tmp)
-        except FileNotFoundError:
-            os.mkdir(tmp.parent)
-            os.mkdir(tmp)
-        try:
+        if isinstance(build.pages, PageSpool):
+            tmp = build.pages.directory
+        else:
+            tmp = self.new_tmp()
+            pages_dir = tmp / "pages"
             os.mkdir(pages_dir)
             total = len(build.pages)
             for number, text in enumerate(build.pages, start=1):
                 with open(pages_dir / page_name(number, total), "w", encoding="utf-8") as fh:
                     fh.write(text)
-            self._mark_dirty()
-            conn = self.conn()
+        try:
+            conn = self.txn()
             conn.execute("SAVEPOINT add_document")  # undone if this document fails below
             try:
-                headings = index.page_headings(build.pages, [(p, t) for _, p, t in build.outline])
-                index.add_document(conn, doc, build.sha256, build.pages, headings)
+                headings = index.page_headings_iter(build.page_count, [(p, t) for _, p, t in build.outline])
+                index.add_document(conn, doc, build.sha256, build.page_texts(), headings)
                 meta = self._write_meta(tmp, doc, build)
-                target = self.ws.doc_dir(doc)
-                trash = None
-                if target.exists():
-                    trash = self.ws.root / ".trash" / os.urandom(8).hex()
-                    trash.parent.mkdir(exist_ok=True)
-                    os.rename(target, trash)
-                try:
-                    os.rename(tmp, target)
-                except OSError:
-                    if trash is not None:
-                        os.rename(trash, target)  # the old version stays in place
-                    raise
             except BaseException:
                 conn.execute("ROLLBACK TO add_document")
                 raise
@@ -355,9 +422,12 @@ class WorkspaceWriter:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self._ops = [op for op in self._ops if op[1] != doc]  # a later version wins
+        self._ops.append(["put", doc, str(tmp)])
         if replace:
             self._set_record(doc, None)  # its old sha256 must stop pointing here
         self._set_record(doc, _summary(meta))
+        self._changed = True
         self.maybe_flush()
         return doc
 
@@ -366,35 +436,45 @@ class WorkspaceWriter:
         meta = {
             "id": doc, "name": build.name, "source": build.source, "aliases": [],
             "sha256": build.sha256, "size": build.size, "mtime_ns": build.mtime_ns,
-            "type": build.type, "extractor": build.extractor, "pages": len(build.pages),
-            "chars": sum(len(p) for p in build.pages), "tokens": sum(tokens),
+            "type": build.type, "extractor": build.extractor, "pages": build.page_count,
+            "chars": build.chars(), "tokens": sum(tokens),
             "page_tokens": tokens, "warnings": build.warnings, "metadata": build.metadata,
             "outline": [list(o) for o in build.outline], "ingested_at": time.time(),
         }
+        meta.update(build.extra)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if build.outline:
             (tmp / "outline.txt").write_text(_outline_text(build.outline), encoding="utf-8")
         return meta
 
+    def _current_meta(self, doc: str) -> dict[str, Any]:
+        for op in reversed(self._ops):
+            if op[1] == doc and op[0] == "put":
+                return dict(json.loads((Path(op[2]) / "meta.json").read_text(encoding="utf-8")))
+            if op[1] == doc and op[0] == "meta":
+                return dict(json.loads(Path(op[2]).read_text(encoding="utf-8")))
+        return self.ws.meta(doc)
+
     def update_record(self, doc: str, **changes: Any) -> None:
-        """Change fields of a document's record (a new mtime, an alias) in meta and manifest."""
-        meta = self.ws.meta(doc)
+        """Change fields of a document's record (a new mtime, an alias), at the next flush."""
+        meta = self._current_meta(doc)
         meta.update(changes)
-        self._mark_dirty()
-        write_atomic(self.ws.doc_dir(doc) / "meta.json", json.dumps(meta, indent=1))
+        staged = self.ws.root / ".tmp" / f"{os.urandom(8).hex()}.meta.json"
+        staged.parent.mkdir(exist_ok=True)
+        staged.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        self._ops.append(["meta", doc, str(staged)])
         self._set_record(doc, _summary(meta))
+        self._changed = True
         self.maybe_flush()
 
     def remove(self, doc: str) -> None:
         from rlmcli.workspace import index
 
-        self._mark_dirty()
-        trash = self.ws.root / ".trash" / os.urandom(8).hex()
-        trash.parent.mkdir(exist_ok=True)
-        os.rename(self.ws.doc_dir(doc), trash)
+        index.remove_document(self.txn(), doc)
+        self._ops = [op for op in self._ops if op[1] != doc]
+        self._ops.append(["delete", doc])
         self._set_record(doc, None)
-        index.remove_document(self.conn(), doc)
-        self.flush()
+        self._changed = True
 
     def maybe_flush(self) -> None:
         # A big manifest takes a while to write: flush less often as it grows.
@@ -402,19 +482,91 @@ class WorkspaceWriter:
             self.flush()
 
     def flush(self) -> None:
-        if not self._dirty:
+        """Commit every staged change at once (journal, index, renames, manifest)."""
+        if not self._changed:
             return
         started = time.monotonic()
-        self.conn().execute("COMMIT")
-        self.manifest["totals"] = _totals(self.documents)
-        self.manifest["updated"] = time.time()
-        indent = 1 if len(self.documents) < 1000 else None  # readable while it is small
-        write_atomic(self.ws.manifest_path, json.dumps(self.manifest, indent=indent))
-        shutil.rmtree(self.ws.root / ".trash", ignore_errors=True)
-        (self.ws.root / ".dirty").unlink(missing_ok=True)
-        self._dirty = False
+        generation = int(self.manifest.get("generation", 0)) + 1
+        self.manifest.update(generation=generation, totals=_totals(self.documents), updated=time.time())
+        journal = {"generation": generation, "ops": self._ops, "manifest": self.manifest}
+        _write_durable(self.ws.root / JOURNAL, json.dumps(journal))
+        conn = self.txn()
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+        conn.execute("COMMIT")  # the commit point
+        self._in_txn = False
+        _apply(self.ws, journal)
+        self._ops, self._changed = [], False
         self._last_flush = time.monotonic()
         self._flush_cost = self._last_flush - started
+
+
+JOURNAL = ".journal.json"
+
+
+def _write_durable(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _apply(ws: Workspace, journal: dict[str, Any]) -> None:
+    """Make a committed generation's renames and write its manifest. Idempotent: a journal
+    applied halfway (a crash) is applied again from the start."""
+    trash = ws.root / ".trash"
+    for op in journal["ops"]:
+        kind, doc = op[0], op[1]
+        target = ws.doc_dir(doc)
+        if kind == "put":
+            staged = Path(op[2])
+            if not staged.exists():
+                continue  # renamed in already
+            if target.exists():
+                trash.mkdir(exist_ok=True)
+                os.rename(target, trash / os.urandom(8).hex())
+            ws.docs_dir.mkdir(exist_ok=True)
+            os.rename(staged, target)
+        elif kind == "delete":
+            if target.exists():
+                trash.mkdir(exist_ok=True)
+                os.rename(target, trash / os.urandom(8).hex())
+        elif kind == "meta":
+            staged = Path(op[2])
+            if staged.exists() and target.exists():
+                os.replace(staged, target / "meta.json")
+    indent = 1 if len(journal["manifest"].get("documents", {})) < 1000 else None  # readable while small
+    write_atomic(ws.manifest_path, json.dumps(journal["manifest"], indent=indent))
+    (ws.root / JOURNAL).unlink(missing_ok=True)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover(ws: Workspace, connect: Callable[[], Any] | None = None) -> str | None:
+    """Settle an interrupted commit: roll a journal forward when the index committed its
+    generation, else discard it. Call with the write lock held. Returns what was done."""
+    path = ws.root / JOURNAL
+    if not path.exists():
+        return None
+    try:
+        journal = json.loads(path.read_text(encoding="utf-8"))
+        generation = int(journal["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)  # torn before it was complete: nothing was committed
+        return "discarded"
+    from rlmcli.workspace import index
+
+    conn = connect() if connect is not None else index.connect(ws.index_path)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    finally:
+        if connect is None:
+            conn.close()
+    if row is not None and int(row[0]) == generation:
+        _apply(ws, journal)
+        return "rolled forward"
+    path.unlink(missing_ok=True)
+    return "discarded"
 
 
 _SUMMARY_KEYS = ("name", "source", "aliases", "sha256", "size", "mtime_ns", "type", "extractor",

@@ -6,6 +6,7 @@ is wrong with the file (never a raw library traceback).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class OutlineEntry:
 
 @dataclass
 class Extracted:
-    pages: list[str]
+    pages: list[str] | Iterator[str]  # an iterator: streamed, spooled to disk page by page
     extractor: str
     outline: list[OutlineEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -66,6 +66,9 @@ def extract_docx(path: Path) -> Extracted:
         if fh.read(8) == _OLE_MAGIC:
             raise ExtractError("an OLE2 compound file, not a DOCX: a password-protected document or a legacy "
                                "Word .doc; save it as .docx without a password")
+    from rlmcli.workspace.extract.safezip import check_zip
+
+    check_zip(path, "DOCX")
     import docx
     from docx.table import Table
 

@@ -197,13 +197,15 @@ def extract_pdf(path: Path) -> Extracted:
     else:
         result = _extract_pypdf(path)
         result.warnings.append("PDFium could not open this file; text extracted with pypdf")
-    if not result.pages:
+    pages = result.pages
+    assert isinstance(pages, list)
+    if not pages:
         raise ExtractError("PDF has no pages")
-    empty = [i + 1 for i, t in enumerate(result.pages) if not t.strip()]
-    garbled = [i + 1 for i, t in enumerate(result.pages) if t.strip() and _is_garbled(t)]
+    empty = [i + 1 for i, t in enumerate(pages) if not t.strip()]
+    garbled = [i + 1 for i, t in enumerate(pages) if t.strip() and _is_garbled(t)]
     for number in garbled:  # keep what is legible; control characters only confuse a model
-        result.pages[number - 1] = _GARBLED.sub("", result.pages[number - 1])
-    if len(empty) == len(result.pages):
+        pages[number - 1] = _GARBLED.sub("", pages[number - 1])
+    if len(empty) == len(pages):
         result.warnings.append("no text layer on any page (scanned or image-only PDF?); rlm does no OCR")
     elif empty:
         result.warnings.append(f"no text layer on {_pages(empty)} (scanned or blank?); rlm does no OCR")

@@ -36,22 +36,61 @@ def split_blocks(blocks: Iterable[str], target: int = SECTION_CHARS) -> list[str
     A section ends at a block boundary; a single block longer than `target` is cut.
     Each block must carry its own trailing newline.
     """
-    sections: list[str] = []
-    current: list[str] = []
-    size = 0
-    for block in blocks:
-        if size + len(block) > target and current:
-            sections.append("".join(current))
-            current, size = [], 0
-        if len(block) > target:
-            pieces = list(_hard_split(block, target))
-            sections.extend(pieces[:-1])
+    splitter = Sections(target)
+    out = [s for block in blocks for s in splitter.add(block)]
+    return out + splitter.close()
+
+
+class Sections:
+    """split_blocks, incrementally: add blocks, get the sections they complete."""
+
+    def __init__(self, target: int = SECTION_CHARS) -> None:
+        self.target = target
+        self.current: list[str] = []
+        self.size = 0
+
+    def add(self, block: str) -> list[str]:
+        done = []
+        if self.size + len(block) > self.target and self.current:
+            done.append("".join(self.current))
+            self.current, self.size = [], 0
+        if len(block) > self.target:
+            pieces = list(_hard_split(block, self.target))
+            done.extend(pieces[:-1])
             block = pieces[-1]
-        current.append(block)
-        size += len(block)
-    if current:
-        sections.append("".join(current))
-    return sections
+        self.current.append(block)
+        self.size += len(block)
+        return done
+
+    def close(self) -> list[str]:
+        done = ["".join(self.current)] if self.current else []
+        self.current, self.size = [], 0
+        return done
+
+
+class Lines:
+    """Text arriving in chunks, given back as whole lines (each with its newline). A line longer
+    than LONG is given back in pieces cut at a space, so one 300 MB line is not held whole."""
+
+    LONG = 1 << 20
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def feed(self, text: str) -> list[str]:
+        text = self.pending + text
+        cut = text.rfind("\n") + 1
+        self.pending = text[cut:]
+        out = text[:cut].splitlines(keepends=True) if cut else []
+        if len(self.pending) > self.LONG:
+            space = self.pending.rfind(" ", 0, len(self.pending) - 1) + 1 or len(self.pending)
+            out.append(self.pending[:space])
+            self.pending = self.pending[space:]
+        return out
+
+    def close(self) -> list[str]:
+        rest, self.pending = self.pending, ""
+        return [rest] if rest else []
 
 
 def split_text(text: str, target: int = SECTION_CHARS) -> list[str]:
@@ -60,16 +99,26 @@ def split_text(text: str, target: int = SECTION_CHARS) -> list[str]:
 
 def markdown_outline(pages: list[str]) -> list[OutlineEntry]:
     """`#` headings outside fenced code blocks, with the page each starts on."""
-    outline: list[OutlineEntry] = []
-    in_fence = False
+    outline = MarkdownOutline()
     for number, page in enumerate(pages, start=1):
-        for line in page.splitlines():
+        outline.page(number, page)
+    return outline.entries
+
+
+class MarkdownOutline:
+    """markdown_outline, page by page (for streamed documents)."""
+
+    def __init__(self) -> None:
+        self.entries: list[OutlineEntry] = []
+        self.in_fence = False
+
+    def page(self, number: int, text: str) -> None:
+        for line in text.splitlines():
             if _FENCE.match(line):
-                in_fence = not in_fence
+                self.in_fence = not self.in_fence
                 continue
-            if in_fence or not line.startswith("#"):
+            if self.in_fence or not line.startswith("#"):
                 continue
             m = _HEADING.match(line)
             if m:
-                outline.append(OutlineEntry(len(m.group(1)), number, m.group(2)))
-    return outline
+                self.entries.append(OutlineEntry(len(m.group(1)), number, m.group(2)))

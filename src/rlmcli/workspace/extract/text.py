@@ -1,13 +1,25 @@
-"""Plain text, Markdown, data files and source code."""
+"""Plain text, Markdown, data files and source code.
+
+Files up to STREAM_BYTES are read whole; larger ones are streamed: decoded in chunks and cut
+into pages as they arrive, so memory stays flat whatever the file's size. Their encoding is
+judged from the first megabyte.
+"""
 
 from __future__ import annotations
 
 import codecs
+import io
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted
-from rlmcli.workspace.extract.split import markdown_outline, split_text
+from rlmcli.workspace.extract.split import Lines, MarkdownOutline, Sections, markdown_outline, split_text
+
+STREAM_BYTES = 8 << 20
+CHUNK_BYTES = 4 << 20
+SNIFF_BYTES = 1 << 20
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -61,6 +73,9 @@ def read_bytes(path: Path, data: bytes | None) -> bytes:
 
 
 def extract_text(path: Path, data: bytes | None = None) -> Extracted:
+    size = len(data) if data is not None else path.stat().st_size
+    if size > STREAM_BYTES:
+        return stream_text(path, data)
     raw = read_bytes(path, data)
     if looks_binary(raw[:8192]):
         raise ExtractError("binary file, not text")
@@ -74,4 +89,88 @@ def extract_text(path: Path, data: bytes | None = None) -> Extracted:
         result.warnings.append(warning)
     if path.suffix.lower() in {".md", ".markdown"}:
         result.outline = markdown_outline(pages)
+    return result
+
+
+def sniff_codec(head: bytes) -> tuple[str, str | None]:
+    """The codec for a stream from its first bytes, and a warning when it is not UTF-8."""
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec, None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8", None
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head).best()
+    codec = best.encoding if best is not None else "latin-1"
+    try:
+        codecs.lookup(codec)
+    except LookupError:
+        codec = "latin-1"
+    return codec, f"not UTF-8: decoded as {codec} (judged from the first MB)"
+
+
+def decoded_chunks(fh: BinaryIO, head: bytes, codec: str) -> Iterator[str]:
+    """The stream as text, chunk by chunk, with universal newlines (a \r\n split between two
+    chunks included)."""
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    carry = ""
+    data = head
+    while True:
+        final = not data
+        text = carry + decoder.decode(data, final=final)
+        carry = ""
+        if text.endswith("\r") and not final:
+            text, carry = text[:-1], "\r"
+        if text:
+            yield text.replace("\r\n", "\n").replace("\r", "\n")
+        if final:
+            return
+        data = fh.read(CHUNK_BYTES)
+
+
+def stream_text(path: Path, data: bytes | None = None) -> Extracted:
+    fh: BinaryIO = io.BytesIO(data) if data is not None else open(path, "rb")
+    head = fh.read(SNIFF_BYTES)
+    if looks_binary(head[:8192]):
+        fh.close()
+        raise ExtractError("binary file, not text")
+    codec, warning = sniff_codec(head)
+    markdown = path.suffix.lower() in {".md", ".markdown"}
+    outline = MarkdownOutline()
+
+    def pages() -> Iterator[str]:
+        lines, sections = Lines(), Sections()
+        number, seen_text = 0, False
+        try:
+            for chunk in decoded_chunks(fh, head, codec):
+                seen_text = seen_text or bool(chunk.strip())
+                for line in lines.feed(chunk):
+                    for page in sections.add(line):
+                        number += 1
+                        if markdown:
+                            outline.page(number, page)
+                        yield page
+            for line in lines.close():
+                for page in sections.add(line):
+                    number += 1
+                    if markdown:
+                        outline.page(number, page)
+                    yield page
+            for page in sections.close():
+                number += 1
+                if markdown:
+                    outline.page(number, page)
+                yield page
+        finally:
+            fh.close()
+        if not seen_text:
+            raise ExtractError("no text: the file holds only whitespace")
+
+    result = Extracted(pages=pages(), extractor="text (streamed)", outline=outline.entries)
+    if warning:
+        result.warnings.append(warning)
     return result
