@@ -220,3 +220,45 @@ def test_a_document_that_fails_while_committing_leaves_no_trace(tmp_path: Path) 
         assert conn.execute("SELECT count(*) FROM chunks WHERE chunks MATCH 'zyzzyva'").fetchone()[0] == 0
         assert conn.execute("SELECT doc FROM chunks WHERE chunks MATCH 'fine'").fetchall() == [("ok.txt",)]
         assert conn.execute("SELECT count(*) FROM chunks WHERE doc = 'notes.md'").fetchone()[0] > 0
+
+
+def _stage_commit(tmp_path: Path, committed: bool) -> tuple[Workspace, str]:
+    """A writer that died between writing its journal and finishing the commit: the journal says
+    what the new generation is; the index did (or did not) commit it."""
+    from rlmcli.workspace.store import JOURNAL
+
+    ws, _ = ingest([str(FIXTURES / "notes.md")], tmp_path / "ws")
+    new = tmp_path / "new.txt"
+    new.write_text("a new document about termination\n")
+    ingest([str(new)], tmp_path / "scratch-ws")
+    staged = ws.root / ".tmp" / "staged"
+    shutil.copytree(tmp_path / "scratch-ws" / "docs" / "new.txt", staged)
+    manifest = json.loads(ws.manifest_path.read_text())
+    rec = json.loads((tmp_path / "scratch-ws" / "manifest.json").read_text())["documents"]["new.txt"]
+    manifest["documents"]["new.txt"] = rec
+    manifest["generation"] = manifest.get("generation", 0) + 1
+    (ws.root / JOURNAL).write_text(json.dumps({"generation": manifest["generation"], "manifest": manifest,
+                                               "ops": [["put", "new.txt", str(staged)]]}))
+    with sqlite3.connect(ws.index_path) as conn:
+        if committed:
+            conn.execute("INSERT INTO docs VALUES ('new.txt', ?)", (rec["sha256"],))
+            conn.execute("INSERT INTO chunks(heading, body, doc, page, line) VALUES ('', 'termination', 'new.txt', 1, 1)")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(manifest["generation"]),))
+    return ws, rec["sha256"]
+
+
+def test_an_interrupted_commit_is_rolled_forward_once_the_index_committed(tmp_path: Path) -> None:
+    ws, sha = _stage_commit(tmp_path, committed=True)
+    opened = Workspace.open(ws.root)  # any command opening the workspace settles it
+    assert sorted(opened.documents()) == ["new.txt", "notes.md"] and opened.documents()["new.txt"]["sha256"] == sha
+    assert opened.read_page("new.txt", 1) == "a new document about termination\n"
+    assert not (ws.root / ".journal.json").exists()
+
+
+def test_an_interrupted_commit_is_discarded_when_the_index_did_not(tmp_path: Path) -> None:
+    ws, _ = _stage_commit(tmp_path, committed=False)
+    opened = Workspace.open(ws.root)
+    assert sorted(opened.documents()) == ["notes.md"] and not (ws.root / "docs" / "new.txt").exists()
+    with sqlite3.connect(ws.index_path) as conn:
+        assert {r[0] for r in conn.execute("SELECT doc FROM docs")} == {"notes.md"}
+    assert not (ws.root / ".journal.json").exists()

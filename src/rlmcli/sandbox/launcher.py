@@ -63,7 +63,8 @@ def confine(cfg: dict[str, Any]) -> dict[str, Any]:
     fd = os.open(cfg["python"], os.O_RDONLY | os.O_CLOEXEC)
     os.dup2(fd, guard.EXEC_FD, inheritable=False)  # before the open-files limit makes 1000 unreachable
     os.close(fd)
-    guard.apply_rlimits(cfg["memory_bytes"], cfg["cpu_seconds"], cfg["max_files"], cfg["file_bytes"])
+    file_bytes = cfg["file_bytes"] if quota_by_kernel else min(cfg["file_bytes"], cfg["scratch_bytes"])
+    guard.apply_rlimits(cfg["memory_bytes"], cfg["cpu_seconds"], cfg["max_files"], file_bytes)
     if cfg["level"] != "basic":
         if "seccomp" in disabled:
             problems.append("seccomp: disabled")
@@ -84,13 +85,17 @@ def confine(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
+    kernel_cfg: dict[str, Any] = {}
     try:
         kernel_cfg = confine(cfg)
         argv = [cfg["python"], "-I", "-S", cfg["kernel"], json.dumps(kernel_cfg)]
         guard.execveat(guard.EXEC_FD, argv, cfg["env"])
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which names it
+        layers = ", ".join(kernel_cfg.get("layers", [])) or "none"
+        problems = "; ".join(kernel_cfg.get("problems", []))
+        detail = f" (layers: {layers}{'; ' + problems if problems else ''})" if kernel_cfg else ""
         try:
-            protocol.send(cfg["wfd"], {"type": "fatal", "error": str(exc)})
+            protocol.send(cfg["wfd"], {"type": "fatal", "error": f"{exc}{detail}"})
         finally:
             os._exit(3)
 

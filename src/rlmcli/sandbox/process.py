@@ -73,13 +73,27 @@ def _stdlib_dirs() -> list[str]:
 
 def python_roots() -> list[str]:
     """What model code may import from: the standard library and this package (not site-packages)."""
-    return _stdlib_dirs() + [os.path.realpath(HERE.parent)]
+    with _rules_lock:
+        return _stdlib_dirs() + [os.path.realpath(HERE.parent)]
+
+
+_rules_lock = threading.Lock()
+_rules: list[tuple[str, str]] | None = None
 
 
 def python_rules() -> list[tuple[str, str]]:
-    """Landlock rules for running the kernel: the interpreter, every stdlib module except the
-    refused extensions, this package, and the shared libraries they link to. Names of rights
-    (READ, LIST, EXEC) as guard.py defines them."""
+    """Landlock rules for running the kernel (computed once: sysconfig's first use is not
+    thread-safe, and a rule lost to that race would make the exec fail)."""
+    global _rules
+    with _rules_lock:
+        if _rules is None:
+            _rules = _python_rules()
+        return list(_rules)
+
+
+def _python_rules() -> list[tuple[str, str]]:
+    """The interpreter, every stdlib module except the refused extensions, this package, and the
+    shared libraries they link to. Names of rights (READ, LIST, EXEC) as guard.py defines them."""
     rules: list[tuple[str, str]] = []
     for stdlib in _stdlib_dirs():
         rules.append((stdlib, "LIST"))
