@@ -20,7 +20,6 @@ import pytest
 from rlmcli.workspace.store import Workspace
 from tests.conftest import FIXTURES, run_rlm
 
-
 _MEASURE = """
 import os, subprocess, sys
 proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
