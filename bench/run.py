@@ -146,6 +146,51 @@ def bench_many_files(tmp: Path) -> None:
            f"re-ingest, all unchanged: {again:.2f} s")
 
 
+_MEASURE = """
+import os, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), time.perf_counter() - t, usage.ru_maxrss // 1024)
+"""
+
+
+def peak_run(args: list[str]) -> tuple[int, float, int]:
+    """(status, seconds, peak RSS MB) of a command, measured from a small wrapper process."""
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, check=True).stdout
+    status, seconds, peak = out.split()
+    return int(status), float(seconds), int(peak)
+
+
+def bench_hostile(tmp: Path) -> None:
+    """Peak memory of ingest on inputs built to exhaust it: a 300 MB text file, a DOCX bomb."""
+    import zipfile
+
+    big = tmp / "big300.txt"
+    line = "the agreement shall terminate upon notice of breach and payment is due within thirty days\n"
+    with open(big, "w") as fh:
+        for _ in range(300_000_000 // len(line)):
+            fh.write(line)
+    status, seconds, peak = peak_run([*RLM, "ingest", str(big), "-w", str(tmp / "big300-ws")])
+    record("ingest a 300 MB text file: peak RSS", peak, None, "MB", "<= 1024", 1, f"{seconds:.1f} s, exit {status}")
+    bomb = tmp / "bomb.docx"
+    with zipfile.ZipFile(ROOT / "fixtures" / "contract.docx") as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename != "word/document.xml":
+                zout.writestr(item, data)
+                continue
+            head, tail = data.split(b"<w:body>")
+            with zout.open(item.filename, "w", force_zip64=True) as fh:
+                fh.write(head + b"<w:body>")
+                for _ in range(500):
+                    fh.write((b"<w:p><w:r><w:t>" + b"a" * 1000 + b"</w:t></w:r></w:p>") * 1000)
+                fh.write(tail[tail.rfind(b"</w:body>"):])
+    status, seconds, peak = peak_run([*RLM, "ingest", str(bomb), "-w", str(tmp / "bomb-ws")])
+    record(f"ingest a DOCX bomb ({bomb.stat().st_size / 1e6:.1f} MB inflating to ~0.5 GB): peak RSS", peak, None, "MB",
+           "<= 1024", 1, f"{seconds:.2f} s, refused (exit {status})")
+
+
 def bench_big_workspace(tmp: Path) -> None:
     pdf = CORPUS / "fullrefman.pdf"
     if not pdf.exists():
@@ -206,7 +251,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         os.environ["RLM_HOME"] = str(tmp / "home")
         only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
-        groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "big": bench_big_workspace, "sandbox": bench_sandbox,
+        groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "hostile": bench_hostile, "big": bench_big_workspace, "sandbox": bench_sandbox,
                   "engine": bench_engine}
         for name, bench in groups.items():
             if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):
