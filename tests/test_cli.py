@@ -145,13 +145,13 @@ def test_each_bad_input_gets_one_line_and_the_rest_is_ingested(tmp_path: Path) -
     for key, phrase in expected.items():
         lines = [ln for ln in err.splitlines() if ln.startswith("rlm: error: ") and files[key].name in ln]
         assert len(lines) == 1 and phrase in lines[0], (key, err)
-    assert "rlm: warning: scanned.pdf: no text layer on pages 2-3 (scanned or blank?); rlm does no OCR" in err
+    assert "rlm: warning: scanned.pdf: no text on pages 2-3 (scanned or blank?), even by OCR" in err
     assert "rlm: warning: latin1.txt: not UTF-8: decoded as" in err
     assert "; 8 failed" in err and "\x1b" not in err  # no control codes when stderr is not a terminal
     manifest = json.loads((ws / "manifest.json").read_text())
     assert sorted(manifest["documents"]) == ["good.pdf", "latin1.txt", "scanned.pdf"]
     assert manifest["documents"]["scanned.pdf"]["warnings"] == [
-        "no text layer on pages 2-3 (scanned or blank?); rlm does no OCR"]
+        "no text on pages 2-3 (scanned or blank?), even by OCR"]
     assert "Kündigung" in (ws / "docs/latin1.txt/pages/0001.txt").read_text()
     # nothing half-written is left anywhere in the workspace
     assert sorted(p.name for p in (ws / "docs").iterdir()) == ["good.pdf", "latin1.txt", "scanned.pdf"]

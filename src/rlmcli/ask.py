@@ -31,6 +31,7 @@ def model_config(settings: Settings, refresh: bool = False) -> ModelConfig:
     if not settings.model:
         raise UsageError(NO_MODEL)
     return ModelConfig(model=settings.model, sub_model=settings.sub_model, sub_models=list(settings.sub_models or []),
+                       vision_model=settings.vision_model,
                        api_base=settings.api_base, api_key_env=settings.api_key_env,
                        request_timeout=settings.request_timeout, retries=settings.retries,
                        retry_base=settings.retry_base, cache=settings.cache, refresh=refresh,

@@ -108,8 +108,12 @@ def ingest(
     paths: list[str] = typer.Argument(..., help="Files, directories, or '-' for stdin."),
     workspace: Optional[str] = WorkspaceOpt,
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
+    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto."),
 ) -> None:
     """Ingest documents into a workspace; print the workspace path on stdout."""
+    from rlmcli.config import Settings
+
+    settings = Settings.resolve({"ocr": ocr})
     from rlmcli.progress import IngestProgress
     from rlmcli.workspace.ingest import ingest as run_ingest
 
@@ -119,7 +123,7 @@ def ingest(
         ws, report = run_ingest(
             paths, workspace, progress=progress,
             on_wait=lambda: _say("waiting for another rlm process to finish with this workspace..."),
-            follow_symlinks=follow_symlinks,
+            follow_symlinks=follow_symlinks, ocr=settings.ocr,
         )
     finally:
         if progress:
@@ -278,7 +282,7 @@ def ask(
             from rlmcli.engine.providers.litellm_provider import prewarm
 
             prewarm()  # litellm's import overlaps ingest and the sandbox start
-    ws = _workspace_for(files, workspace, quiet)
+    ws = _workspace_for(files, workspace, quiet, settings.ocr)
     if offline:
         _offline(ws, question, as_json)
         return
@@ -352,13 +356,13 @@ def _stderr_console(no_color: bool = False) -> Any:
     return Console(stderr=True, no_color=no_color or None, highlight=False)
 
 
-def _workspace_for(files: list[str], workspace: Optional[str], quiet: bool) -> Any:
+def _workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: str = "auto") -> Any:
     """Ingest FILEs (reusing the cached workspace), or open -w; say what failed."""
     from rlmcli.workspace.ingest import ingest as run_ingest
 
     if not files:
         return _open_workspace(workspace)
-    ws, report = run_ingest(files, workspace)
+    ws, report = run_ingest(files, workspace, ocr=ocr)
     for name, problem in report.failed:
         sys.stderr.write(f"rlm: error: {name}: {problem}\n")
     if not quiet:

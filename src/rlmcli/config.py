@@ -143,6 +143,8 @@ SPECS: tuple[Spec, ...] = (
          ("--sub-model",), _model),
     Spec("sub_models", list, None, "More models model code may name in llm_query(model=...) (config file).",
          (), _models),
+    Spec("vision_model", str, None, "Model for look() (default: the sub-model, when it reads images).",
+         ("--vision-model",), _model),
     Spec("api_base", str, None, "Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio).",
          ("--api-base",), _url),
     Spec("api_key_env", str, None, "Environment variable that holds the API key.", ("--api-key-env",), _env_name),
@@ -156,6 +158,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("timeout", float, None, "Wall seconds for the whole run.", ("--timeout",), _at_least(0, strict=True)),
     Spec("concurrency", int, 16, "Model requests in flight at once.", ("--concurrency",), _at_least(1)),
     Spec("cache", bool, True, "Do not use or fill the response cache.", ("--no-cache",), negate=True),
+    Spec("ocr", str, "auto", "OCR for PDF pages without a usable text layer: auto | always | never.", ("--ocr",),
+         _one_of("auto", "always", "never")),
     Spec("retries", int, 4, "Retries of a failed model request (429, 5xx, timeouts).", (), _at_least(0)),
     Spec("retry_base", float, 1.0, "First retry delay in seconds, doubled each time.", (), _at_least(0)),
     Spec("request_timeout", float, 120.0, "Seconds one model request may take.", (), _at_least(0, strict=True)),
@@ -240,6 +244,7 @@ class Settings:
     model: str | None = None
     sub_model: str | None = None
     sub_models: list[str] | None = None
+    vision_model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
     sandbox: str = "auto"
@@ -251,6 +256,7 @@ class Settings:
     timeout: float | None = None
     concurrency: int = 16
     cache: bool = True
+    ocr: str = "auto"
     retries: int = 4
     retry_base: float = 1.0
     request_timeout: float = 120.0

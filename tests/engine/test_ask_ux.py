@@ -141,7 +141,8 @@ def test_json_output_schema(server: FakeLLM) -> None:
     assert all(c["cached"] is False for c in data["model_calls"])
     assert data["status"] == "answered" and data["limit"] is None and data["iterations"] == 3
     assert data["citations"] == [{"text": "[contract.pdf p.7]", "doc": "contract.pdf", "page": 7, "line": 9,
-                                  "status": "verified", "note": "", "quote": "enters liquidation"}]
+                                  "status": "verified", "note": "", "quote": "enters liquidation", "ocr": False,
+                                  "file_line": None}]
     assert set(data["usage"]["per_model"]) == {"openai/gpt-4o-mini", "openai/sub"}
     assert set(data["usage"]["per_depth"]) == {"0", "1"}
     assert Path(data["trace"]).exists() and Path(data["trace"]).parent.name == "runs"

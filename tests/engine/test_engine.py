@@ -345,3 +345,37 @@ def test_context_too_long_drops_old_outputs_and_tries_once_more(model: ScriptedP
     assert [m["content"][:40] for m in retried if m["role"] == "user"][1:] == [
         "[output of an earlier cell removed: the ", "REPL output:\nsecond output\n"]
     assert [n.reason for n in rec.of(ev.Notice)] == ["context-trimmed"]
+
+
+def test_look_sends_the_rendered_page_to_the_vision_model(model: ScriptedProvider, ws: Workspace) -> None:
+    import base64
+
+    model.script(ROOT, [code("print(look('contract.pdf', 4, 'What is the monthly fee?'))"),
+                        code("FINAL('EUR 48,500 [contract.pdf p.4]')")])
+    model.responder("vision", lambda prompt: "The page says the monthly fee is EUR 48,500.")
+    rec = Recorder()
+    result = ask_question(ws, "fee?", model, rec, vision_model="openai/vision")
+    assert outputs(rec)[0] == "The page says the monthly fee is EUR 48,500.\n"
+    sent = model.calls("vision")[0].messages[0]["content"]
+    assert sent[0] == {"type": "text", "text": "What is the monthly fee?\n(This is contract.pdf, page 4.)"}
+    url = sent[1]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,") and base64.b64decode(url.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    look = rec.of(ev.SubcallStarted)[0]
+    assert look.call == "look" and look.model == "openai/vision"
+    calls = [c for c in rec.of(ev.ModelCall) if c.model == "openai/vision"]
+    assert calls and "[image: " in calls[0].prompt and "base64" not in calls[0].prompt  # the trace keeps no bytes
+    assert result.usage["per_model"]["openai/vision"]["calls"] == 1
+
+
+def test_look_without_a_vision_model_or_at_text_says_what_to_do(model: ScriptedProvider, ws: Workspace) -> None:
+    model.script(ROOT, [code("try:\n    look('contract.pdf', 4)\nexcept Exception as e:\n    print(e)"),
+                        code("try:\n    look('contract.docx', 1)\nexcept Exception as e:\n    print(e)"),
+                        code("FINAL('ok [contract.pdf p.4]')")])
+    rec = Recorder()
+    ask_question(ws, "q", model, rec)  # openai/sub: not known to read images
+    first, second = outputs(rec)[:2]
+    assert "look() needs a model that reads images" in first and "--vision-model" in first
+    model.script(ROOT, [code("try:\n    look('contract.docx', 1)\nexcept Exception as e:\n    print(e)"), code("FINAL('x [contract.pdf p.1]')")])
+    rec = Recorder()
+    ask_question(ws, "q", model, rec, vision_model="openai/vision")
+    assert "contract.docx p.1 shows no image: read() its text instead" in outputs(rec)[0]

@@ -42,7 +42,7 @@ def test_usage_and_cost_are_the_same_on_both_paths(server: FakeLLM, ws: Workspac
     assert [(c["prompt_tokens"], c["completion_tokens"]) for c in result.calls] == [
         (u["prompt_tokens"], u["completion_tokens"]) for u in sent]
     assert result.usage["cost"] == pytest.approx(result.usage["prompt_tokens"] * 1.5e-7
-                                                 + result.usage["completion_tokens"] * 6e-7)
+                                                 + result.usage["completion_tokens"] * 6e-7, abs=1e-6)  # rounded to 6 places
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -223,3 +223,15 @@ def test_rlm_models_lists_and_checks(server: FakeLLM) -> None:
     server.responder("gpt-4o-mini", lambda p: Reply(status=404))
     failing = run_rlm("models", "--check", "--model", "openai/gpt-4o-mini", "--api-base", server.base)
     assert failing.returncode == 4 and "FAILED (not_found)" in failing.stdout.decode()
+
+
+def test_look_reaches_the_vision_model_over_http_with_an_image_part(server: FakeLLM) -> None:
+    server.script("gpt-4o-mini", ["```python\nprint(look('contract.pdf', 7, 'Which clauses are on this page?'))\n```",
+                                  "```python\nFINAL('termination [contract.pdf p.7]')\n```"])
+    server.responder("vision", lambda prompt: "Termination clauses 6.1-6.3.")
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "q", "--model", "openai/gpt-4o-mini", "--api-base",
+                     server.base, "--vision-model", "openai/vision", "--no-cache", "--json")
+    assert result.returncode == 0, result.stderr
+    content = server.calls("vision")[0]["messages"][0]["content"]
+    assert [part["type"] for part in content] == ["text", "image_url"]
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")

@@ -6,6 +6,7 @@ import pytest
 from pdfgen import IMAGE_STREAM, make_pdf
 
 from rlmcli.errors import ExtractError
+from rlmcli.workspace.extract import Options
 from rlmcli.workspace.extract.pdf import extract_pdf
 from tests.conftest import FIXTURES, corpus_file
 
@@ -39,16 +40,18 @@ def test_large_pdf_uses_worker_processes_and_keeps_page_order() -> None:
 def test_page_without_text_layer_and_garbled_page_are_named(tmp_path: Path) -> None:
     garbled = bytes(range(1, 32)).decode("latin-1") * 3
     pdf = make_pdf(tmp_path / "scan.pdf", [["real text here"], IMAGE_STREAM, [garbled], ["more text"]])
-    result = extract_pdf(pdf)
-    assert "no text layer on page 2 (scanned or blank?); rlm does no OCR" in result.warnings
+    result = extract_pdf(pdf)  # OCR finds nothing on a blank image or on invisible control characters
+    assert "no text on page 2 (scanned or blank?), even by OCR" in result.warnings
     assert "garbled text on page 3 (broken font encoding?)" in result.warnings
-    assert "\x01" not in result.pages[2]
+    assert "\x01" not in result.pages[2] and result.pages[0].strip() == "real text here"  # a short page keeps its layer
+    off = extract_pdf(pdf, Options(ocr="never"))
+    assert "no text on page 2 (scanned or blank?); OCR is off (--ocr never)" in off.warnings
 
 
 def test_image_only_pdf_warns_for_every_page(tmp_path: Path) -> None:
     pdf = make_pdf(tmp_path / "scan.pdf", [IMAGE_STREAM, IMAGE_STREAM])
     result = extract_pdf(pdf)
-    assert result.warnings == ["no text layer on any page (scanned or image-only PDF?); rlm does no OCR"]
+    assert result.warnings == ["no text on any page (scanned or image-only PDF?), even by OCR"]
 
 
 def _encrypt(src: Path, dst: Path, user: str) -> Path:

@@ -65,7 +65,7 @@ class Batch:
                 continue
             try:
                 if job.files:
-                    ws, report = ingest(job.files, job.workspace)
+                    ws, report = ingest(job.files, job.workspace, ocr=self.settings.ocr)
                     if not ws.documents():
                         raise UsageError("; ".join(f"{n}: {p}" for n, p in report.failed) or "nothing ingested")
                 else:

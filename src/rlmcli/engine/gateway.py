@@ -29,6 +29,7 @@ class ModelConfig:
     model: str
     sub_model: str | None = None
     sub_models: list[str] = field(default_factory=list)  # more models model code may name
+    vision_model: str | None = None  # for look(); None: the sub-model when it reads images
     api_base: str | None = None
     api_key_env: str | None = None
     request_timeout: float = 120.0
@@ -41,7 +42,8 @@ class ModelConfig:
 
     @property
     def allowed_models(self) -> list[str]:
-        return list(dict.fromkeys([self.model, self.sub_model or self.model, *self.sub_models]))
+        vision = [self.vision_model] if self.vision_model else []
+        return list(dict.fromkeys([self.model, self.sub_model or self.model, *self.sub_models, *vision]))
 
 
 @dataclass
@@ -130,6 +132,17 @@ class Gateway:
             return requested
         raise PermissionError(f"model {requested!r} is not allowed; allowed: {', '.join(self.config.allowed_models)} "
                               "(the user can add more with sub_models in the config file)")
+
+    def vision_model(self) -> str:
+        """The model look() uses: --vision-model, else the sub-model when it is known to read images."""
+        if self.config.vision_model:
+            return self.config.vision_model
+        from rlmcli.engine.providers import catalog
+
+        if catalog.supports_vision(self.sub_model):
+            return self.sub_model
+        raise PermissionError(f"look() needs a model that reads images: {self.sub_model} is not known to; pass "
+                              "--vision-model (for example openai/gpt-4o-mini)")
 
     def context_window(self, model: str) -> int | None:
         return self.provider_for(model).context_window(model)
@@ -277,7 +290,7 @@ class Gateway:
                             latency=latency, cost=0.0 if cache_hit else done.cost, cache_hit=cache_hit, retries=retries)
         self.budget.add(record, reserved)
         last = messages[-1].get("content", "") if messages else ""
-        prompt = last if isinstance(last, str) else str(last)
+        prompt = last if isinstance(last, str) else _describe_parts(last)
         self.observer(ev.ModelCall(origin.run_id, origin.parent_id, origin.depth, call_id=call_id, model=model,
                                    prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
                                    cached_tokens=record.cached_tokens, latency=round(latency, 3), cost=record.cost,
@@ -286,6 +299,18 @@ class Gateway:
         for limit, used, top in self.budget.new_warnings():
             self.observer(ev.BudgetWarning(origin.run_id, origin.parent_id, origin.depth, limit=limit,
                                            used=round(used, 6), max=top))
+
+
+def _describe_parts(parts: Any) -> str:
+    """A multi-part message for the trace: its text, and images as their size (not their bytes)."""
+    out = []
+    for part in parts if isinstance(parts, list) else []:
+        if isinstance(part, dict) and part.get("type") == "text":
+            out.append(str(part.get("text", "")))
+        elif isinstance(part, dict) and part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            out.append(f"[image: {len(url) * 3 // 4 // 1024:,} KB]")
+    return "\n".join(out)
 
 
 def _bounded(text: str, limit: int = TRACE_TEXT) -> str:

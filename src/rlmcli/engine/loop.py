@@ -73,7 +73,8 @@ def describe_workspace(reader: WorkspaceReader, focus: list[str] | None = None) 
     for doc in names:
         rec = docs[doc]
         warn = f"; warnings: {'; '.join(rec['warnings'])}" if rec["warnings"] else ""
-        line = f"- {doc} ({rec['type']}, {rec['pages']} pages, {rec['tokens']:,} tokens{warn})"
+        ocr = f", {len(rec['ocr_pages'])} pages by OCR" if rec.get("ocr_pages") else ""
+        line = f"- {doc} ({rec['type']}, {rec['pages']} pages{ocr}, {rec['tokens']:,} tokens{warn})"
         if used + len(line) > DESCRIPTION_BUDGET:
             break
         lines.append(line)
@@ -144,6 +145,8 @@ class Engine:
     # ---- sub-calls from model code --------------------------------------------------------------
     def _serve(self, kind: str, payload: dict[str, Any]) -> Any:
         call_id = self.gateway.new_call_id()
+        if kind == "look":
+            return self._look(payload, call_id)
         model = self.gateway.allowed(payload.get("model"))  # PermissionError: the cell gets it
         self._delegated = True  # work handed to sub-calls counts as looking
         if kind == "llm_query":
@@ -172,6 +175,36 @@ class Engine:
                                          error=None if ok else answer))
             return answer
         raise ValueError(f"unknown request {kind!r}")
+
+    def _look(self, payload: dict[str, Any], call_id: int) -> str:
+        """A picture of a page, described by the vision model (one model call, budgeted and cached)."""
+        from rlmcli.workspace.render import page_images
+
+        model = self.gateway.vision_model()
+        doc = self.reader.resolve(str(payload.get("doc", "")))
+        page = payload.get("page")
+        if isinstance(page, bool) or not isinstance(page, int):
+            raise TypeError("look(doc, page, question): page is a page number")
+        question = str(payload.get("question") or "Describe this page: its figures, charts and tables, with their numbers.")
+        self._delegated = True
+        images = page_images(self.reader, doc, page)
+        content: list[dict[str, Any]] = [{"type": "text", "text": f"{question}\n(This is {doc}, page {page}.)"}]
+        for mime, data in images:
+            import base64
+
+            url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+            content.append({"type": "image_url", "image_url": {"url": url}})
+        self.emit(ev.SubcallStarted(call_id=call_id, call="look", model=model, size=sum(len(d) for _, d in images)))
+        sub = Origin(self.origin.run_id, self.origin.parent_id, self.depth + 1)
+        try:
+            answer = self.gateway.complete([{"role": "user", "content": content}], model, sub, call_id=call_id)
+        except BudgetExceeded as exc:
+            answer = f"ERROR: {exc}; stop making calls and answer with FINAL from what you have."
+        except ProviderError as exc:
+            answer = f"ERROR: the model call failed: {exc}"
+        ok = not answer.startswith("ERROR:")
+        self.emit(ev.SubcallFinished(call_id=call_id, call="look", ok=ok, done=1, total=1, error=None if ok else answer))
+        return answer
 
     def _batch(self, prompts: list[str], model: str, call_id: int) -> list[str]:
         self.emit(ev.SubcallStarted(call_id=call_id, call="llm_batch", model=model, size=len(prompts)))

@@ -187,7 +187,8 @@ class Toolkit:
             e = min(len(lines), end or len(lines))
             body = "\n".join(lines[s - 1:e])
             return Text(f"[{doc} p.{first} l.{s}-{e}]\n{body}", doc, first, (s, e))
-        chunks = [f"[{doc} p.{n}]\n{self._page_text(doc, n)}" for n in range(first, last + 1)]
+        ocr = set(self.docs[doc].get("ocr_pages") or ())  # pages read by OCR say so: their text may have errors
+        chunks = [f"[{doc} p.{n}{', OCR' if n in ocr else ''}]\n{self._page_text(doc, n)}" for n in range(first, last + 1)]
         return Text("\n".join(chunks), doc, first if first == last else None)
 
     def grep(self, pattern: str, doc: str | None = None, ignore_case: bool = True, context: int = 0,
@@ -262,6 +263,11 @@ class Toolkit:
         result = self.channel.request("llm_batch", {"prompts": [str(p) for p in prompts], "model": model})
         return [str(r) for r in result]
 
+    def look(self, doc: str, page: int, question: str = "") -> str:
+        """Show a page to a vision model and return its description: a PDF page rendered, or the pictures of a DOCX section or PPTX slide (`[figure]` marks them). For charts, figures and tables that text extraction loses; ask a precise `question`."""
+        self.looks += 1
+        return str(self.channel.request("look", {"doc": str(doc), "page": page, "question": str(question)}))
+
     def rlm_query(self, question: str, text_or_docs: str | list[str]) -> str:
         """Delegate a sub-question over a text or a list of doc ids to a recursive run (a plain sub-call when depth is exhausted)."""
         target: Any = list(text_or_docs) if isinstance(text_or_docs, (list, tuple)) else str(text_or_docs)
@@ -296,7 +302,7 @@ class Toolkit:
         return names
 
 
-HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "context", "llm_query", "llm_batch", "llm_query_batched",
+HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "context", "look", "llm_query", "llm_batch", "llm_query_batched",
                 "rlm_query", "FINAL", "FINAL_VAR", "SHOW_VARS")
 
 

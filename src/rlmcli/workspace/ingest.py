@@ -89,11 +89,21 @@ def _spool(writer: WorkspaceWriter, pages: Iterator[str], counter: TokenCounter,
     return spool, tokens
 
 
-def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter, writer: WorkspaceWriter,
-           progress: Progress | None = None) -> DocumentBuild:
-    from rlmcli.workspace.extract import detect_type, extract
+@dataclass
+class IngestOptions:
+    ocr: str = "auto"  # auto | always | never: OCR for PDF pages without a usable text layer
+    follow_symlinks: bool = False
 
-    path = source.path or Path("stdin")
+
+MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail: its attachments stop here
+
+
+def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter, writer: WorkspaceWriter,
+           progress: Progress | None = None, options: IngestOptions | None = None) -> DocumentBuild:
+    from rlmcli.workspace.extract import Options, detect_type, extract
+
+    options = options or IngestOptions()
+    path = source.path or Path(source.name)
     if source.data is not None:
         head = source.data[:8192]
     else:
@@ -101,7 +111,7 @@ def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCou
             head = fh.read(8192)
     if size == 0:
         raise ExtractError("empty file (0 bytes)")
-    kind = detect_type(path, head)
+    kind = detect_type(path, head, source.data)
     if kind == "binary":
         raise ExtractError("binary file: not a supported document type")
     if kind == "text" and size > MAX_TEXT_BYTES:
@@ -110,7 +120,8 @@ def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCou
         raise ExtractError(f"HTML file too large ({size >> 20:,} MB; the limit is {MAX_HTML_BYTES >> 20} MB: "
                            "convert it to text first)")
     counter.start()  # the encoding loads in a helper process while we extract
-    result = extract(path, kind, source.data)
+    on_pdf_page = (lambda done, total: progress.page_done(source.name, done)) if progress is not None else None
+    result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page))
     pages: list[str] | PageSpool
     tokens: list[int] | Callable[[], list[int]]
     if isinstance(result.pages, list):
@@ -118,14 +129,21 @@ def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCou
     else:
         on_page = (lambda n: progress.page_done(source.name, n)) if progress is not None else None
         pages, tokens = _spool(writer, result.pages, counter, on_page)
-    return DocumentBuild(
+    build = DocumentBuild(
         name=source.name,
-        source=str(source.path.resolve()) if source.path else "-",
+        source=source.key,
         sha256=sha, size=size, mtime_ns=mtime_ns, type=kind, extractor=result.extractor,
         pages=pages, tokens=tokens,
         outline=[(o.level, o.page, o.title) for o in result.outline],
-        warnings=result.warnings, metadata=result.metadata,
+        warnings=result.warnings, metadata=result.metadata, extra=dict(result.extra),
     )
+    if source.depth < MAX_ATTACHMENT_DEPTH:
+        build.attachments = [Source(f"{source.name}/{a.name}", None, data=a.data, key=f"{source.key}#{a.name}",
+                                    depth=source.depth + 1) for a in result.attachments]
+    elif result.attachments:
+        build.warnings.append(f"{len(result.attachments)} attachment(s) not ingested: nested deeper than "
+                              f"{MAX_ATTACHMENT_DEPTH} levels")
+    return build
 
 
 def ingest_sources(
@@ -134,6 +152,7 @@ def ingest_sources(
     progress: Progress | None = None,
     known_shas: dict[int, str] | None = None,
     report: IngestReport | None = None,
+    options: IngestOptions | None = None,
 ) -> IngestReport:
     """Ingest each source into the workspace behind `writer`; failures are recorded, not raised."""
     report = report or IngestReport()
@@ -144,17 +163,22 @@ def ingest_sources(
     from rlmcli.tokens import counter as token_counter
 
     with token_counter() as counter:
-        _ingest_all(writer, sources, report, known_shas, counter, progress)
+        _ingest_all(writer, sources, report, known_shas, counter, progress, options or IngestOptions())
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestReport,
-                known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None) -> None:
-    for source in sources:
+                known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None,
+                options: IngestOptions) -> None:
+    queue = list(sources)
+    while queue:
+        source = queue.pop(0)
         pages = 0
         try:
-            pages = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress)
+            pages, attachments = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress,
+                                             options)
+            queue[0:0] = attachments  # a mail's attachments right after it
         except ExtractError as exc:
             if not source.explicit and str(exc).startswith("binary file"):
                 report.skipped_binary += 1
@@ -169,31 +193,34 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
 
 
 def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None,
-                counter: TokenCounter, progress: Progress | None = None) -> int:
+                counter: TokenCounter, progress: Progress | None, options: IngestOptions) -> tuple[int, list[Source]]:
+    """(pages added, attachments to ingest next)."""
+    key = source.key
     if source.data is not None:
-        size, mtime_ns, key = len(source.data), 0, "-"
+        size, mtime_ns = len(source.data), 0
     else:
         assert source.path is not None
         st = os.stat(source.path)
-        size, mtime_ns, key = st.st_size, st.st_mtime_ns, str(source.path.resolve())
+        size, mtime_ns = st.st_size, st.st_mtime_ns
     existing = writer.find_by_source(key)
-    if existing and key != "-":
+    if existing and source.data is None:
         rec = writer.documents[existing]
         if rec["size"] == size and rec["mtime_ns"] == mtime_ns:
             report.unchanged.append(existing)  # fast path: no read at all
-            return 0
+            return 0, []
     sha = sha or source_sha(source)
     if existing and writer.documents[existing]["sha256"] == sha:
-        writer.update_record(existing, mtime_ns=mtime_ns)  # touched, not changed
+        if writer.documents[existing]["mtime_ns"] != mtime_ns:
+            writer.update_record(existing, mtime_ns=mtime_ns)  # touched, not changed
         report.unchanged.append(existing)
-        return 0
+        return 0, []
     same = writer.find_by_sha(sha)
     if same and same != existing:
         rec = writer.documents[same]
         if key not in rec["aliases"] and key != rec["source"]:
             writer.update_record(same, aliases=rec["aliases"] + [key])
         report.duplicates.append((source.name, same))
-        return 0
+        return 0, []
     if not source.explicit and source.path is not None and size > 0:
         # Skip binary files found in directories before paying for a full extraction.
         from rlmcli.workspace.extract import detect_type
@@ -201,14 +228,14 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
         with open(source.path, "rb") as fh:
             if detect_type(source.path, fh.read(8192)) == "binary":
                 report.skipped_binary += 1
-                return 0
-    build = _build(source, sha, size, mtime_ns, counter, writer, progress)
+                return 0, []
+    build = _build(source, sha, size, mtime_ns, counter, writer, progress, options)
     doc = writer.add(build, replace=existing)
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)
     report.pages += build.page_count
     report.tokens += sum(build.page_tokens())
-    return build.page_count
+    return build.page_count, build.attachments
 
 
 def workspace_path(spec: str) -> Path:
@@ -230,11 +257,13 @@ def ingest(
     progress: Progress | None = None,
     on_wait: Callable[[], None] | None = None,
     follow_symlinks: bool = False,
+    ocr: str = "auto",
 ) -> tuple[Workspace, IngestReport]:
     """Ingest files, directories and `-` into a workspace (automatic when `workspace` is None)."""
     from rlmcli.config import auto_workspaces_dir
     from rlmcli.workspace.sources import discover
 
+    options = IngestOptions(ocr=ocr, follow_symlinks=follow_symlinks)
     found = discover(inputs, stdin, follow_symlinks)
     report = IngestReport(failed=list(found.errors), skipped=list(found.skipped),
                           skipped_ignored=found.counts["ignored"], skipped_empty=found.counts["empty"])
@@ -255,6 +284,6 @@ def ingest(
         auto = False
     ws = Workspace.create(root, auto=auto)
     with ws.writer(on_wait=on_wait) as writer:
-        ingest_sources(writer, found.sources, progress, shas, report)
+        ingest_sources(writer, found.sources, progress, shas, report, options)
     ws.touch()
     return ws, report

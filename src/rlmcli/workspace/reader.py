@@ -86,6 +86,7 @@ class WorkspaceReader:
         self._manifest: dict[str, Any] | None = None
         self._stamp: tuple[int, int] | None = None
         self._resolved: dict[str, str] = {}
+        self._lines: dict[str, list[int] | None] = {}
 
     # ---- the manifest ---------------------------------------------------------------------
     def path(self, *parts: str) -> str:
@@ -111,7 +112,7 @@ class WorkspaceReader:
                 raise WorkspaceError(f"{path}: not an rlm manifest")
             if data.get("format", 0) > FORMAT_VERSION:
                 raise WorkspaceError(f"{self.root}: made by a newer rlm (format {data['format']})")
-            self._manifest, self._stamp, self._resolved = data, stamp, {}
+            self._manifest, self._stamp, self._resolved, self._lines = data, stamp, {}, {}
         return self._manifest
 
     @property
@@ -158,6 +159,7 @@ class WorkspaceReader:
             lambda doc, names: lower == doc.lower() or lower in (n.lower() for n in names),
             lambda doc, names: lower == _stem(doc).lower() or lower in (_stem(n).lower() for n in names),
             lambda doc, names: slug == doc or slug == _stem(doc) or slug in (slugify(n) for n in names),
+            lambda doc, names: any(n.lower().endswith("/" + lower) for n in names),  # src/main.py in repo/src/main.py
             lambda doc, names: doc.startswith(slug) or any(n.lower().startswith(lower) for n in names),
         )
         for rule in rules:
@@ -212,3 +214,23 @@ class WorkspaceReader:
         with open(self.path(DOCS, doc, "meta.json"), encoding="utf-8") as fh:
             meta: dict[str, Any] = json.load(fh)
         return meta
+
+    def page_lines(self, doc: str) -> list[int] | None:
+        """For code and text files: the line of the file each page starts at (None otherwise)."""
+        self.manifest()  # drops the cache when the workspace changed
+        if doc not in self._lines:
+            starts = self.meta(doc).get("page_lines")
+            self._lines[doc] = starts if isinstance(starts, list) else None
+        return self._lines[doc]
+
+    def locate(self, doc: str, line: int) -> tuple[int, int]:
+        """(page, line on that page) of line `line` of a code file; NoSuchPage beyond its end."""
+        import bisect
+
+        starts = self.page_lines(doc)
+        if not starts:
+            raise NoSuchPage(f"{doc} is not a line-numbered file: cite it by page, like [{doc} p.1]")
+        page = bisect.bisect_right(starts, line)
+        if line < 1 or page < 1:
+            raise NoSuchPage(f"{doc} has no line {line}")
+        return page, line - starts[page - 1] + 1

@@ -26,9 +26,15 @@ SKIP_DIRS = VCS_DIRS | {"node_modules", "__pycache__", ".venv", "venv", ".tox", 
 @dataclass
 class Source:
     name: str  # shown to the user and slugged into the doc id
-    path: Path | None  # None for stdin
-    data: bytes | None = None  # stdin's bytes
+    path: Path | None  # None for stdin and attachments
+    data: bytes | None = None  # stdin's or an attachment's bytes
     explicit: bool = True  # named on the command line (vs found in a directory)
+    key: str = ""  # what the workspace remembers it by: an absolute path, '-', or 'mail.eml#report.pdf'
+    depth: int = 0  # 1 for a mail's attachment, 2 for an attachment's attachment
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = str(self.path.resolve()) if self.path is not None else "-"
 
 
 @dataclass

@@ -62,6 +62,7 @@ class DocumentBuild:
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # more meta.json fields (ocr_pages, ...)
+    attachments: list[Any] = field(default_factory=list)  # Sources found inside this one (a mail's files)
 
     def page_tokens(self) -> list[int]:
         if callable(self.tokens):
@@ -574,7 +575,10 @@ _SUMMARY_KEYS = ("name", "source", "aliases", "sha256", "size", "mtime_ns", "typ
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: meta[k] for k in _SUMMARY_KEYS}
+    summary = {k: meta[k] for k in _SUMMARY_KEYS}
+    if meta.get("ocr_pages"):
+        summary["ocr_pages"] = meta["ocr_pages"]  # listed in the manifest: citations mark these pages
+    return summary
 
 
 def _outline_text(outline: list[tuple[int, int, str]]) -> str:

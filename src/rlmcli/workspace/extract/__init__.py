@@ -1,40 +1,19 @@
 """Extractors: each turns one input file into pages of plain text.
 
-Every extractor returns an `Extracted`; it raises `ExtractError` with a message that says what
-is wrong with the file (never a raw library traceback).
+A format is one module here plus one line in FORMATS. `detect_type` picks the format from the
+first bytes (magic numbers and, for zip containers, the parts they hold) before the name, so a
+PDF called `.txt` or a DOCX called `.pdf` is still read as what it is. Every extractor returns an
+`Extracted`, or raises `ExtractError` saying what is wrong with the file (never a library
+traceback). Extractor modules are imported only when a file of theirs is ingested.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-PDF_EXT = {".pdf"}
-DOCX_EXT = {".docx", ".docm", ".dotx"}
-HTML_EXT = {".html", ".htm", ".xhtml"}
-TEXT_EXT = {
-    # prose and data
-    ".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".tex", ".csv", ".tsv",
-    ".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".xml",
-    ".log", ".sql", ".properties", ".env.example",
-    # source code
-    ".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".kts", ".scala",
-    ".go", ".rs", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".m", ".mm", ".swift",
-    ".cs", ".fs", ".vb", ".rb", ".php", ".pl", ".pm", ".r", ".jl", ".lua", ".sh", ".bash",
-    ".zsh", ".fish", ".ps1", ".bat", ".cmd", ".css", ".scss", ".less", ".vue", ".svelte",
-    ".ex", ".exs", ".erl", ".hrl", ".hs", ".ml", ".mli", ".clj", ".cljs", ".dart", ".zig",
-    ".nim", ".proto", ".graphql", ".gradle", ".cmake", ".mk", ".dockerfile", ".tf", ".hcl",
-}
-# Formats we know are binary: skipped quietly in directories, named when given explicitly.
-BINARY_EXT = {
-    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ico", ".icns",
-    ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".jar", ".war",
-    ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".lib", ".class", ".pyc", ".pyo", ".whl",
-    ".mp3", ".mp4", ".wav", ".flac", ".ogg", ".mov", ".avi", ".mkv", ".webm",
-    ".ttf", ".otf", ".woff", ".woff2", ".eot", ".sqlite", ".db", ".bin", ".dat", ".pkl",
-    ".npy", ".npz", ".parquet", ".doc", ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".epub",
-}
+from typing import Any
 
 
 @dataclass
@@ -45,29 +24,137 @@ class OutlineEntry:
 
 
 @dataclass
+class Attachment:
+    """A file found inside another (a mail's attachment): ingested as a document of its own."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
 class Extracted:
     pages: list[str] | Iterator[str]  # an iterator: streamed, spooled to disk page by page
     extractor: str
     outline: list[OutlineEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # more meta.json fields (ocr_pages, page_images, ...)
 
 
-def detect_type(path: Path, head: bytes) -> str:
-    """'pdf', 'docx', 'html', 'text' or 'binary', from the name and the first bytes."""
+@dataclass
+class Options:
+    ocr: str = "auto"  # auto | always | never
+    on_page: Callable[[int, int], None] | None = None  # (pages done, pages in all) for long documents
+
+
+@dataclass(frozen=True)
+class Format:
+    kind: str
+    module: str  # rlmcli.workspace.extract.<module>.extract(path, data, options) -> Extracted
+    extensions: frozenset[str]
+    container: str = ""  # a zip's telltale: a part name prefix, or the `mimetype` part's text
+
+
+def _ext(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+FORMATS = (
+    Format("pdf", "pdf", _ext(".pdf")),
+    Format("docx", "docx", _ext(".docx", ".docm", ".dotx"), "word/"),
+    Format("pptx", "pptx", _ext(".pptx", ".pptm", ".potx"), "ppt/"),
+    Format("xlsx", "xlsx", _ext(".xlsx", ".xlsm", ".xltx"), "xl/"),
+    Format("epub", "epub", _ext(".epub"), "application/epub+zip"),
+    Format("odt", "odf", _ext(".odt", ".ott"), "application/vnd.oasis.opendocument.text"),
+    Format("ods", "odf", _ext(".ods", ".ots"), "application/vnd.oasis.opendocument.spreadsheet"),
+    Format("odp", "odf", _ext(".odp", ".otp"), "application/vnd.oasis.opendocument.presentation"),
+    Format("eml", "mail", _ext(".eml")),
+    Format("mbox", "mail", _ext(".mbox", ".mbx")),
+    Format("msg", "msg", _ext(".msg")),
+    Format("csv", "csvfile", _ext(".csv", ".tsv")),
+    Format("html", "html", _ext(".html", ".htm", ".xhtml")),
+    Format("text", "text", frozenset()),
+)
+BY_KIND = {f.kind: f for f in FORMATS}
+
+TEXT_EXT = {
+    # prose and data
+    ".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".tex",
+    ".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".xml",
+    ".log", ".sql", ".properties", ".env.example",
+    # source code
+    ".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".kts", ".scala",
+    ".go", ".rs", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".m", ".mm", ".swift",
+    ".cs", ".fs", ".vb", ".rb", ".php", ".pl", ".pm", ".r", ".jl", ".lua", ".sh", ".bash",
+    ".zsh", ".fish", ".ps1", ".bat", ".cmd", ".css", ".scss", ".less", ".vue", ".svelte",
+    ".ex", ".exs", ".erl", ".hrl", ".hs", ".ml", ".mli", ".clj", ".cljs", ".dart", ".zig",
+    ".nim", ".proto", ".graphql", ".gradle", ".cmake", ".mk", ".dockerfile", ".tf", ".hcl",
+}
+CODE_EXT = TEXT_EXT - {".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".tex", ".log"}
+# Formats we know are binary: skipped quietly in directories, named when given explicitly.
+BINARY_EXT = {
+    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ico", ".icns",
+    ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".jar", ".war",
+    ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".lib", ".class", ".pyc", ".pyo", ".whl",
+    ".mp3", ".mp4", ".wav", ".flac", ".ogg", ".mov", ".avi", ".mkv", ".webm",
+    ".ttf", ".otf", ".woff", ".woff2", ".eot", ".sqlite", ".db", ".bin", ".dat", ".pkl",
+    ".npy", ".npz", ".parquet", ".doc", ".xls", ".ppt",
+}
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_MAIL_HEADERS = (b"from:", b"received:", b"return-path:", b"message-id:", b"mime-version:", b"delivered-to:",
+                 b"date:", b"subject:", b"to:", b"x-")
+
+
+def _zip_kind(path: Path | None, data: bytes | None) -> str | None:
+    """Which zip-based format a zip container is, from its parts (None: a plain zip)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as archive:  # type: ignore[arg-type]
+            names = archive.namelist()
+            mimetype = archive.read("mimetype")[:100].decode("ascii", "replace").strip() if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return None
+    for fmt in FORMATS:
+        if not fmt.container:
+            continue
+        if fmt.container.endswith("/") and any(n.startswith(fmt.container) for n in names):
+            return fmt.kind
+        if mimetype and mimetype == fmt.container:
+            return fmt.kind
+    return None
+
+
+def detect_type(path: Path, head: bytes, data: bytes | None = None) -> str:
+    """The format's kind ('pdf', 'docx', 'eml', 'text', ...) or 'binary', from the first bytes,
+    the parts of a zip container, and the name."""
     ext = path.suffix.lower()
-    if head.startswith(b"%PDF") or ext in PDF_EXT:
+    by_ext = next((f.kind for f in FORMATS if ext in f.extensions), None)
+    if head.startswith(b"%PDF") or (by_ext == "pdf" and b"%PDF" in head[:1024]):
         return "pdf"
-    if ext in DOCX_EXT:
-        return "docx"
-    if ext in HTML_EXT:
-        return "html"
+    if head.startswith(b"PK\x03\x04"):
+        kind = _zip_kind(path if data is None else None, data)
+        if kind is not None:
+            return kind
+        return by_ext if by_ext in ("docx", "pptx", "xlsx", "epub", "odt", "ods", "odp") else "binary"
+    if head.startswith(_OLE):
+        return "msg" if ext == ".msg" else (by_ext or "binary") if by_ext in ("docx", "pptx", "xlsx") else "binary"
+    if by_ext in ("docx", "pptx", "xlsx", "epub", "odt", "ods", "odp", "msg", "pdf"):
+        return by_ext  # the extractor names what is wrong with it (truncated, not a zip, ...)
     if ext in BINARY_EXT:
         return "binary"
     from rlmcli.workspace.extract.text import looks_binary
 
     if looks_binary(head):
         return "binary"
+    if by_ext is not None:
+        return by_ext
+    if head.startswith(b"From ") and b"\n" in head[:200] and _looks_like_mail(head.split(b"\n", 1)[1]):
+        return "mbox"
+    if ext not in TEXT_EXT and _looks_like_mail(head):
+        return "eml"
     if ext in TEXT_EXT:
         return "text"
     lowered = head[:512].lstrip().lower()
@@ -76,20 +163,17 @@ def detect_type(path: Path, head: bytes) -> str:
     return "text"
 
 
-def extract(path: Path, kind: str, data: bytes | None = None) -> Extracted:
-    """Run the extractor for `kind` on `path` (or on `data` already read, for stdin)."""
-    if kind == "pdf":
-        from rlmcli.workspace.extract.pdf import extract_pdf
+def _looks_like_mail(head: bytes) -> bool:
+    """At least three RFC 822 header lines before the first blank line."""
+    lines = head.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n")[:40]
+    headers = [line for line in lines if line and not line[:1].isspace()]
+    return len(headers) >= 3 and all(b":" in line[:80] for line in headers[:3]) \
+        and sum(line.lower().startswith(_MAIL_HEADERS) for line in headers) >= 2
 
-        return extract_pdf(path)
-    if kind == "docx":
-        from rlmcli.workspace.extract.docx import extract_docx
 
-        return extract_docx(path)
-    if kind == "html":
-        from rlmcli.workspace.extract.html import extract_html
-
-        return extract_html(path, data)
-    from rlmcli.workspace.extract.text import extract_text
-
-    return extract_text(path, data)
+def extract(path: Path, kind: str, data: bytes | None = None, options: Options | None = None) -> Extracted:
+    """Run the extractor for `kind` on `path` (or on `data` already read: stdin, an attachment)."""
+    fmt = BY_KIND.get(kind, BY_KIND["text"])
+    module = importlib.import_module(f"rlmcli.workspace.extract.{fmt.module}")
+    result: Extracted = module.extract(path, data, options or Options(), kind)
+    return result

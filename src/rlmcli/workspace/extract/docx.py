@@ -9,7 +9,7 @@ from typing import Any
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted
-from rlmcli.workspace.extract.split import markdown_outline, split_blocks
+from rlmcli.workspace.extract.split import Sections, markdown_outline
 
 _HEADING_STYLE = re.compile(r"^Heading\s+([1-9])$", re.I)
 
@@ -56,6 +56,21 @@ def _header_footer_lines(document: Any) -> tuple[list[str], list[str]]:
     return headers, footers
 
 
+_BLIP = "{http://schemas.openxmlformats.org/drawingml/2006/main}blip"
+_EMBED = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}embed"
+
+
+def _images(document: Any, paragraph: Any) -> list[str]:
+    """The zip part names of the pictures a paragraph shows (for look())."""
+    names = []
+    for blip in paragraph._element.iter(_BLIP):
+        rid = blip.get(_EMBED)
+        part = document.part.related_parts.get(rid) if rid else None
+        if part is not None:
+            names.append(str(part.partname).lstrip("/"))
+    return names
+
+
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Office encrypts .docx files into one of these
 
 
@@ -81,29 +96,49 @@ def extract_docx(path: Path) -> Extracted:
     except Exception as exc:  # python-docx raises many types for broken packages
         raise ExtractError(f"not a valid DOCX file ({type(exc).__name__}: {exc})") from None
 
-    blocks: list[str] = []
+    blocks: list[tuple[str, list[str]]] = []  # (text, image parts it shows)
     try:
         headers, footers = _header_footer_lines(document)
     except Exception:  # headers are a bonus; a broken header part must not lose the body
         headers, footers = [], []
-    blocks.extend(f"[header] {h}\n" for h in headers)
+    blocks.extend((f"[header] {h}\n", []) for h in headers)
     for item in document.iter_inner_content():
         if isinstance(item, Table):
             lines = _table_lines(item)
             if lines:
-                blocks.append("\n".join(lines) + "\n")
+                blocks.append(("\n".join(lines) + "\n", []))
         else:
+            images = _images(document, item)
             line = _paragraph_line(item)
+            if images and not line:
+                line = "[figure]"  # the model can look() at it
             if line:
-                blocks.append(line + "\n")
-    blocks.extend(f"[footer] {f}\n" for f in footers)
+                blocks.append((line + "\n", images))
+    blocks.extend((f"[footer] {f}\n", []) for f in footers)
     if not blocks:
         raise ExtractError("no text in this DOCX document")
-    pages = split_blocks(blocks)
+    sections, pages = Sections(), []
+    page_images: dict[str, list[str]] = {}
+    for text, images in blocks:
+        pages.extend(sections.add(text))
+        if images:
+            page_images.setdefault(str(len(pages) + 1), []).extend(images)
+    pages.extend(sections.close())
     result = Extracted(pages=pages, extractor="python-docx", outline=markdown_outline(pages))
+    if page_images:
+        result.extra["page_images"] = page_images
     props = document.core_properties
     for key in ("title", "author", "subject"):
         value = getattr(props, key, None)
         if value:
             result.metadata[key] = str(value)
     return result
+
+
+def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
+    if data is not None:
+        from rlmcli.workspace.extract.files import as_file
+
+        with as_file(data, ".docx") as temp:
+            return extract_docx(temp)
+    return extract_docx(path)

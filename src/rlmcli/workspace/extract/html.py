@@ -121,3 +121,7 @@ def extract_html(path: Path, data: bytes | None = None) -> Extracted:
     if warning:
         result.warnings.append(warning)
     return result
+
+
+def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
+    return extract_html(path, data)

@@ -18,6 +18,10 @@ from rlmcli.workspace.extract import Extracted
 from rlmcli.workspace.extract.split import Lines, MarkdownOutline, Sections, markdown_outline, split_text
 
 STREAM_BYTES = 8 << 20
+CODE_SUFFIXES = {".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".scala", ".go",
+                 ".rs", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".swift", ".cs", ".rb", ".php", ".pl", ".r",
+                 ".jl", ".lua", ".sh", ".bash", ".sql", ".css", ".scss", ".vue", ".svelte", ".ex", ".exs", ".erl",
+                 ".hs", ".ml", ".clj", ".dart", ".zig", ".proto", ".tf", ".yaml", ".yml", ".toml", ".json"}
 CHUNK_BYTES = 4 << 20
 SNIFF_BYTES = 1 << 20
 
@@ -174,3 +178,19 @@ def stream_text(path: Path, data: bytes | None = None) -> Extracted:
     if warning:
         result.warnings.append(warning)
     return result
+
+
+def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
+    result = extract_text(path, data)
+    if path.suffix.lower() in CODE_SUFFIXES and isinstance(result.pages, list):
+        result.extra["page_lines"] = first_lines(result.pages)  # code is cited as path:line
+    return result
+
+
+def first_lines(pages: list[str]) -> list[int]:
+    """The line number each page starts at (1-based), so a line of the file maps to a page."""
+    starts, line = [], 1
+    for page in pages:
+        starts.append(line)
+        line += page.count("\n")
+    return starts
