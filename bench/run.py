@@ -191,6 +191,41 @@ def bench_hostile(tmp: Path) -> None:
            "<= 1024", 1, f"{seconds:.2f} s, refused (exit {status})")
 
 
+def bench_ocr(tmp: Path) -> None:
+    """OCR on renderings of text-layer pages: word recall against the text layer, pages per second."""
+    import collections
+
+    pdf_path = CORPUS / "R-intro.pdf"
+    if not pdf_path.exists():
+        print("  (skipped OCR: no corpus)", file=sys.stderr)
+        return
+    import pypdfium2 as pdfium
+
+    from rlmcli.workspace.extract import ocr
+
+    problem = ocr.unavailable()
+    if problem is not None:
+        print(f"  (skipped OCR: {problem})", file=sys.stderr)
+        return
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    numbers = list(range(11, 31))
+    truth = [pdf[n - 1].get_textpage().get_text_bounded() for n in numbers]
+    images = [pdf[n - 1].render(scale=150 / 72, grayscale=True).to_pil() for n in numbers]
+
+    def words(text: str) -> collections.Counter[str]:
+        return collections.Counter(re.findall(r"[a-z0-9]+", text.lower()))
+
+    speeds, recall = [], 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        texts = ocr.images(images)
+        speeds.append(len(images) / (time.perf_counter() - started))
+        recall = sum(sum((words(a) & words(b)).values()) for a, b in zip(texts, truth, strict=True)) / sum(
+            sum(words(b).values()) for b in truth)
+    record(f"OCR word recall vs the text layer ({len(numbers)} R-intro pages at 150 dpi)", recall, None, "", ">= 0.98", 1)
+    record("OCR pages per second (Tesseract, 2 threads)", statistics.median(speeds), None, "pages/s", ">= 1", 3)
+
+
 def bench_big_workspace(tmp: Path) -> None:
     pdf = CORPUS / "fullrefman.pdf"
     if not pdf.exists():
@@ -251,7 +286,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         os.environ["RLM_HOME"] = str(tmp / "home")
         only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
-        groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "hostile": bench_hostile, "big": bench_big_workspace, "sandbox": bench_sandbox,
+        groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "hostile": bench_hostile, "ocr": bench_ocr, "big": bench_big_workspace, "sandbox": bench_sandbox,
                   "engine": bench_engine}
         for name, bench in groups.items():
             if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):
