@@ -96,3 +96,35 @@ def test_zero_byte_pdf(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ExtractError, match="empty file"):
         extract_pdf(empty)
+
+
+def test_a_table_keeps_one_row_per_line(tmp_path: Path) -> None:
+    from pdfgen import table_stream
+
+    rows = [["Segment", "Revenue 2023", "Revenue 2024"], ["Cloud services", "12,400", "15,900"],
+            ["Licences", "8,100", "7,650"], ["Support and maintenance", "3,300", "3,420"], ["Total", "23,800", "26,970"]]
+    pdf = make_pdf(tmp_path / "report.pdf", [table_stream("Revenue by segment", rows, [72, 260, 380]),
+                                             ["A plain page of prose with no table at all."]])
+    result = extract_pdf(pdf, Options(ocr="never"))
+    lines = result.pages[0].splitlines()
+    assert "Segment | Revenue 2023 | Revenue 2024" in lines
+    assert "Support and maintenance | 3,300 | 3,420" in lines and "Total | 23,800 | 26,970" in lines
+    assert lines[0] == "Revenue by segment" and lines[-1] == "Figures are in EUR thousands."
+    assert " | " not in result.pages[1]
+
+
+def test_page_progress_is_reported_as_pages_are_extracted() -> None:
+    seen: list[tuple[int, int]] = []
+    result = extract_pdf(FIXTURES / "contract.pdf", Options(on_page=lambda done, total: seen.append((done, total))))
+    assert seen == [(n, 8) for n in range(1, 9)] and len(result.pages) == 8
+
+
+def test_two_columns_of_prose_are_not_a_table(tmp_path: Path) -> None:
+    left = ["The supplier shall deliver the", "services described in annex one", "with reasonable skill and care",
+            "and in line with good practice", "in the industry at all times."]
+    right = ["The customer shall provide the", "access, data and decisions that", "the supplier reasonably needs to",
+             "perform the services on time", "and to the agreed standard."]
+    content = b"\n".join(b"BT /F1 10 Tf %d %d Td (%s) Tj ET" % (x, 700 - 14 * i, text.encode())
+                         for i, (a, b) in enumerate(zip(left, right, strict=True)) for x, text in ((72, a), (320, b)))
+    result = extract_pdf(make_pdf(tmp_path / "columns.pdf", [content]), Options(ocr="never"))
+    assert " | " not in result.pages[0]

@@ -63,17 +63,19 @@ def _lines(boxes: list[Box]) -> list[list[int]]:
     return lines
 
 
-def _cell_starts(boxes: list[Box], line: list[int]) -> list[float]:
-    """The x where each cell of a line starts: a gap wider than a few line-heights starts a cell."""
-    starts = [boxes[line[0]][0]]
+def _cells(boxes: list[Box], line: list[int]) -> list[tuple[float, float]]:
+    """(left, right) of each cell of a line: a gap wider than a line's height starts a cell."""
+    cells = [(boxes[line[0]][0], boxes[line[0]][2])]
     for prev, cur in zip(line, line[1:], strict=False):
         height = max(boxes[cur][3] - boxes[cur][1], 4.0)
         if boxes[cur][0] - boxes[prev][2] > 1.2 * height:
-            starts.append(boxes[cur][0])
-    return starts
+            cells.append((boxes[cur][0], boxes[cur][2]))
+        else:
+            cells[-1] = (cells[-1][0], boxes[cur][2])
+    return cells
 
 
-def _table_text(textpage: Any) -> str | None:
+def _table_text(textpage: Any) -> str | None:  # noqa: C901 - one pass, kept together
     """The page rebuilt line by line from PDFium's text rectangles when it holds a table: three or
     more consecutive lines of several cells sharing a column edge. None otherwise. Geometry comes
     first; the text of each rectangle is fetched only once a table is found."""
@@ -82,28 +84,40 @@ def _table_text(textpage: Any) -> str | None:
         return None
     boxes: list[Box] = [tuple(textpage.get_rect(i)) for i in range(count)]
     lines = _lines(boxes)
-    starts = [_cell_starts(boxes, line) for line in lines]
+    cells = [_cells(boxes, line) for line in lines]
+    span = max(b[2] for b in boxes) - min(b[0] for b in boxes)
+
+    def tabular(row: list[tuple[float, float]]) -> bool:
+        # Two wide cells side by side are columns of prose, not a table: a table's cells are
+        # narrow, or one wide description beside a narrow term.
+        return len(row) > 1 and sum(right - left > 0.38 * span for left, right in row) <= 1
+
     run = best = 0
-    for i, row in enumerate(starts):
-        shared = i > 0 and len(row) > 1 and len(starts[i - 1]) > 1 and any(
-            abs(x - y) < 3 for x in row[1:] for y in starts[i - 1][1:])
-        run = run + 1 if shared else (1 if len(row) > 1 else 0)
+    for i, row in enumerate(cells):
+        shared = i > 0 and tabular(row) and tabular(cells[i - 1]) and any(
+            abs(x[0] - y[0]) < 3 for x in row[1:] for y in cells[i - 1][1:])
+        run = run + 1 if shared else (1 if tabular(row) else 0)
         best = max(best, run)
     if best < 3:
         return None
-    out = []
+    starts = [[left for left, _ in row] for row in cells]
+    rows: list[list[str]] = []
     for line, row in zip(lines, starts, strict=True):
-        cells: list[list[str]] = []
+        texts: list[list[str]] = []
         for i in line:
             text = " ".join(textpage.get_text_bounded(*boxes[i]).split())
             if not text:
                 continue
-            if not cells or boxes[i][0] in row:
-                cells.append([text])
+            if not texts or boxes[i][0] in row:
+                texts.append([text])
             else:
-                cells[-1].append(text)
-        out.append(" | ".join(" ".join(cell) for cell in cells))
-    return "\n".join(line for line in out if line) + "\n"
+                texts[-1].append(text)
+        rows.append([" ".join(cell) for cell in texts])
+    multi = [r for r in rows if len(r) > 1]
+    prose = sum(sum(len(cell.split()) >= 4 for cell in r) >= 2 for r in multi)
+    if prose >= 0.6 * len(multi):  # sentences side by side: columns of prose, not a table
+        return None
+    return "\n".join(" | ".join(r) for r in rows if r) + "\n"
 
 
 def _page_text(pdf: Any, index: int) -> str:
@@ -111,7 +125,7 @@ def _page_text(pdf: Any, index: int) -> str:
     textpage = page.get_textpage()
     try:
         text = _clean(textpage.get_text_bounded())
-        if textpage.count_rects() > 2.5 * (text.count("\n") + 1):  # many more runs than lines: maybe cells
+        if textpage.count_rects() > 1.5 * (text.count("\n") + 1):  # many more runs than lines: maybe cells
             table = _table_text(textpage)
             if table is not None:
                 text = _clean(table)
