@@ -102,13 +102,13 @@ def _table_text(textpage: Any) -> str | None:  # noqa: C901 - one pass, kept tog
         return None
     starts = [[left for left, _ in row] for row in cells]
     rows: list[list[str]] = []
-    for line, row in zip(lines, starts, strict=True):
+    for line, edges in zip(lines, starts, strict=True):
         texts: list[list[str]] = []
         for i in line:
             text = " ".join(textpage.get_text_bounded(*boxes[i]).split())
             if not text:
                 continue
-            if not texts or boxes[i][0] in row:
+            if not texts or boxes[i][0] in edges:
                 texts.append([text])
             else:
                 texts[-1].append(text)
