@@ -386,3 +386,30 @@ def test_ocr_always_reads_every_page_and_the_model_is_told(tmp_path: Path) -> No
     with Sandbox(ws.root) as sb:
         out = sb.run(f"print(read('contract.pdf', {ocr_page}).splitlines()[0])")
     assert out.stdout == f"[contract.pdf p.{ocr_page}, OCR]\n", out.stderr
+
+
+def test_bad_mail_and_csv_inputs(tmp_path: Path) -> None:
+    empty_eml = tmp_path / "empty.eml"
+    empty_eml.write_bytes(b"")
+    not_mail = tmp_path / "notes.eml"
+    not_mail.write_text("just some words\nwithout any headers\n")
+    binary_eml = tmp_path / "blob.eml"
+    binary_eml.write_bytes(bytes(range(256)) * 20)
+    no_messages = tmp_path / "empty-box.mbox"
+    no_messages.write_text("this file was meant to hold mail\n")
+    blank_csv = tmp_path / "blank.csv"
+    blank_csv.write_text("\n\n   \n")
+    truncated = tmp_path / "cut.eml"
+    full = make_eml(tmp_path / "full.eml", attach=FIXTURES / "contract.pdf").read_bytes()
+    truncated.write_bytes(full[: len(full) // 2])  # the attachment's base64 stops half-way
+    result = run_rlm("ingest", *(str(p) for p in (empty_eml, not_mail, binary_eml, no_messages, blank_csv, truncated)),
+                     "-w", str(tmp_path / "ws"))
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in err
+    assert "empty.eml: empty file (0 bytes)" in err
+    assert "notes.eml: not an email: no From, To, Date or Subject header" in err
+    assert "blob.eml: binary file" in err
+    assert "empty-box.mbox: no messages in this mbox" in err
+    assert "blank.csv: no rows" in err
+    docs = _docs(tmp_path / "ws")
+    assert "cut.eml" in docs  # the message itself is readable; the cut attachment fails alone
