@@ -44,7 +44,10 @@ def test_ingest_ls_show_rm(tmp_path: Path) -> None:
     assert bad_page.exit_code == 1
     assert bad_page.stderr.strip() == "rlm: error: contract.pdf has pages 1-8; there is no page 99"
 
-    removed = runner.invoke(app, ["rm", "notes.md", "-w", str(ws)])
+    refused = runner.invoke(app, ["rm", "notes.md", "-w", str(ws)])  # off a terminal: only with --yes
+    assert refused.exit_code == 2 and "notes.md (1 pages)" in refused.stderr and "--yes" in refused.stderr
+    assert (ws / "docs" / "notes.md").exists()
+    removed = runner.invoke(app, ["rm", "notes.md", "-w", str(ws), "--yes"])
     assert removed.exit_code == 0
     assert not (ws / "docs" / "notes.md").exists()
     assert list(json.loads((ws / "manifest.json").read_text())["documents"]) == ["contract.pdf"]
@@ -69,7 +72,9 @@ def test_workspaces_lists_and_prunes_only_old_automatic_ones(rlm_home: Path, tmp
     old = time.time() - 40 * 86400
     os.utime(Path(auto) / ".last_used", (old, old))
     os.utime(rlm_home / "workspaces" / "named" / ".last_used", (old, old))
-    pruned = runner.invoke(app, ["workspaces", "--prune", "30"])
+    refused = runner.invoke(app, ["workspaces", "--prune", "30"])
+    assert refused.exit_code == 2 and f"auto:{Path(auto).name}" in refused.stderr and Path(auto).exists()
+    pruned = runner.invoke(app, ["workspaces", "--prune", "30", "--yes"])
     assert "pruned 1 automatic" in pruned.stderr
     assert not Path(auto).exists() and (rlm_home / "workspaces" / "named").exists()
 

@@ -62,7 +62,7 @@ def sandbox_limits(settings: Settings) -> Any:
 def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.Observer | None = None, *,
                  stream: bool = False, sandbox: Repl | None = None, provider: Provider | None = None,
                  slots: AbstractContextManager[Any] | None = None, refresh: bool = False,
-                 budget: Budget | None = None) -> RunResult:
+                 budget: Budget | None = None, focus: list[str] | None = None) -> RunResult:
     """Run one question over a workspace: trace it, check its citations, return the result.
 
     `sandbox` is a started sandbox to reuse (batch keeps them warm); `provider` replaces the
@@ -81,7 +81,7 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     cache = ResponseCache(cache_path()) if config.cache else None
     gateway = Gateway(config, budget or Budget(limits), emit, provider=provider, cache=cache, slots=slots)
     engine = Engine(ws.root, config, sandbox_factory(settings), limits, emit, gateway=gateway,
-                    sandbox=sandbox, stream=stream, run_id=run_id)
+                    sandbox=sandbox, stream=stream, run_id=run_id, focus=focus)
     ws.touch()
     try:
         result = engine.run(question)

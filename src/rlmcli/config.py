@@ -232,6 +232,35 @@ def load_config_file(path: Path | None = None) -> dict[str, Any]:
     return dict(data)
 
 
+def write_setting(name: str, raw: str | None) -> None:
+    """Set (or, with None, remove) one setting in the config file, after checking it; the other
+    lines of the file are kept as they are."""
+    import json as _json
+
+    if name not in SPEC:
+        raise UsageError(f"unknown setting {name!r} (known: {', '.join(SPEC)})")
+    spec = SPEC[name]
+    line = None
+    if raw is not None:
+        value = _convert(spec, raw, name)
+        problem = check_value(name, value)
+        if problem:
+            raise UsageError(f"{name} {problem}")
+        literal = ("true" if value else "false") if isinstance(value, bool) else (
+            _json.dumps(value) if isinstance(value, (str, list)) else repr(value))
+        line = f"{name} = {literal}"
+    path = config_path()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept = [ln for ln in lines if ln.split("=", 1)[0].strip() != name]
+    if line is not None:
+        kept.append(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(kept) + ("\n" if kept else ""), encoding="utf-8")
+    load_config_file(tmp)  # the file must still parse before it replaces the old one
+    tmp.replace(path)
+
+
 def _describe(spec: Spec, source: str) -> str:
     """How an error names a value's origin: the flag itself, or 'max_calls from the environment (...)'."""
     return spec.flag if source == "flag" and spec.flags else f"{spec.name} from the {source}"

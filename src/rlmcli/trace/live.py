@@ -47,3 +47,6 @@ def render_events(events: list[Event], console: Any, verbose: bool = False) -> N
     for e in events:
         tree(e)
     console.print(tree.render(verbose))
+    if tree.root is not None and tree.finished is None:
+        console.print("✗ the run never finished (the process was killed before it could record an ending)",
+                      style="bold red", markup=False)

@@ -61,24 +61,28 @@ class RunSummary:
     path: Path
     started: float
     question: str
-    status: str
+    status: str  # answered | partial | failed | unfinished (the process died mid-run)
     cost: float | None
     seconds: float | None
+    error: str | None = None
+    limit: str | None = None
+
+
+def summarize(path: Path, events: list[Event]) -> RunSummary:
+    started = next((e for e in events if isinstance(e, RunStarted) and e.depth == 0), None)
+    finished = next((e for e in events if isinstance(e, RunFinished) and e.depth == 0), None)
+    usage = finished.usage if finished else {}
+    return RunSummary(
+        run_id=path.stem, path=path, started=started.time if started else path.stat().st_mtime,
+        question=started.question if started else "",
+        status=finished.status if finished else "unfinished",
+        cost=usage.get("cost"), seconds=finished.seconds if finished else None,
+        error=finished.error if finished else "the run never finished (the process was killed?)",
+        limit=finished.limit if finished else None)
 
 
 def list_runs(workspace_root: Path) -> list[RunSummary]:
-    runs = []
-    for path in sorted((workspace_root / "runs").glob("*.jsonl")):
-        events = load(path)
-        started = next((e for e in events if isinstance(e, RunStarted) and e.depth == 0), None)
-        finished = next((e for e in events if isinstance(e, RunFinished) and e.depth == 0), None)
-        usage = finished.usage if finished else {}
-        runs.append(RunSummary(
-            run_id=path.stem, path=path, started=started.time if started else path.stat().st_mtime,
-            question=started.question if started else "",
-            status=finished.status if finished else "unfinished",
-            cost=usage.get("cost"), seconds=finished.seconds if finished else None))
-    return runs
+    return [summarize(path, load(path)) for path in sorted((workspace_root / "runs").glob("*.jsonl"))]
 
 
 def find_run(workspace_root: Path, run: str) -> Path:

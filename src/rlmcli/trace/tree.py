@@ -203,6 +203,9 @@ class TraceTree:
             run.add(Node("final", text=e.answer, status=e.status, limit=e.limit))
 
     def _finished(self, e: ev.RunFinished) -> None:
+        run = self.runs.get(e.run_id)
+        if e.error and run is not None and not _mentions(run, e.error):
+            run.add(Node("error", text=e.error))  # a failed run replays with why it failed
         if e.depth == 0:
             self.finished = e.time
             self.status = e.status
@@ -337,6 +340,11 @@ class TraceTree:
                 continue  # every request's prompt and reply: in -v, `rlm trace -v` and the HTML page
             self._rich(child, branch, verbose, fold, tight)
         return branch
+
+
+def _mentions(node: Node, error: str) -> bool:
+    """Whether an error node under `node` already says `error` (a model error shown where it happened)."""
+    return (node.kind == "error" and node.text == error) or any(_mentions(c, error) for c in node.children)
 
 
 def _call_detail(e: ev.ModelCall) -> str:

@@ -245,6 +245,14 @@ def workspace_path(spec: str) -> Path:
 
     if "/" in spec or spec in (".", ".."):
         return Path(spec).expanduser()
+    if spec.startswith("auto:"):  # an automatic workspace, as `rlm workspaces` names it (a prefix will do)
+        from rlmcli.config import auto_workspaces_dir
+
+        key = spec[5:]
+        found = sorted(p for p in auto_workspaces_dir().glob(f"{key}*") if (p / "manifest.json").is_file()) if key else []
+        if len(found) == 1:
+            return found[0]
+        raise UsageError(f"{spec!r} names {'no' if not found else 'more than one'} automatic workspace (see `rlm workspaces`)")
     if not spec or spec.startswith("."):
         raise UsageError(f"invalid workspace name {spec!r}")
     return workspaces_dir() / spec
@@ -282,8 +290,12 @@ def ingest(
     else:
         root = workspace if isinstance(workspace, Path) else workspace_path(workspace)
         auto = False
+    created = not Workspace(root).exists()
     ws = Workspace.create(root, auto=auto)
     with ws.writer(on_wait=on_wait) as writer:
         ingest_sources(writer, found.sources, progress, shas, report, options)
-    ws.touch()
+    if ws.documents():
+        ws.touch()  # only a workspace with documents becomes the "last used"
+    elif created:
+        shutil.rmtree(root, ignore_errors=True)  # nothing went in: leave no empty workspace behind
     return ws, report

@@ -16,6 +16,21 @@ STOPWORDS = frozenset(
     "those to was we were what when where which who whom why will with would you your".split()
 )
 HEADING_WEIGHT = 3.0
+HEADING_BOOST = 1.0  # a passage whose heading is all query words scores (1 + this) times its BM25
+
+
+def _stems(text: str) -> set[str]:
+    """Content words cut to six letters: 'terminate', 'termination' and 'terminating' meet."""
+    return {w[:6] for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in STOPWORDS and len(w) > 2}
+
+
+def heading_boost(heading: str, terms: set[str]) -> float:
+    """BM25 counts a heading word like any other; a section *named* by the query is what users
+    mean ("termination clauses" → "6. Termination", not a clause that mentions termination)."""
+    words = _stems(heading)
+    if not words or not terms:
+        return 1.0
+    return 1.0 + HEADING_BOOST * len(words & terms) / len(words)
 
 
 class Passage:
@@ -80,13 +95,17 @@ class Searcher:
             args.append(self.reader.resolve(doc))
         sql += " ORDER BY score LIMIT ?"
         args.append(max(k * 5, 50))
-        seen: set[tuple[str, int]] = set()
+        terms = _stems(query)
+        rows = [(d, int(page), int(line), heading or "", body, -float(score) * heading_boost(heading or "", terms))
+                for d, page, line, heading, body, score in self._conn().execute(sql, args)]
+        rows.sort(key=lambda r: r[5], reverse=True)
+        seen: set[tuple[str, int, str]] = set()
         out: list[Passage] = []
-        for d, page, line, heading, body, score in self._conn().execute(sql, args):
-            if (d, page) in seen:
-                continue
-            seen.add((d, page))
-            out.append(Passage(d, int(page), int(line), -float(score), heading or "", body))
+        for d, page, line, heading, body, score in rows:
+            if (d, page, heading) in seen:
+                continue  # the best passage per page and section
+            seen.add((d, page, heading))
+            out.append(Passage(d, page, line, score, heading, body))
             if len(out) >= k:
                 break
         return out

@@ -47,11 +47,14 @@ def list_workspaces(with_size: bool = True) -> list[WorkspaceInfo]:
 
 
 def most_recent() -> Workspace:
-    """The workspace used last: what `rlm ls` and friends show without `-w`."""
-    best = max(_candidates(), key=lambda c: Workspace(c[1]).last_used(), default=None)
-    if best is None:
+    """The workspace used last: what `rlm ls` and friends show without `-w`. Only a workspace an
+    ingest put documents into counts (it then has a .last_used mark)."""
+    used = [(path / ".last_used").stat().st_mtime for _, path, _ in _candidates() if (path / ".last_used").exists()]
+    candidates = [c for c in _candidates() if (c[1] / ".last_used").exists()]
+    if not candidates:
         raise WorkspaceError("no workspaces yet: ingest something first (`rlm ingest FILE`)")
-    return Workspace(best[1])
+    best = max(zip(used, candidates, strict=True), key=lambda pair: pair[0])[1]
+    return Workspace.open(best[1])
 
 
 def _unlocked(path: Path) -> bool:
@@ -66,12 +69,21 @@ def _unlocked(path: Path) -> bool:
         return False
 
 
-def prune(days: float) -> list[WorkspaceInfo]:
-    """Delete automatic workspaces unused for `days` days; named ones are never touched."""
+def prunable(days: float) -> list[WorkspaceInfo]:
+    """Automatic workspaces unused for `days` days (named ones are never pruned)."""
     cutoff = time.time() - days * 86400
+    return [info for info in list_workspaces(with_size=True) if info.auto and info.last_used < cutoff]
+
+
+def remove(infos: list[WorkspaceInfo]) -> list[WorkspaceInfo]:
+    """Delete these workspaces, skipping any an rlm process is writing to right now."""
     removed = []
-    for info in list_workspaces(with_size=True):
-        if info.auto and info.last_used < cutoff and _unlocked(info.path):
+    for info in infos:
+        if _unlocked(info.path):
             shutil.rmtree(info.path, ignore_errors=True)
             removed.append(info)
     return removed
+
+
+def prune(days: float) -> list[WorkspaceInfo]:
+    return remove(prunable(days))

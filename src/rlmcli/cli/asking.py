@@ -1,0 +1,138 @@
+"""`rlm ask`: one question, the answer on stdout, the live trace on stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+
+from rlmcli.cli.app import WorkspaceOpt, app, examples, fail, handle_errors, say, stderr_console
+from rlmcli.cli.documents import check_files, workspace_for
+from rlmcli.errors import ExitStatus
+from rlmcli.options import run_options
+
+
+@app.command(context_settings={"allow_interspersed_args": True},
+             epilog=examples("rlm ask contract.pdf \"what are the termination clauses?\"",
+                             "rlm ask -w deal \"which annex changes the fees?\" --max-cost 0.50",
+                             "rlm ask -w deal contract.pdf \"what does clause 6 say?\"   # focus on one document",
+                             "rlm ask notes.pdf \"summarise\" --model openai/llama3.1 --api-base http://localhost:11434/v1",
+                             "rlm ask contract.pdf \"termination\" --offline",
+                             "rlm ask contract.pdf \"fees?\" --json > answer.json"))
+@handle_errors
+@run_options()
+def ask(
+    args: list[str] = typer.Argument(..., metavar="[FILE...] QUESTION", help="Files to ask about (or '-' for stdin; with -w, names of its documents to focus on), then the question."),
+    workspace: Optional[str] = WorkspaceOpt,
+    refresh: bool = typer.Option(False, "--refresh", help="Ask the model again instead of using cached replies (and store the new ones)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print a worst-case cost estimate and exit."),
+    offline: bool = typer.Option(False, "--offline", help="No model: print the best passages for the question."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (schema rlm.answer/1) on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the answer."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Full code and outputs in the trace."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colour (NO_COLOR is honoured too)."),
+    *, flags: dict[str, Any],
+) -> None:
+    """Answer a question about documents: the answer on stdout, the trace on stderr."""
+    import json
+
+    from rlmcli.ask import model_config
+    from rlmcli.config import Settings
+    from rlmcli.errors import UsageError
+
+    if not args:
+        raise UsageError("ask needs a QUESTION")
+    question, files = args[-1], args[:-1]
+    if not question.strip():
+        raise UsageError("the question is empty")
+    if not files and workspace is None:
+        raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
+    settings = Settings.resolve(flags)
+    paths, focus = check_files(files, workspace)
+    if not offline:
+        config = model_config(settings)  # no model: a usage error before any work
+        from rlmcli.engine.providers import uses_fast_path
+
+        if not all(uses_fast_path(m, settings.transport) for m in config.allowed_models):
+            from rlmcli.engine.providers.litellm_provider import prewarm
+
+            prewarm()  # litellm's import overlaps ingest and the sandbox start
+    ws = workspace_for(paths, workspace, quiet, settings.ocr)
+    if offline:
+        _offline(ws, question, as_json, focus)
+        return
+    if dry_run:
+        from rlmcli.ask import dry_run_estimate
+
+        typer.echo(json.dumps(dry_run_estimate(ws, settings), indent=1))
+        return
+    _run_and_print(ws, question, settings, refresh, as_json, quiet, verbose, no_color, focus)
+
+
+def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,
+                   verbose: bool, no_color: bool, focus: list[str]) -> None:
+    import json
+
+    from rlmcli.answer import sources_text
+    from rlmcli.ask import answer_record, run_question
+    from rlmcli.engine.events import fanout
+
+    observers: list[Any] = []
+    live = None
+    if not quiet:
+        if sys.stderr.isatty():
+            from rlmcli.trace.live import LiveView
+
+            live = LiveView(stderr_console(no_color), verbose)
+            observers.append(live)
+        elif verbose:
+            from rlmcli.trace.plain import PlainView
+
+            observers.append(PlainView(verbose=True))
+    try:
+        if live is not None:
+            live.__enter__()
+        result = run_question(settings, ws, question, fanout(*observers) if observers else None,
+                              stream=live is not None, refresh=refresh, focus=focus or None)
+    finally:
+        if live is not None:
+            live.__exit__(None, None, None)
+    if as_json:
+        typer.echo(json.dumps(answer_record(result), ensure_ascii=False, indent=1))
+    elif result.status != "failed":
+        typer.echo(result.answer)
+    if not quiet and not as_json:
+        if result.citations:
+            say(sources_text(result.citations, ws))
+        if live is None and result.status != "failed":
+            u = result.usage
+            cost = f"${u['cost']:.4f}" if u.get("cost") is not None else "cost unknown"
+            cached = f" ({u['cache_hits']} from the cache)" if u.get("cache_hits") else ""
+            say(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls{cached}, "
+                f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "
+                f"{result.seconds:.1f}s; trace {result.run_id}")
+    if result.status == "failed":  # the engine fails a run only on provider errors
+        fail(result.error or "the run failed", ExitStatus.PROVIDER)
+    if result.limit == "interrupted":
+        say("rlm: interrupted; the partial answer above and the trace were saved")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(ExitStatus.INTERRUPTED))  # do not wait for in-flight sub-calls to time out
+    if result.status == "partial":
+        say(f"rlm: partial answer: the {result.limit} budget was reached")
+        raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _offline(ws: Any, question: str, as_json: bool, focus: list[str]) -> None:
+    import json
+
+    from rlmcli.search import passages_text, search_workspace
+
+    passages = search_workspace(ws, question, k=5, doc=focus[0] if len(focus) == 1 else None)
+    say("offline: no model was used; these are the best-matching passages, not an answer")
+    if as_json:
+        typer.echo(json.dumps({"schema": "rlm.passages/1", "query": question, "passages": passages}, indent=1))
+    else:
+        typer.echo(passages_text(passages))

@@ -1,0 +1,220 @@
+"""Documents in a workspace: ingest, ls, show, rm, search."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+
+from rlmcli.cli.app import (
+    JsonOpt,
+    WorkspaceOpt,
+    app,
+    confirm,
+    emit_json,
+    examples,
+    handle_errors,
+    human,
+    open_workspace,
+    say,
+    stderr_console,
+)
+from rlmcli.errors import ExitStatus, RlmError, UsageError
+
+
+def report_ingest(report: Any, quiet: bool = False) -> None:
+    """Every failure, warning, duplicate and skip of an ingest, one line each, on stderr."""
+    for name, problem in report.failed:
+        say(f"rlm: error: {name}: {problem}")
+    if quiet:
+        return
+    for doc, warning in report.warnings:
+        say(f"rlm: warning: {doc}: {warning}")
+    for name, doc in report.duplicates:
+        say(f"rlm: note: {name}: same content as {doc}; stored once")
+    shown = 20
+    for name, why in report.skipped[:shown]:
+        say(f"rlm: note: {name}: {why}")
+    if len(report.skipped) > shown:
+        say(f"rlm: note: ... and {len(report.skipped) - shown} more skipped")
+
+
+def summary(report: Any) -> str:
+    parts = [f"{len(report.added)} new"]
+    if report.replaced:
+        parts.append(f"{len(report.replaced)} updated")
+    if report.unchanged:
+        parts.append(f"{len(report.unchanged)} unchanged")
+    if report.duplicates:
+        parts.append(f"{len(report.duplicates)} duplicate")
+    line = f"ingested {', '.join(parts)} ({report.pages} pages, {human(report.tokens)} tokens) in {report.seconds:.1f}s"
+    skipped = []
+    if report.skipped_binary:
+        skipped.append(f"{report.skipped_binary} binary")
+    if report.skipped_ignored:
+        skipped.append(f"{report.skipped_ignored} ignored (.gitignore, VCS, build and cache directories, symlinked dirs)")
+    if report.skipped_empty:
+        skipped.append(f"{report.skipped_empty} empty")
+    if report.skipped:
+        skipped.append(f"{len(report.skipped)} unsafe or special (named above)")
+    if skipped:
+        line += f"; skipped {' and '.join(skipped)}"
+    if report.failed:
+        line += f"; {len(report.failed)} failed"
+    return line
+
+
+@app.command(epilog=examples("rlm ingest contract.pdf annex.docx -w deal", "rlm ingest ~/src/myrepo -w repo",
+                             "cat notes.txt | rlm ingest - -w deal", "rlm ingest scans/ -w deal --ocr always"))
+@handle_errors
+def ingest(
+    paths: list[str] = typer.Argument(..., help="Files, directories, or '-' for stdin."),
+    workspace: Optional[str] = WorkspaceOpt,
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
+    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto."),
+) -> None:
+    """Ingest documents into a workspace; print the workspace path on stdout."""
+    from rlmcli.config import Settings
+    from rlmcli.progress import IngestProgress
+    from rlmcli.workspace.ingest import ingest as run_ingest
+
+    settings = Settings.resolve({"ocr": ocr})
+    # Rich is imported only for a terminal: a pipe or cron gets plain lines and a faster start.
+    progress = IngestProgress(stderr_console()) if sys.stderr.isatty() else None
+    try:
+        ws, report = run_ingest(
+            paths, workspace, progress=progress,
+            on_wait=lambda: say("waiting for another rlm process to finish with this workspace..."),
+            follow_symlinks=follow_symlinks, ocr=settings.ocr,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    report_ingest(report)
+    say(summary(report))
+    if ws.exists():  # an ingest that added nothing to a new workspace leaves none behind
+        typer.echo(str(ws.root))
+    if report.failed:
+        raise typer.Exit(int(ExitStatus.ERROR))
+
+
+@app.command("ls", epilog=examples("rlm ls -w deal", "rlm ls -w deal --json"))
+@handle_errors
+def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> None:
+    """List the documents in a workspace with type, pages, tokens and warnings."""
+    ws = open_workspace(workspace, need_documents=False)
+    manifest = ws.manifest()
+    docs = manifest["documents"]
+    if as_json:
+        emit_json("rlm.documents/1", {"workspace": str(ws.root), "documents": docs, "totals": manifest["totals"]})
+        return
+    say(f"workspace: {ws.root}")
+    if not docs:
+        say("no documents yet: rlm ingest FILE -w " + (workspace or str(ws.root)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col, justify in (("doc", "left"), ("type", "left"), ("pages", "right"), ("tokens", "right"), ("warnings", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for doc, rec in docs.items():
+        table.add_row(doc, rec["type"], str(rec["pages"]), f"{rec['tokens']:,}", "; ".join(rec["warnings"]))
+    t = manifest["totals"]
+    table.add_row(f"{t['documents']} documents", "", str(t["pages"]), f"{t['tokens']:,}", "", style="bold")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@app.command(epilog=examples("rlm show contract.pdf --page 12 -w deal", "rlm show \"My Notes (v2)\" -w deal"))
+@handle_errors
+def show(
+    doc: str = typer.Argument(..., help="Document id, file name (with or without extension) or unique prefix."),
+    page: int = typer.Option(1, "--page", "-p", min=1, help="Page (1-based)."),
+    workspace: Optional[str] = WorkspaceOpt,
+) -> None:
+    """Print one page of a document."""
+    ws = open_workspace(workspace)
+    doc_id = ws.resolve_doc(doc)
+    text = ws.read_page(doc_id, page)
+    say(f"{doc_id} p.{page}/{ws.documents()[doc_id]['pages']}")
+    sys.stdout.write(text)
+
+
+@app.command(epilog=examples("rlm rm annex.docx -w deal --yes"))
+@handle_errors
+def rm(
+    docs: list[str] = typer.Argument(..., help="Documents to remove."),
+    workspace: Optional[str] = WorkspaceOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed off a terminal)."),
+) -> None:
+    """Remove documents from a workspace (asks first on a terminal)."""
+    ws = open_workspace(workspace)
+    ids = list(dict.fromkeys(ws.resolve_doc(d) for d in docs))
+    records = ws.documents()
+    listing = ", ".join(f"{d} ({records[d]['pages']} pages)" for d in ids)
+    confirm(f"remove {listing} from {ws.root}", yes)
+    with ws.writer() as writer:
+        for doc_id in ids:
+            if doc_id in writer.documents:
+                writer.remove(doc_id)
+    say(f"removed {', '.join(ids)} from {ws.root}")
+
+
+def check_files(files: list[str], workspace: Optional[str]) -> tuple[list[str], list[str]]:
+    """(paths to ingest, documents of -w to focus on). Anything else is a usage error: usually a
+    question that was not quoted."""
+    import os
+
+    paths, focus = [], []
+    ws = None
+    for name in files:
+        if name == "-" or os.path.exists(name):
+            paths.append(name)
+            continue
+        if workspace is not None:
+            if ws is None:
+                ws = open_workspace(workspace)
+            try:
+                focus.append(ws.resolve_doc(name))
+                continue
+            except RlmError:
+                pass
+        raise UsageError(f"no such file {name!r} - quote the question: rlm ask FILE \"...\"")
+    return paths, focus
+
+
+def workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: str = "auto") -> Any:
+    """Ingest FILEs (reusing the cached workspace), or open -w; say what failed."""
+    from rlmcli.workspace.ingest import ingest as run_ingest
+
+    if not files:
+        return open_workspace(workspace)
+    ws, report = run_ingest(files, workspace, ocr=ocr)
+    report_ingest(report, quiet)
+    if not ws.exists() or not ws.documents():
+        raise RlmError("nothing to ask about: no input could be ingested")
+    return ws
+
+
+@app.command(epilog=examples("rlm search contract.pdf \"termination notice\"", "rlm search \"data retention\" -w deal -k 5",
+                             "rlm search \"fees\" -w deal --doc contract.pdf --json"))
+@handle_errors
+def search(
+    args: list[str] = typer.Argument(..., metavar="[FILE...] QUERY", help="Files to search (or -w), then the query."),
+    workspace: Optional[str] = WorkspaceOpt,
+    k: int = typer.Option(10, "-k", min=1, help="Passages to return."),
+    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON list of passages (doc, page, line, score, text)."),
+) -> None:
+    """Search a workspace without any model: ranked passages with citations."""
+    import json
+
+    from rlmcli.search import passages_text, search_workspace
+
+    query, files = args[-1], args[:-1]
+    paths, focus = check_files(files, workspace)
+    ws = workspace_for(paths, workspace, True) if paths else open_workspace(workspace)
+    only = ws.resolve_doc(doc) if doc else (focus[0] if len(focus) == 1 else None)
+    passages = search_workspace(ws, query, k=k, doc=only)
+    typer.echo(json.dumps(passages, indent=1) if as_json else passages_text(passages))
