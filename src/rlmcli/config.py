@@ -40,6 +40,11 @@ def auto_workspaces_dir() -> Path:
     return rlm_home() / "auto"
 
 
+def links_dir() -> Path:
+    """Symlinks to workspaces made by path (`-w ./deal`), so listings and "last used" know them."""
+    return rlm_home() / "links"
+
+
 def config_path() -> Path:
     """`$RLM_CONFIG`, else `$XDG_CONFIG_HOME/rlm/config.toml`, else `~/.config/rlm/config.toml`."""
     env = os.environ.get("RLM_CONFIG")

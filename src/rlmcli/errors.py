@@ -37,3 +37,9 @@ class WorkspaceError(RlmError):
 
 class ExtractError(RlmError):
     """One input could not be turned into text; the message names what is wrong."""
+
+
+class Interrupted(RlmError):
+    """Ctrl-C, with what was kept (the CLI prints it as `rlm: interrupted: ...`)."""
+
+    status = ExitStatus.INTERRUPTED

@@ -161,22 +161,25 @@ class TokenCounter:
             return
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
-                os.close(fd)
-            return
-        if pid == 0:  # the helper
-            os.close(to_child_w)
-            os.close(from_child_r)
+        from rlmcli.forking import fork_helper, sigint_held
+
+        with sigint_held():
             try:
-                _serve(to_child_r, from_child_w)
-            finally:
-                os._exit(0)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._pid, self._rfd, self._wfd = pid, from_child_r, to_child_w
+                pid = fork_helper()
+            except OSError:
+                for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+                    os.close(fd)
+                return
+            if pid == 0:  # the helper
+                try:
+                    os.close(to_child_w)
+                    os.close(from_child_r)
+                    _serve(to_child_r, from_child_w)
+                finally:
+                    os._exit(0)
+            os.close(to_child_r)
+            os.close(from_child_w)
+            self._pid, self._rfd, self._wfd = pid, from_child_r, to_child_w
         try:  # Linux: room for a few hundred pages of text before the helper reads
             import fcntl
 

@@ -217,7 +217,9 @@ def test_search_command_json_pages_are_one_based(tmp_path: Path) -> None:
     ws_dir = tmp_path / "ws"
     runner.invoke(app, ["ingest", str(FIXTURES / "contract.pdf"), "-w", str(ws_dir)])
     result = runner.invoke(app, ["search", "insolvency receiver", "-w", str(ws_dir), "-k", "2", "--json"])
-    passages = json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    assert data["schema"] == "rlm.passages/1" and data["query"] == "insolvency receiver"
+    passages = data["passages"]
     assert passages[0]["doc"] == "contract.pdf" and passages[0]["page"] == 7 and passages[0]["line"] >= 1
     assert len(passages) <= 2 and {"score", "text", "heading"} <= set(passages[0])
 

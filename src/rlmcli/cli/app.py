@@ -64,6 +64,9 @@ def handle_errors(fn: F) -> F:
         except RlmError as exc:
             if _state["debug"]:
                 raise
+            if exc.status == ExitStatus.INTERRUPTED:
+                sys.stderr.write(f"rlm: interrupted: {exc}\n")
+                raise typer.Exit(int(exc.status)) from None
             fail(str(exc), exc.status)
         except KeyboardInterrupt:
             sys.stderr.write("rlm: interrupted\n")

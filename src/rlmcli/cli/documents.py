@@ -205,11 +205,9 @@ def search(
     workspace: Optional[str] = WorkspaceOpt,
     k: int = typer.Option(10, "-k", min=1, help="Passages to return."),
     doc: Optional[str] = typer.Option(None, "--doc", help="Only this document."),
-    as_json: bool = typer.Option(False, "--json", help="A JSON list of passages (doc, page, line, score, text)."),
+    as_json: bool = typer.Option(False, "--json", help="Passages as JSON (schema rlm.passages/1: doc, page, line, score, heading, text)."),
 ) -> None:
     """Search a workspace without any model: ranked passages with citations."""
-    import json
-
     from rlmcli.search import passages_text, search_workspace
 
     query, files = args[-1], args[:-1]
@@ -217,4 +215,7 @@ def search(
     ws = workspace_for(paths, workspace, True) if paths else open_workspace(workspace)
     only = ws.resolve_doc(doc) if doc else (focus[0] if len(focus) == 1 else None)
     passages = search_workspace(ws, query, k=k, doc=only)
-    typer.echo(json.dumps(passages, indent=1) if as_json else passages_text(passages))
+    if as_json:
+        emit_json("rlm.passages/1", {"query": query, "workspace": str(ws.root), "passages": passages})
+    else:
+        typer.echo(passages_text(passages))

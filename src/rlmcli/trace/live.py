@@ -26,8 +26,17 @@ class LiveView:
                          get_renderable=self._frame)
 
     def _frame(self) -> Any:
+        """The tree folded to fit the terminal. Folding works on an estimate of each node's height;
+        long lines wrap, so the rendered frame is measured and folded further while it is too tall."""
         height = max(5, self.console.size.height - 2)
-        return self.tree.render(False, max_lines=height)
+        budget = height
+        for _ in range(4):
+            frame = self.tree.render(False, max_lines=budget)
+            lines = len(self.console.render_lines(frame, self.console.options, pad=False))
+            if lines <= height:
+                break
+            budget -= lines - height
+        return frame  # still too tall (one huge iteration): Live crops it
 
     def __enter__(self) -> LiveView:
         self.live.start()

@@ -235,6 +235,7 @@ class TraceTree:
         if self.root is None:
             return Text("starting…", style="dim")
         fold: set[int] = set()
+        hidden: list[Node] = []
         if compact and not verbose:
             fold = {id(n) for n in self._iteration_nodes()}
         elif max_lines is not None and not verbose:
@@ -243,7 +244,16 @@ class TraceTree:
                 if self._height(self.root, fold) + 1 <= max_lines:
                     break
                 fold.add(id(node))
-        tree = self._rich(self.root, None, verbose, fold, tight=max_lines is not None and not verbose)
+            # Still too tall with one line per old iteration: the oldest share one line.
+            excess = self._height(self.root, fold) + 1 - max_lines
+            if excess > 0:
+                hidden = nodes[:-1][:excess + 1]
+        tree = self._rich(self.root, None, verbose, fold, tight=max_lines is not None and not verbose,
+                          hidden={id(n) for n in hidden})
+        if len(hidden) > 1:
+            tree.children.insert(0, type(tree)(Text(
+                f"iterations {hidden[0].number}–{hidden[-1].number} · folded (the tree printed at the end shows them)",
+                style="dim"), guide_style="dim"))
         return Group(tree, Text(self.footer_text(now), style="bold"))
 
     def _iteration_nodes(self) -> list[Node]:
@@ -327,7 +337,8 @@ class TraceTree:
         parts.extend(notices)
         return Text.assemble((f"iteration {node.number}", "bold"), (f" · {' · '.join(parts)} · {seconds:.1f}s", "dim"))
 
-    def _rich(self, node: Node, parent: Any, verbose: bool, fold: set[int], tight: bool) -> Any:
+    def _rich(self, node: Node, parent: Any, verbose: bool, fold: set[int], tight: bool,
+              hidden: frozenset[int] | set[int] = frozenset()) -> Any:
         from rich.tree import Tree
 
         if id(node) in fold:
@@ -338,6 +349,8 @@ class TraceTree:
         for child in children:
             if child.kind == "model_call" and not verbose:
                 continue  # every request's prompt and reply: in -v, `rlm trace -v` and the HTML page
+            if id(child) in hidden:
+                continue  # shown as one "iterations a–b" line by render()
             self._rich(child, branch, verbose, fold, tight)
         return branch
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from rlmcli.errors import ExtractError
+from rlmcli.errors import ExtractError, Interrupted
 from rlmcli.tokens import TokenCounter
 from rlmcli.workspace.sources import Source, describe_os_error
 from rlmcli.workspace.store import DocumentBuild, PageSpool, Workspace, WorkspaceWriter
@@ -292,10 +292,17 @@ def ingest(
         auto = False
     created = not Workspace(root).exists()
     ws = Workspace.create(root, auto=auto)
-    with ws.writer(on_wait=on_wait) as writer:
-        ingest_sources(writer, found.sources, progress, shas, report, options)
-    if ws.documents():
-        ws.touch()  # only a workspace with documents becomes the "last used"
-    elif created:
-        shutil.rmtree(root, ignore_errors=True)  # nothing went in: leave no empty workspace behind
+    before = set(ws.documents())
+    try:
+        with ws.writer(on_wait=on_wait) as writer:  # commits every few seconds; Ctrl-C undoes the rest
+            ingest_sources(writer, found.sources, progress, shas, report, options)
+    except KeyboardInterrupt:
+        kept = len(set(ws.documents()) - before)
+        raise Interrupted(f"{kept} new documents had been committed to {root}; the same command ingests the rest"
+                          if kept else "nothing was ingested") from None
+    finally:
+        if ws.documents():
+            ws.touch()  # only a workspace with documents becomes the "last used"
+        elif created:
+            shutil.rmtree(root, ignore_errors=True)  # nothing went in: leave no empty workspace behind
     return ws, report

@@ -8,6 +8,7 @@ import re
 import sqlite3
 from typing import Any
 
+from rlmcli.errors import WorkspaceError
 from rlmcli.workspace.reader import INDEX, WorkspaceReader
 
 STOPWORDS = frozenset(
@@ -96,8 +97,15 @@ class Searcher:
         sql += " ORDER BY score LIMIT ?"
         args.append(max(k * 5, 50))
         terms = _stems(query)
+        try:
+            found = self._conn().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:  # missing, truncated or not SQLite at all
+            if "fts5" in str(exc) or "syntax" in str(exc):
+                raise
+            raise WorkspaceError(f"{self.reader.path(INDEX)}: the search index is missing or damaged ({exc}); "
+                                 "ingest the files again into a new workspace") from None
         rows = [(d, int(page), int(line), heading or "", body, -float(score) * heading_boost(heading or "", terms))
-                for d, page, line, heading, body, score in self._conn().execute(sql, args)]
+                for d, page, line, heading, body, score in found]
         rows.sort(key=lambda r: r[5], reverse=True)
         seen: set[tuple[str, int, str]] = set()
         out: list[Passage] = []

@@ -1,13 +1,15 @@
-"""All workspaces under RLM_HOME: listing, the most recently used, pruning automatic ones."""
+"""All workspaces rlm knows (under RLM_HOME, and made by path): listing, the most recently used, pruning automatic ones."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlmcli.config import auto_workspaces_dir, workspaces_dir
+from rlmcli.config import auto_workspaces_dir, links_dir, workspaces_dir
 from rlmcli.errors import WorkspaceError
 from rlmcli.workspace.store import Workspace
 
@@ -24,12 +26,25 @@ class WorkspaceInfo:
 
 
 def _candidates() -> list[tuple[str, Path, bool]]:
+    """(name, path, automatic) of every workspace: named and automatic ones under RLM_HOME, and
+    those made by path, which RLM_HOME/links points to (a link whose workspace is gone is dropped)."""
     out = []
     for base, auto in ((workspaces_dir(), False), (auto_workspaces_dir(), True)):
         if base.is_dir():
             for p in sorted(base.iterdir()):
                 if (p / "manifest.json").is_file():
                     out.append((("auto:" if auto else "") + p.name, p, auto))
+    if links_dir().is_dir():
+        for link in sorted(links_dir().iterdir()):
+            try:
+                target = Path(os.readlink(link))
+            except OSError:
+                continue
+            if (target / "manifest.json").is_file():
+                out.append((str(target), target, False))
+            else:
+                with contextlib.suppress(OSError):
+                    link.unlink()
     return out
 
 

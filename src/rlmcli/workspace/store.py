@@ -206,9 +206,22 @@ class Workspace:
             recover(self)
 
     def touch(self) -> None:
-        """Record a use, for `rlm workspaces` and `--prune`."""
+        """Record a use, for `rlm workspaces` and `--prune`; a workspace outside RLM_HOME gets a
+        link there, so it is listed and can be the last used one."""
         with contextlib.suppress(OSError):
             (self.root / ".last_used").touch()
+        from rlmcli.config import links_dir, rlm_home
+
+        root = self.root.resolve()
+        if root.is_relative_to(rlm_home().resolve()):
+            return
+        import hashlib
+
+        link = links_dir() / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        with contextlib.suppress(OSError):
+            if not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(root, link)
 
     def last_used(self) -> float:
         for name in (".last_used", MANIFEST):
@@ -291,7 +304,7 @@ class WorkspaceWriter:
 
     def release(self) -> None:
         if self._conn is not None:
-            if self._in_txn:
+            if self._in_txn and self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")  # not flushed: as if it never happened
                 self._in_txn = False
             self._conn.close()
@@ -486,6 +499,12 @@ class WorkspaceWriter:
         """Commit every staged change at once (journal, index, renames, manifest)."""
         if not self._changed:
             return
+        from rlmcli.forking import sigint_held
+
+        with sigint_held():  # Ctrl-C lands after the commit, not between its steps
+            self._flush()
+
+    def _flush(self) -> None:
         started = time.monotonic()
         generation = int(self.manifest.get("generation", 0)) + 1
         self.manifest.update(generation=generation, totals=_totals(self.documents), updated=time.time())

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.errors import ExtractError
+from rlmcli.forking import fork_helper, sigint_held
 from rlmcli.workspace.extract import Extracted, Options, OutlineEntry
 
 PARALLEL_MIN_PAGES = 300  # below this, a second worker only competes with the tokenizer helper for 2 cores
@@ -162,17 +163,22 @@ class _Worker:
     def __init__(self, path: str, indexes: list[int]) -> None:
         self.todo = list(indexes)
         rfd, wfd = os.pipe()
-        pid = os.fork()
+        pid = fork_helper()  # Ctrl-C is the parent's to handle
         if pid == 0:  # the worker
-            os.close(rfd)
             try:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+                os.close(rfd)
                 _worker(path, indexes, wfd)
             finally:
                 os._exit(0)
         os.close(wfd)
         self.pid, self.fd, self.buffer = pid, rfd, b""
         self.since = time.monotonic()
+
+    @classmethod
+    def spawn(cls, workers: list[_Worker], path: str, indexes: list[int]) -> None:
+        """Start a worker and list it before Ctrl-C can land, so the caller's cleanup stops it."""
+        with sigint_held():
+            workers.append(cls(path, indexes))
 
     def read(self) -> list[tuple[int, str, str | None]]:
         chunk = os.read(self.fd, 1 << 20)
@@ -205,9 +211,12 @@ def _guarded(path: Path, total: int, on_page: Callable[[int], None] | None) -> l
     results: list[tuple[str, str | None] | None] = [None] * total
     share = 2 if total >= PARALLEL_MIN_PAGES and (os.cpu_count() or 1) > 1 else 1
     chunks = [list(range(total))[i::share] for i in range(share)]
-    workers = [_Worker(str(path), c) for c in chunks if c]
+    workers: list[_Worker] = []
     done = 0
     try:
+        for chunk in chunks:
+            if chunk:
+                _Worker.spawn(workers, str(path), chunk)
         while workers:
             ready, _, _ = select.select([w.fd for w in workers], [], [], 0.5)
             now = time.monotonic()
@@ -231,7 +240,7 @@ def _guarded(path: Path, total: int, on_page: Callable[[int], None] | None) -> l
                     worker.stop()
                     workers.remove(worker)
                     if worker.todo[1:]:
-                        workers.append(_Worker(str(path), worker.todo[1:]))
+                        _Worker.spawn(workers, str(path), worker.todo[1:])
                 elif not worker.todo:
                     worker.stop()
                     workers.remove(worker)
