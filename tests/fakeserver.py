@@ -70,8 +70,9 @@ class FakeLLM:
         with self.lock:
             if self.scripts[model]:
                 return self.scripts[model].popleft()
-        if model in self.responders:
-            r = self.responders[model](prompt)
+        fn = self.responders.get(model) or self.responders.get("*")  # "*": any model without its own
+        if fn is not None:
+            r = fn(prompt)
             return r if isinstance(r, Reply) else Reply(r)
         return Reply(status=500, raw=json.dumps({"error": {"message": f"fake server: no script for {model}"}}).encode())
 

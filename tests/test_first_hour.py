@@ -254,3 +254,20 @@ def test_offline_ranking_puts_the_section_named_by_the_question_first() -> None:
     passages = json.loads(result.stdout)["passages"]
     assert [p["heading"] for p in passages[:2]] == ["6. Termination", "6. Termination"]
     assert passages[2]["heading"] == "4. Confidentiality"  # mentions termination, ranks after it
+
+
+def test_every_command_help_ends_with_examples() -> None:
+    import typer.main
+    from typer.testing import CliRunner
+
+    from rlmcli.cli import app
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        paths.append([name])
+        paths.extend([name, sub] for sub in getattr(command, "commands", {}))  # a group's subcommands
+    assert len(paths) >= 16
+    for path in paths:
+        shown = CliRunner().invoke(app, [*path, "--help"])
+        assert shown.exit_code == 0 and re.search(r"Examples:\n\s+(rlm|\S+ \| rlm) ", shown.stdout), path

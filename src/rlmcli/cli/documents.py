@@ -69,7 +69,7 @@ def summary(report: Any) -> str:
                              "cat notes.txt | rlm ingest - -w deal", "rlm ingest scans/ -w deal --ocr always"))
 @handle_errors
 def ingest(
-    paths: list[str] = typer.Argument(..., help="Files, directories, or '-' for stdin."),
+    paths: list[str] = typer.Argument(..., metavar="PATH...", help="Files, directories, or '-' for stdin."),
     workspace: Optional[str] = WorkspaceOpt,
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
     ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto."),
@@ -129,7 +129,7 @@ def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> 
 @app.command(epilog=examples("rlm show contract.pdf --page 12 -w deal", "rlm show \"My Notes (v2)\" -w deal"))
 @handle_errors
 def show(
-    doc: str = typer.Argument(..., help="Document id, file name (with or without extension) or unique prefix."),
+    doc: str = typer.Argument(..., metavar="DOC", help="Document id, file name (with or without extension) or unique prefix."),
     page: int = typer.Option(1, "--page", "-p", min=1, help="Page (1-based)."),
     workspace: Optional[str] = WorkspaceOpt,
 ) -> None:
@@ -144,7 +144,7 @@ def show(
 @app.command(epilog=examples("rlm rm annex.docx -w deal --yes"))
 @handle_errors
 def rm(
-    docs: list[str] = typer.Argument(..., help="Documents to remove."),
+    docs: list[str] = typer.Argument(..., metavar="DOC...", help="Documents to remove."),
     workspace: Optional[str] = WorkspaceOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed off a terminal)."),
 ) -> None:

@@ -53,7 +53,7 @@ def runs(
                              "rlm trace last -w deal --html run.html", "rlm trace -w deal --json"))
 @handle_errors
 def trace(
-    run: str = typer.Argument("last", help="Run id (or a unique prefix; 'last' for the newest)."),
+    run: str = typer.Argument("last", metavar="[RUN]", help="Run id (or a unique prefix; 'last' for the newest)."),
     workspace: Optional[str] = WorkspaceOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Full code and outputs, and every model call."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML page instead."),

@@ -24,7 +24,7 @@ def config_main(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
         show(as_json)
 
 
-@config_app.command("show")
+@config_app.command("show", epilog=examples("rlm config show", "rlm config show --json"))
 @handle_errors
 def config_show(as_json: bool = JsonOpt) -> None:
     """Show every setting's value and its source (the same as plain `rlm config`)."""
@@ -46,10 +46,11 @@ def show(as_json: bool) -> None:
         typer.echo(f"{name} = {value!r}\t# {source}")
 
 
-@config_app.command("set")
+@config_app.command("set", epilog=examples("rlm config set model openai/gpt-4o-mini", "rlm config set max_cost 1.00",
+                                           "rlm config set sub_models openai/gpt-4o,openai/o4-mini"))
 @handle_errors
-def config_set(key: str = typer.Argument(..., help="A setting's name (rlm config lists them)."),
-               value: str = typer.Argument(..., help="Its value; lists comma-separated.")) -> None:
+def config_set(key: str = typer.Argument(..., metavar="KEY", help="A setting's name (rlm config lists them)."),
+               value: str = typer.Argument(..., metavar="VALUE", help="Its value; lists comma-separated.")) -> None:
     """Write a setting to the config file (checked first, like any value)."""
     from rlmcli.config import config_path, write_setting
 
@@ -57,9 +58,9 @@ def config_set(key: str = typer.Argument(..., help="A setting's name (rlm config
     say(f"{key} set in {config_path()}")
 
 
-@config_app.command("unset")
+@config_app.command("unset", epilog=examples("rlm config unset max_cost"))
 @handle_errors
-def config_unset(key: str = typer.Argument(..., help="A setting's name.")) -> None:
+def config_unset(key: str = typer.Argument(..., metavar="KEY", help="A setting's name.")) -> None:
     """Remove a setting from the config file (its default applies again)."""
     from rlmcli.config import config_path, write_setting
 
@@ -67,7 +68,7 @@ def config_unset(key: str = typer.Argument(..., help="A setting's name.")) -> No
     say(f"{key} removed from {config_path()}")
 
 
-@config_app.command("path")
+@config_app.command("path", epilog=examples("rlm config path", "$EDITOR \"$(rlm config path)\""))
 def config_path_cmd() -> None:
     """Print the config file's path (it may not exist yet)."""
     from rlmcli.config import config_path

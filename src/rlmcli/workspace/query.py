@@ -20,9 +20,16 @@ HEADING_WEIGHT = 3.0
 HEADING_BOOST = 1.0  # a passage whose heading is all query words scores (1 + this) times its BM25
 
 
+# Words too common to say what a section is about ("Invoking R under Windows" is not about a
+# question's "under the licence").
+BOOST_STOPWORDS = STOPWORDS | frozenset(
+    "under not use used using get make turn back one two all any also only like just about over after "
+    "before more most other some such very way well".split())
+
+
 def _stems(text: str) -> set[str]:
     """Content words cut to six letters: 'terminate', 'termination' and 'terminating' meet."""
-    return {w[:6] for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in STOPWORDS and len(w) > 2}
+    return {w[:6] for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in BOOST_STOPWORDS and len(w) > 2}
 
 
 def heading_boost(heading: str, terms: set[str]) -> float:
