@@ -277,6 +277,18 @@ def bench_engine(tmp: Path) -> None:
     engine_bench.bench_batch(small, record)
 
 
+def bench_scale(tmp: Path) -> None:
+    import scale_bench
+
+    scale_bench.bench_huge(tmp, CORPUS, record, RLM)
+
+
+def bench_docsearch(tmp: Path) -> None:
+    import scale_bench
+
+    scale_bench.bench_doc_search(tmp, CORPUS, record)
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
@@ -287,7 +299,7 @@ def main() -> None:
         os.environ["RLM_HOME"] = str(tmp / "home")
         only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
         groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "hostile": bench_hostile, "ocr": bench_ocr, "big": bench_big_workspace, "sandbox": bench_sandbox,
-                  "engine": bench_engine}
+                  "engine": bench_engine, "docsearch": bench_docsearch, "scale": bench_scale}
         for name, bench in groups.items():
             if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):
                 continue

@@ -7,7 +7,7 @@ from typing import Any
 from rlmcli.workspace.store import Workspace
 
 
-def search_workspace(ws: Workspace, query: str, k: int = 10, doc: str | None = None) -> list[dict[str, Any]]:
+def search_workspace(ws: Workspace, query: str, k: int = 10, doc: str | list[str] | None = None) -> list[dict[str, Any]]:
     """The helpers' `search()`, as plain dicts: doc, page (1-based), line, score, heading, text."""
     from rlmcli.workspace.query import Searcher
 
@@ -16,6 +16,23 @@ def search_workspace(ws: Workspace, query: str, k: int = 10, doc: str | None = N
         return [p.to_dict() for p in searcher.search(query, k=k, doc=doc)]
     finally:
         searcher.close()
+
+
+def rank_documents(ws: Workspace, query: str, k: int = 10) -> list[dict[str, Any]]:
+    """The helpers' `docs(query)`, as plain dicts: doc, score, title, card."""
+    from rlmcli.workspace.query import Searcher
+
+    searcher = Searcher(ws.reader)
+    try:
+        return [d.to_dict() for d in searcher.docs(query, k=k)]
+    finally:
+        searcher.close()
+
+
+def documents_text(docs: list[dict[str, Any]]) -> str:
+    if not docs:
+        return "(no documents match)"
+    return "\n".join(f"{d['doc']}\tscore={d['score']:.2f}\t" + " · ".join(x for x in (d["title"], d["card"]) if x) for d in docs)
 
 
 def passages_text(passages: list[dict[str, Any]]) -> str:

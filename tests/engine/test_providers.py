@@ -78,12 +78,11 @@ def test_non_retryable_errors_fail_at_once_naming_what_to_fix(server: FakeLLM, w
     import json
 
     server.responder("gpt-4o-mini", lambda p: Reply(status=status, raw=json.dumps({"error": {"message": message}}).encode()))
-    started = time.monotonic()
     result = run(server, ws, transport)
+    # One request: no retry (and so no retry's wait) for an error that retrying cannot fix.
     assert result.status == "failed" and result.error_kind == kind and len(server.calls("gpt-4o-mini")) == 1
     assert result.error.startswith(f"openai/gpt-4o-mini at {server.base}: HTTP {status}: ")
     assert message[:30] in result.error and hint in result.error
-    assert time.monotonic() - started < 3 + (2 if transport == "litellm" else 0)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -173,3 +173,16 @@ def test_reset_forgets_variables_but_keeps_the_process(workspace: Path) -> None:
         result = sb.run("print('secret' in dir(), 'json' in dir(), len(grep('insolvent')))")
         assert result.stdout == "False False 2\n"
         assert sb.proc is not None and sb.proc.pid == pid
+
+
+def test_docs_ranks_documents_by_how_the_query_names_them(sandbox: Sandbox) -> None:
+    out = sandbox.run("print(docs('the Master Services Agreement: fees')[0].doc)\n"
+                      "print([d.doc for d in docs()])\nprint(docs()[0].title)\n"
+                      "print(sorted({p.doc for p in search('insolvent', doc='contract.*')}))\n"
+                      "print(len(grep('insolvent', doc='contract.*')), len(grep('insolvent', doc='*.md')))")
+    lines = out.stdout.splitlines()
+    assert lines[0] in ("contract.pdf", "contract.docx"), out.stderr
+    assert lines[1] == "['contract.pdf', 'contract.docx', 'notes.md']"
+    assert lines[2] == "MASTER SERVICES AGREEMENT — Northwind Traders Ltd and Contoso Analytics GmbH"
+    assert lines[3] == "['contract.docx', 'contract.pdf']"
+    assert lines[4] == "2 0"

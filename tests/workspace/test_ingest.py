@@ -241,7 +241,7 @@ def _stage_commit(tmp_path: Path, committed: bool) -> tuple[Workspace, str]:
                                                "ops": [["put", "new.txt", str(staged)]]}))
     with sqlite3.connect(ws.index_path) as conn:
         if committed:
-            conn.execute("INSERT INTO docs VALUES ('new.txt', ?)", (rec["sha256"],))
+            conn.execute("INSERT INTO docs(doc, sha256) VALUES ('new.txt', ?)", (rec["sha256"],))
             conn.execute("INSERT INTO chunks(heading, body, doc, page, line) VALUES ('', 'termination', 'new.txt', 1, 1)")
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(manifest["generation"]),))
     return ws, rec["sha256"]

@@ -198,22 +198,32 @@ def workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: 
 
 
 @app.command(epilog=examples("rlm search contract.pdf \"termination notice\"", "rlm search \"data retention\" -w deal -k 5",
-                             "rlm search \"fees\" -w deal --doc contract.pdf --json"))
+                             "rlm search \"fees\" -w deal --doc contract.pdf --json",
+                             "rlm search \"net income\" -w filings --doc 'contoso-*2023*'",
+                             "rlm search \"Contoso 2023 annual report\" -w filings --docs"))
 @handle_errors
 def search(
     args: list[str] = typer.Argument(..., metavar="[FILE...] QUERY", help="Files to search (or -w), then the query."),
     workspace: Optional[str] = WorkspaceOpt,
-    k: int = typer.Option(10, "-k", min=1, help="Passages to return."),
-    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document."),
-    as_json: bool = typer.Option(False, "--json", help="Passages as JSON (schema rlm.passages/1: doc, page, line, score, heading, text)."),
+    k: int = typer.Option(10, "-k", min=1, help="Passages (or documents) to return."),
+    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only these documents: a name or a glob ('r-*.pdf'); repeatable."),
+    rank_docs: bool = typer.Option(False, "--docs", help="Rank documents instead of passages: by how the query names them (title, company, form, fiscal year), then by their passages."),
+    as_json: bool = typer.Option(False, "--json", help="JSON: passages (schema rlm.passages/1) or, with --docs, documents (rlm.doclist/1)."),
 ) -> None:
-    """Search a workspace without any model: ranked passages with citations."""
-    from rlmcli.search import passages_text, search_workspace
+    """Search a workspace without any model: ranked passages with citations, or ranked documents."""
+    from rlmcli.search import documents_text, passages_text, rank_documents, search_workspace
 
     query, files = args[-1], args[:-1]
     paths, focus = check_files(files, workspace)
     ws = workspace_for(paths, workspace, True) if paths else open_workspace(workspace)
-    only = ws.resolve_doc(doc) if doc else (focus[0] if len(focus) == 1 else None)
+    if rank_docs:
+        found = rank_documents(ws, query, k=k)
+        if as_json:
+            emit_json("rlm.doclist/1", {"query": query, "workspace": str(ws.root), "documents": found})
+        else:
+            typer.echo(documents_text(found))
+        return
+    only = list(doc) if doc else (focus or None)
     passages = search_workspace(ws, query, k=k, doc=only)
     if as_json:
         emit_json("rlm.passages/1", {"query": query, "workspace": str(ws.root), "passages": passages})

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import re
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from rlmcli.workspace.query import Searcher
-from rlmcli.workspace.reader import WorkspaceReader
+from rlmcli.workspace.query import DocMatch, Searcher
+from rlmcli.workspace.reader import TEXT, WorkspaceReader
 
 
 class Channel(Protocol):
@@ -77,6 +77,13 @@ class Hits(list):  # type: ignore[type-arg]
     __str__ = __repr__
 
 
+class DocList(list):  # type: ignore[type-arg]
+    def __repr__(self) -> str:
+        return "\n".join(repr(d) for d in self) if self else "(no documents)"
+
+    __str__ = __repr__
+
+
 class Passages(list):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return "\n\n".join(repr(p) for p in self) if self else "(no passages found)"
@@ -84,57 +91,143 @@ class Passages(list):  # type: ignore[type-arg]
     __str__ = __repr__
 
 
-_SEP = "\n\x00\n"  # between the pages of the grep corpus
+GREP_CHUNK = 16 << 20  # bytes of whole pages read, decoded and searched at once
+CONTEXT_MAX_CHARS = 64_000_000  # above this `context` is a LargeContext, not a str
+READ_MAX_CHARS = 8_000_000  # one read() of many pages; a single page is always returned whole
+_META = re.compile(r"[\\.^$*+?{}\[\]|()]")
 
 
-class Corpus:
-    """Every page of the workspace as one string with page offsets, for grep. Built on first use
-    and kept across runs of a warm sandbox (the workspace does not change under it)."""
+class Scanner:
+    """grep's search over the workspace: each document's text.txt (its pages end to end) read a
+    slice of whole pages at a time, so memory stays bounded whatever the corpus size. Documents
+    from before text.txt existed are read page by page."""
 
     def __init__(self, reader: WorkspaceReader) -> None:
         self.reader = reader
-        self.text: str | None = None
-        self.lower: str | None = None
-        self.starts: list[int] = []
-        self.where: list[tuple[str, int]] = []
 
-    def load(self) -> str:
-        if self.text is None:
-            parts, starts, where, offset = [], [], [], 0
-            for doc, rec in self.reader.documents.items():
-                for number in range(1, rec["pages"] + 1):
-                    text = self.reader.read_page(doc, number)
-                    starts.append(offset)
-                    where.append((doc, number))
-                    parts.append(text)
-                    offset += len(text) + len(_SEP)
-            self.text = _SEP.join(parts)
-            self.starts, self.where = starts, where
-        return self.text
+    def compile(self, pattern: str, ignore_case: bool) -> tuple[re.Pattern[Any], bool]:
+        """(compiled pattern, on bytes?). An ASCII literal is matched on the raw bytes (lower-cased
+        for ignore_case): no decoding at all. Anything else is matched on decoded text."""
+        literal = not _META.search(pattern)
+        if literal and pattern.isascii():
+            needle = pattern.lower() if ignore_case else pattern
+            return re.compile(re.escape(needle.encode())), True
+        return re.compile(pattern, re.M | (re.I if ignore_case else 0)), False  # ^ and $ at each line
 
-    def lowered(self) -> str:
-        text = self.load()
-        if self.lower is None:
-            # Page by page: str.lower() takes a fast path on ASCII strings, which most pages
-            # are even when the whole corpus is not (2.5x faster on the R manuals).
-            self.lower = _SEP.join(p.lower() for p in text.split(_SEP))
-        return self.lower
+    def scan(self, doc: str, rx: re.Pattern[Any], on_bytes: bool, lower: bool) -> Iterator[tuple[int, int, str]]:
+        """(page, line, text of the line) of each matching line of `doc`, in order."""
+        index = self.reader.text_index(doc)
+        if index is None:
+            for number in range(1, self.reader.documents[doc]["pages"] + 1):
+                text = self.reader.read_page(doc, number)
+                chunk: Any = text.encode() if on_bytes else text
+                yield from _scan(chunk, [0], number, rx, lower)
+            return
+        with open(self.reader.path("docs", doc, TEXT), "rb") as fh:
+            first = 1
+            while first <= index.pages:
+                last = first
+                while last < index.pages and index.bytes[last] - index.bytes[first - 1] < GREP_CHUNK:
+                    last += 1
+                begin, end = index.bytes[first - 1], index.byte_span(last)[1]
+                fh.seek(begin)
+                data = fh.read(end - begin)
+                if on_bytes:
+                    starts = [index.bytes[i] - begin for i in range(first - 1, last)]
+                    yield from _scan(data, starts, first, rx, lower)
+                else:
+                    base = index.chars[first - 1]
+                    starts = [index.chars[i] - base for i in range(first - 1, last)]
+                    yield from _scan(data.decode("utf-8", "replace"), starts, first, rx, lower)
+                first = last + 1
+
+
+def _scan(chunk: Any, starts: list[int], first_page: int, rx: re.Pattern[Any], lower: bool) -> Iterator[tuple[int, int, str]]:
+    """Matches in `chunk` (pages starting at `starts`, the first being `first_page`), one per line."""
+    newline = b"\n" if isinstance(chunk, bytes) else "\n"
+    haystack = chunk.lower() if lower else chunk
+    if len(haystack) != len(chunk):  # lower() changed lengths (rare scripts): case-fold with re.I
+        haystack, rx = chunk, re.compile(rx.pattern, rx.flags | re.I)
+    pos = 0
+    while (m := rx.search(haystack, pos)) is not None:
+        at = m.start()
+        i = bisect_right(starts, at) - 1
+        page_start = starts[i]
+        before = chunk.rfind(newline, page_start, at)
+        line_start = before + 1 if before >= 0 else page_start
+        line_end = chunk.find(newline, at)
+        if line_end == -1:
+            line_end = len(chunk)
+        line_no = chunk.count(newline, page_start, line_start) + 1
+        text = chunk[line_start:line_end]
+        yield first_page + i, line_no, text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        pos = max(line_end + 1, m.end() if m.end() > at else at + 1)
+
+
+class LargeContext:
+    """`context` for a workspace too large to hold as one string: its length and slices work
+    (`len(context)`, `context[a:b]`), read from the page files; anything else says what to use."""
+
+    def __init__(self, reader: WorkspaceReader, segments: list[tuple[str, int, int]], total: int) -> None:
+        self.reader, self.total = reader, total
+        self.segments = segments  # (doc, page, offset of its header in context)
+        self.offsets = [o for _, _, o in segments]
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, key: int | slice) -> str:
+        if isinstance(key, int):
+            index = key + self.total if key < 0 else key
+            if not 0 <= index < self.total:
+                raise IndexError("context index out of range")
+            return self[index:index + 1]
+        start, stop, step = key.indices(self.total)
+        if step != 1:
+            raise ValueError("context slices take no step")
+        if stop - start > CONTEXT_MAX_CHARS:
+            raise MemoryError(self._advice(f"a slice of {stop - start:,} characters is more than it can hold"))
+        out, i = [], max(0, bisect_right(self.offsets, start) - 1)
+        while i < len(self.segments) and self.offsets[i] < stop:
+            doc, page, offset = self.segments[i]
+            piece = f"=== [{doc} p.{page}] ===\n{self.reader.read_page(doc, page)}\n"
+            out.append(piece[max(0, start - offset):stop - offset])
+            i += 1
+        return "".join(out)
+
+    def _advice(self, what: str) -> str:
+        return (f"context holds {self.total:,} characters, too many to hold in memory, and {what}. "
+                "Use grep(pattern), search(query) or read(doc, page), or slice it: context[a:b].")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(self._advice(f"context.{name} would need all of it"))
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError(self._advice("iterating over it would read all of it"))
+
+    def __contains__(self, item: object) -> bool:
+        raise TypeError(self._advice("`in` would read all of it; grep() finds text and says where"))
+
+    def __repr__(self) -> str:
+        return (f"<context: {self.total:,} characters in {len(self.segments):,} pages, too large to hold; "
+                "len(context) and context[a:b] work; use grep(), search() and read() to find text>")
+
+    __str__ = __repr__
 
 
 class Toolkit:
     """State behind the helpers: the reader, the grep corpus, the index, the parent channel."""
 
-    def __init__(self, channel: Channel, namespace: dict[str, Any], corpus: Corpus | None = None) -> None:
+    def __init__(self, channel: Channel, namespace: dict[str, Any], reader: WorkspaceReader | None = None) -> None:
         self.channel = channel
         self.namespace = namespace
-        self.reader = corpus.reader if corpus is not None else WorkspaceReader(".")
-        self.corpus = corpus or Corpus(self.reader)
+        self.reader = reader or WorkspaceReader(".")
+        self.scanner = Scanner(self.reader)
         self.searcher = Searcher(self.reader, immutable=True)
-        self._context: str | None = None
         self.looks = 0  # calls of the reading helpers, so the engine knows the model looked
 
     @property
-    def docs(self) -> dict[str, Any]:
+    def documents(self) -> dict[str, Any]:
         return self.reader.documents
 
     def _doc(self, doc: str) -> str:
@@ -149,9 +242,9 @@ class Toolkit:
         self.looks += 1
         norm = os.path.normpath(path)
         if norm == "docs":
-            rows = [f"{d}/  {r['type']}, {r['pages']} pages, {r['tokens']:,} tokens" for d, r in self.docs.items()]
+            rows = [f"{d}/  {r['type']}, {r['pages']} pages, {r['tokens']:,} tokens" for d, r in self.documents.items()]
             print("\n".join(rows))
-            return list(self.docs)
+            return list(self.documents)
         names = sorted(os.listdir(path))
         print("\n".join(names))
         return names
@@ -160,7 +253,7 @@ class Toolkit:
         """Print the workspace tree (documents, their outline.txt and page counts) to `depth` levels."""
         self.looks += 1
         out = ["manifest.json", "index.sqlite", "docs/"]
-        for doc, rec in self.docs.items():
+        for doc, rec in self.documents.items():
             out.append(f"  {doc}/  ({rec['type']}, {rec['pages']} pages, {rec['tokens']:,} tokens)")
             if depth >= 2:
                 extra = ", outline.txt" if os.path.exists(os.path.join("docs", doc, "outline.txt")) else ""
@@ -172,7 +265,7 @@ class Toolkit:
         """Text of a page (`page=3`), a page range (`page=(3, 5)`), or lines `start`..`end` (1-based, inclusive) of one page; the whole document when `page` is None. Each page starts with a `[doc p.N]` line."""
         self.looks += 1
         doc = self._doc(doc)
-        total = self.docs[doc]["pages"]
+        total = self.documents[doc]["pages"]
         if page is None:
             first, last = 1, total
         elif isinstance(page, (tuple, list, range)):
@@ -187,72 +280,64 @@ class Toolkit:
             e = min(len(lines), end or len(lines))
             body = "\n".join(lines[s - 1:e])
             return Text(f"[{doc} p.{first} l.{s}-{e}]\n{body}", doc, first, (s, e))
-        ocr = set(self.docs[doc].get("ocr_pages") or ())  # pages read by OCR say so: their text may have errors
+        index = self.reader.text_index(doc)
+        if index is not None and last - first >= 1 and 1 <= first <= last <= index.pages:
+            size = index.char_span(last)[1] - index.char_span(first)[0]
+            if size > READ_MAX_CHARS:
+                raise ValueError(f"{doc} pages {first}-{last} hold {size:,} characters, more than read() returns at once "
+                                 f"({READ_MAX_CHARS:,}): read fewer pages, or grep()/search() for the part you need")
+        ocr = set(self.documents[doc].get("ocr_pages") or ())  # pages read by OCR say so: their text may have errors
         chunks = [f"[{doc} p.{n}{', OCR' if n in ocr else ''}]\n{self._page_text(doc, n)}" for n in range(first, last + 1)]
         return Text("\n".join(chunks), doc, first if first == last else None)
 
     def grep(self, pattern: str, doc: str | None = None, ignore_case: bool = True, context: int = 0,
              max_hits: int = 200) -> Hits:
-        """Regex search over every page (or one `doc`). Returns hits (doc, page, line, text), one per matching line; `context` adds that many lines around each hit."""
+        """Regex search over every page (or the documents `doc` names: a name or a glob like 'r-*.pdf'). Returns hits (doc, page, line, text), one per matching line; `context` adds that many lines around each hit."""
         self.looks += 1
-        corpus = self.corpus.load()
-        starts, where = self.corpus.starts, self.corpus.where
-        plain = re.escape(pattern) == pattern or not re.search(r"[\\.^$*+?{}\[\]|()]", pattern)
-        if ignore_case and plain:
-            # A literal: search a lower-cased copy with a plain pattern, far faster than re.I.
-            haystack, rx = self.corpus.lowered(), re.compile(re.escape(pattern.lower()))
-            if len(haystack) != len(corpus):  # lower() changed lengths (rare scripts): use re.I
-                haystack, rx = corpus, re.compile(re.escape(pattern), re.I)
-        else:
-            haystack, rx = corpus, re.compile(pattern, re.I if ignore_case else 0)
+        rx, on_bytes = self.scanner.compile(pattern, ignore_case)
+        lower = ignore_case and on_bytes
         hits = Hits()
         hits.limit = max_hits
-        lo, hi = 0, len(corpus)
-        if doc is not None:
-            doc = self._doc(doc)
-            idx = [i for i, (d, _) in enumerate(where) if d == doc]
-            lo = starts[idx[0]]
-            hi = starts[idx[-1] + 1] if idx[-1] + 1 < len(starts) else len(corpus)
-        pos = lo
-        while True:
-            m = rx.search(haystack, pos, hi)
-            if m is None:
-                break
-            at = m.start()
-            i = bisect_right(starts, at) - 1
-            page_start = starts[i]
-            line_start = corpus.rfind("\n", page_start, at) + 1 if at > page_start else page_start
-            line_end = corpus.find("\n", at)
-            if line_end == -1:
-                line_end = len(corpus)
-            d, page = where[i]
-            line_no = corpus.count("\n", page_start, line_start) + 1
-            text = corpus[line_start:line_end]
-            if context:
-                page_lines = self._page_text(d, page).split("\n")
-                text = "\n".join(page_lines[max(0, line_no - 1 - context):line_no + context])
-            if len(hits) >= max_hits:
-                hits.truncated = True
-                break
-            hits.append(Hit(d, page, line_no, text))
-            pos = max(line_end + 1, m.end() if m.end() > at else at + 1)
+        for d in self.reader.select(doc) if doc is not None else list(self.documents):
+            for page, line_no, text in self.scanner.scan(d, rx, on_bytes, lower):
+                if len(hits) >= max_hits:
+                    hits.truncated = True
+                    return hits
+                if context:
+                    page_lines = self._page_text(d, page).split("\n")
+                    text = "\n".join(page_lines[max(0, line_no - 1 - context):line_no + context])
+                hits.append(Hit(d, page, line_no, text))
         return hits
 
-    def search(self, query: str, k: int = 10, doc: str | None = None) -> Passages:
-        """Ranked full-text search (BM25, stemmed; headings weigh more). Returns up to `k` passages, the best one per page, each with doc, page, line, score and text."""
+    def search(self, query: str, k: int = 10, doc: str | list[str] | None = None) -> Passages:
+        """Ranked full-text search (BM25, stemmed; headings weigh more; a document the query names — by title, company, form or fiscal year — ranks first). Returns up to `k` passages, the best per page, each with doc, page, line, score and text; `doc` limits it to a name, a glob or a list."""
         self.looks += 1
         return Passages(self.searcher.search(query, k=k, doc=doc))
 
-    def context_text(self) -> str:
+    def docs(self, query: str | None = None, k: int = 10) -> DocList:
+        """Documents ranked by how well `query` names them (file name, title, company, form, fiscal year) and then by their passages; with no query, every document with its title. Each has doc, score, title and card."""
+        self.looks += 1
+        if query is None:
+            rows = [DocMatch(d, 0.0, str((rec.get("card") or {}).get("title") or rec.get("name") or ""),
+                             f"{rec['type']}, {rec['pages']} pages") for d, rec in self.documents.items()]
+            return DocList(rows)
+        return DocList(self.searcher.docs(query, k=k))
+
+    def context_text(self) -> str | LargeContext:
         """`context`: the whole workspace as one string, each page preceded by a `=== [doc p.N] ===` line (for slicing by offset)."""
         self.looks += 1
-        if self._context is None:
-            parts = []
-            for doc, rec in self.docs.items():
-                for number in range(1, rec["pages"] + 1):
-                    parts.append(f"=== [{doc} p.{number}] ===\n{self._page_text(doc, number)}")
-            self._context = "\n".join(parts)
-        return self._context
+        segments, total = [], 0
+        for doc, rec in self.documents.items():
+            index = self.reader.text_index(doc)
+            for number in range(1, rec["pages"] + 1):
+                segments.append((doc, number, total))
+                chars = index.char_span(number) if index is not None else None
+                size = chars[1] - chars[0] if chars else len(self._page_text(doc, number))
+                total += len(f"=== [{doc} p.{number}] ===\n") + size + 1
+        total = max(0, total - 1)  # pages are joined by one newline
+        if total > CONTEXT_MAX_CHARS:
+            return LargeContext(self.reader, segments, total)
+        return "\n".join(f"=== [{doc} p.{n}] ===\n{self._page_text(doc, n)}" for doc, n, _ in segments)
 
     def llm_query(self, prompt: str, model: str | None = None) -> str:
         """Ask a sub-model one question; returns its text. Put the text it must read inside the prompt."""
@@ -302,7 +387,7 @@ class Toolkit:
         return names
 
 
-HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "context", "look", "llm_query", "llm_batch", "llm_query_batched",
+HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "docs", "context", "look", "llm_query", "llm_batch", "llm_query_batched",
                 "rlm_query", "FINAL", "FINAL_VAR", "SHOW_VARS")
 
 

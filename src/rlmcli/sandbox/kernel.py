@@ -20,7 +20,8 @@ if __name__ == "__main__":  # run by path with -I: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from rlmcli.sandbox import protocol  # noqa: E402
-from rlmcli.sandbox.helpers import HELPER_NAMES, Corpus, FinalAnswer, Toolkit  # noqa: E402
+from rlmcli.sandbox.helpers import HELPER_NAMES, FinalAnswer, Toolkit  # noqa: E402
+from rlmcli.workspace.reader import WorkspaceReader  # noqa: E402
 
 # Modules model code may use without paying for the import inside a cell.
 PRELOAD = ("re", "json", "math", "itertools", "collections", "functools", "glob", "bisect")
@@ -235,16 +236,15 @@ def main() -> None:
         layers.append("audit")
     channel = ParentChannel(rfd, wfd)
 
-    corpus: Corpus | None = None
+    reader = WorkspaceReader(".")  # outlives resets: its caches are the same workspace's
 
     def fresh() -> tuple[dict[str, Any], Toolkit]:
         ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
-        kit = Toolkit(channel, ns, corpus)
+        kit = Toolkit(channel, ns, reader)
         ns.update(kit.bind())
         return ns, kit
 
     ns, toolkit = fresh()
-    corpus = toolkit.corpus  # the grep corpus outlives resets: page text is the same workspace's
     protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
     number = 0
     while True:

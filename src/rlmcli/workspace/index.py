@@ -23,6 +23,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(
     heading, body, doc UNINDEXED, page UNINDEXED, line UNINDEXED,
     tokenize = "porter unicode61 remove_diacritics 2"
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS doc_cards USING fts5(
+    name, title, info, doc UNINDEXED,
+    tokenize = "porter unicode61 remove_diacritics 2"
+);
 """
 
 
@@ -32,7 +36,37 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    _add_row_ranges(conn)
     return conn
+
+
+def _add_row_ranges(conn: sqlite3.Connection) -> None:
+    """Each document's passages are inserted together, so they hold one run of rowids; searching
+    one document is then a rowid range the FTS index seeks to, not a scan. An index made before
+    these columns existed gets them here, once (one pass over the passages)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
+    if "first_row" in columns:
+        return
+    conn.execute("BEGIN")
+    conn.execute("ALTER TABLE docs ADD COLUMN first_row INTEGER")
+    conn.execute("ALTER TABLE docs ADD COLUMN last_row INTEGER")
+    ranges = conn.execute("SELECT doc, min(rowid), max(rowid) FROM chunks GROUP BY doc").fetchall()
+    conn.executemany("UPDATE docs SET first_row = ?, last_row = ? WHERE doc = ?", [(a, b, d) for d, a, b in ranges])
+    conn.execute("COMMIT")
+
+
+def add_card(conn: sqlite3.Connection, doc: str, name: str, card: dict[str, str]) -> None:
+    """The document's row in doc_cards (replacing any earlier one). The caller owns the transaction."""
+    from rlmcli.workspace.cards import card_text, name_words
+
+    conn.execute("DELETE FROM doc_cards WHERE doc = ?", (doc,))
+    conn.execute("INSERT INTO doc_cards(name, title, info, doc) VALUES (?,?,?,?)",
+                 (name_words(doc, name), card.get("title", ""), card_text(card), doc))
+
+
+def cards_missing(conn: sqlite3.Connection) -> list[str]:
+    """Documents indexed before doc_cards existed."""
+    return [d for (d,) in conn.execute("SELECT doc FROM docs WHERE doc NOT IN (SELECT doc FROM doc_cards)")]
 
 
 def chunk_page(text: str, heading: str, titles: Iterable[str] = ()) -> Iterator[tuple[str, int, str]]:
@@ -98,12 +132,25 @@ def add_document(
         for number, (page, (first_heading, titles)) in enumerate(zip(pages, headings, strict=True), start=1)
         for heading, line, body in chunk_page(page, first_heading, titles)
     )
+    before = _last_row(conn)
     conn.executemany("INSERT INTO chunks(heading, body, doc, page, line) VALUES (?,?,?,?,?)", rows)
-    conn.execute("INSERT OR REPLACE INTO docs VALUES (?, ?)", (doc, sha256))
+    after = _last_row(conn)
+    first, last = (before + 1, after) if after > before else (None, None)
+    conn.execute("INSERT OR REPLACE INTO docs(doc, sha256, first_row, last_row) VALUES (?, ?, ?, ?)", (doc, sha256, first, last))
+
+
+def _last_row(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT rowid FROM chunks ORDER BY rowid DESC LIMIT 1").fetchone()
+    return int(row[0]) if row else 0
 
 
 def remove_document(conn: sqlite3.Connection, doc: str) -> None:
-    conn.execute("DELETE FROM chunks WHERE doc = ?", (doc,))
+    span = conn.execute("SELECT first_row, last_row FROM docs WHERE doc = ?", (doc,)).fetchone()
+    if span and span[0] is not None:
+        conn.execute("DELETE FROM chunks WHERE rowid BETWEEN ? AND ?", span)  # its run of rows
+    else:
+        conn.execute("DELETE FROM chunks WHERE doc = ?", (doc,))
+    conn.execute("DELETE FROM doc_cards WHERE doc = ?", (doc,))
     conn.execute("DELETE FROM docs WHERE doc = ?", (doc,))
 
 

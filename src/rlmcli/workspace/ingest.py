@@ -84,6 +84,7 @@ def _spool(writer: WorkspaceWriter, pages: Iterator[str], counter: TokenCounter,
             tokens.extend(counter.count(batch))
         spool.finish()
     except BaseException:
+        spool.close()
         shutil.rmtree(spool.directory, ignore_errors=True)
         raise
     return spool, tokens

@@ -62,15 +62,47 @@ class Passage:
     __str__ = __repr__
 
 
-def fts_query(query: str) -> str:
-    """A natural-language query as an FTS5 OR-query; '48,500' or '10-K' become phrases."""
+def fts_query(query: str, drop: set[str] | frozenset[str] = frozenset()) -> str:
+    """A natural-language query as an FTS5 OR-query; '48,500' or '10-K' become phrases, "Contoso's"
+    is Contoso. Words in `drop` (as `_words` spells them) are left out."""
     terms = []
-    for token in re.findall(r"\w[\w'.,&$%/-]*", query):
+    for token in re.findall(r"\w[\w'’.,&$%/-]*", query):
+        token = re.sub(r"['’]s?$", "", token)  # possessives: "Contoso's" names Contoso
         parts = re.findall(r"\w+", token.lower())
-        if not parts or (len(parts) == 1 and parts[0] in STOPWORDS):
+        if not parts or (len(parts) == 1 and (parts[0] in STOPWORDS or _words(parts[0]) <= drop and drop)):
             continue
         terms.append('"' + " ".join(parts) + '"')
     return " OR ".join(dict.fromkeys(terms))
+
+
+def _words(text: str) -> set[str]:
+    """Words that can name a document: content words cut to six letters, and numbers (years)."""
+    return {w if w.isdigit() else w[:6] for w in re.findall(r"[^\W_]+", text.lower())
+            if w not in BOOST_STOPWORDS and (len(w) > 2 or w.isdigit())}
+
+
+class DocMatch:
+    """A document ranked by how well the query names it (its card) and what its passages say."""
+
+    __slots__ = ("doc", "score", "title", "card")
+
+    def __init__(self, doc: str, score: float, title: str, card: str) -> None:
+        self.doc, self.score, self.title, self.card = doc, score, title, card
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"doc": self.doc, "score": round(self.score, 4), "title": self.title, "card": self.card}
+
+    def __repr__(self) -> str:
+        about = " · ".join(x for x in (self.title, self.card) if x)
+        return f"{self.doc} score={self.score:.2f}" + (f"  {about}" if about else "")
+
+    __str__ = __repr__
+
+
+DOC_BOOST = 2.0  # a passage of the document the query names best scores up to (1 + this) times
+NAMED_DOCS = 5  # documents searched on their own when the query names them, besides the global search
+TIERED_ABOVE = 20_000  # passages matching any term: above this, rank by AND-tiers first (see _ranked)
+Range = tuple[int, int]
 
 
 class Searcher:
@@ -90,40 +122,169 @@ class Searcher:
             self._db = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
         return self._db
 
-    def search(self, query: str, k: int = 10, doc: str | None = None) -> list[Passage]:
-        """Up to `k` passages, the best one per page, BM25 with headings weighted."""
-        match = fts_query(str(query))
-        if not match:
-            return []
-        sql = (f"SELECT doc, page, line, heading, body, bm25(chunks, {HEADING_WEIGHT}, 1.0) AS score "
-               "FROM chunks WHERE chunks MATCH ?")
-        args: list[Any] = [match]
-        if doc is not None:
-            sql += " AND doc = ?"
-            args.append(self.reader.resolve(doc))
-        sql += " ORDER BY score LIMIT ?"
-        args.append(max(k * 5, 50))
-        terms = _stems(query)
+    def _execute(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any]:
+        rows = self._run(sql, args, optional=False)
+        assert rows is not None
+        return rows
+
+    def _optional(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any] | None:
+        """Rows of a query on a table or column an older index may lack (then None)."""
+        return self._run(sql, args, optional=True)
+
+    def _run(self, sql: str, args: list[Any] | tuple[Any, ...], optional: bool) -> list[Any] | None:
+        """Rows, or one clear error for an index that is missing or damaged."""
         try:
-            found = self._conn().execute(sql, args).fetchall()
+            return self._conn().execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:  # missing, truncated or not SQLite at all
+            if optional and "no such" in str(exc):
+                return None
             if "fts5" in str(exc) or "syntax" in str(exc):
                 raise
             raise WorkspaceError(f"{self.reader.path(INDEX)}: the search index is missing or damaged ({exc}); "
                                  "ingest the files again into a new workspace") from None
-        rows = [(d, int(page), int(line), heading or "", body, -float(score) * heading_boost(heading or "", terms))
-                for d, page, line, heading, body, score in found]
-        rows.sort(key=lambda r: r[5], reverse=True)
-        seen: set[tuple[str, int, str]] = set()
+
+    # ---- documents --------------------------------------------------------------------------
+    def named(self, query: str) -> dict[str, float]:
+        """How strongly the query names each document, in (0, 1]; see `naming`."""
+        return {d: w for d, (w, _) in self.naming(query).items()}
+
+    def naming(self, query: str) -> dict[str, tuple[float, set[str]]]:
+        """Each document the query names: (how strongly, in (0, 1]; the query's words that name it
+        by its card's company, form or period). A title is named by the share of its words the query has ("R Internals: installing
+        packages" names "R Internals" wholly and "R Installation and Administration" by half);
+        company, form and fiscal year by BM25 relative to the best card (a filing's card is many
+        words, a question names a few)."""
+        match = fts_query(str(query))
+        if not match:
+            return {}
+        rows = self._optional("SELECT doc, name, title, info, bm25(doc_cards, 0.0, 0.0, 1.0) FROM doc_cards "
+                              "WHERE doc_cards MATCH ? LIMIT 200", (match,))
+        if not rows:
+            return {}  # none named, or an index from before documents had cards
+        asked = _words(query)
+        best_info = min(float(r[4]) for r in rows) or -1.0
+        # a title's name words: not its version ("Mozilla Public License Version 2.0")
+        titles = {doc: (_stems(title.split(" — ")[0]) - {"versio"}) or _stems(name) for doc, name, title, _, _ in rows}
+        most = max((len(words & asked) for words in titles.values()), default=0) or 1
+        out = {}
+        for doc, _name, _, info, info_score in rows:
+            words = titles[doc]
+            # the share of the title named, and the more words named the better: "GNU Lesser
+            # General Public License" names the LGPL more than the GPL, whose title it contains
+            by_title = len(words & asked) / len(words) * len(words & asked) / most if words else 0.0
+            by_info = float(info_score) / best_info if float(info_score) < 0 else 0.0
+            weight = max(by_title, by_info)
+            if weight > 0:
+                # A company, form or year picks a filing but says nothing about a passage (it is
+                # on the cover); a title's words ("Internals") run through the document's text.
+                out[doc] = (weight, _words(info) & asked)
+        return out
+    def docs(self, query: str, k: int = 10) -> list[DocMatch]:
+        """Documents for a query: those it names first, then those whose passages match it best."""
+        named = self.named(query)
+        scores: dict[str, float] = {d: 10.0 * w for d, w in named.items()}
+        for p in self.search(query, k=50):
+            scores[p.doc] = scores.get(p.doc, 0.0) + p.score / (1 + DOC_BOOST * named.get(p.doc, 0.0)) / 10
+        cards = dict(self._cards(list(scores)))
+        ranked = sorted(scores.items(), key=lambda x: -x[1])[:k]
+        return [DocMatch(d, s, *cards.get(d, ("", ""))) for d, s in ranked]
+
+    def _cards(self, docs: list[str]) -> list[tuple[str, tuple[str, str]]]:
+        if not docs:
+            return []
+        marks = ",".join("?" * len(docs))
+        rows = self._optional(f"SELECT doc, title, info FROM doc_cards WHERE doc IN ({marks})", docs)
+        return [(d, (t, i)) for d, t, i in rows or []]
+
+    def _ranges(self, docs: list[str]) -> list[Range] | None:
+        """Each document's run of passage rowids; None when the index predates them."""
+        marks = ",".join("?" * len(docs))
+        rows = self._optional(f"SELECT first_row, last_row FROM docs WHERE doc IN ({marks})", docs)
+        if rows is None or any(a is None for a, _ in rows):
+            return None
+        return [(int(a), int(b)) for a, b in rows]
+
+    # ---- passages ---------------------------------------------------------------------------
+    def search(self, query: str, k: int = 10, doc: str | list[str] | None = None) -> list[Passage]:
+        """Up to `k` passages, the best per page and section: BM25 with headings weighted, times
+        a boost for a section the query names and one for a document the query names.
+
+        When the query names a document well ("Contoso's revenue in fiscal 2023"), the words that
+        name it are taken out of the passage query: they picked the document, and on its cover
+        page they would outscore the revenue line."""
+        naming = self.naming(query)
+        only = self.reader.select(doc) if doc is not None else None
+        if only is not None:
+            naming = {d: v for d, v in naming.items() if d in only}
+        named = {d: w for d, (w, _) in naming.items()}
+        strong = sorted((d for d, w in named.items() if w >= 0.5), key=lambda d: -named[d])[:NAMED_DOCS]
+        drop = naming[strong[0]][1] if strong and DOC_BOOST else set()
+        match = fts_query(str(query), drop) or fts_query(str(query))
+        if not match:
+            return []
+        limit = max(k * 5, 50)
+        terms = _stems(query) - drop
+        if only is not None:
+            rows = self._ranked(match, limit, self._ranges(only), only)
+        else:
+            rows = self._ranked(match, limit, None, None)
+            # The documents the query names are searched on their own too: among 300 filings,
+            # the one named may have no passage in the global top 50.
+            if strong and len(named) < len(self.reader.documents):
+                seen = {r[0] for r in rows}
+                rows += [r for r in self._ranked(match, max(k * 2, 20), self._ranges(strong), strong) if r[0] not in seen]
+        scored = []
+        for _rowid, d, page, line, heading, body, score in rows:
+            boost = heading_boost(heading or "", terms) * (1 + DOC_BOOST * named.get(d, 0.0))
+            scored.append((d, int(page), int(line), heading or "", body, -float(score) * boost))
+        scored.sort(key=lambda r: r[5], reverse=True)
+        seen_pages: set[tuple[str, int, str]] = set()
         out: list[Passage] = []
-        for d, page, line, heading, body, score in rows:
-            if (d, page, heading) in seen:
+        for d, page, line, heading, body, score in scored:
+            if (d, page, heading) in seen_pages:
                 continue  # the best passage per page and section
-            seen.add((d, page, heading))
+            seen_pages.add((d, page, heading))
             out.append(Passage(d, page, line, score, heading, body))
             if len(out) >= k:
                 break
         return out
+
+    _SELECT = "SELECT rowid, doc, page, line, heading, body, bm25(chunks, {w}, 1.0) AS score FROM chunks WHERE chunks MATCH ?"
+
+    def _query(self, match: str, limit: int, ranges: list[Range] | None, docs: list[str] | None) -> list[Any]:
+        sql = self._SELECT.format(w=HEADING_WEIGHT)
+        if ranges is not None:
+            out: list[Any] = []
+            for lo, hi in ranges:  # the FTS index seeks to each document's rows
+                out += self._execute(sql + " AND rowid BETWEEN ? AND ? ORDER BY score LIMIT ?", (match, lo, hi, limit))
+            return sorted(out, key=lambda r: r[6])[:limit]
+        if docs is not None:
+            marks = ",".join("?" * len(docs))
+            return self._execute(sql + f" AND doc IN ({marks}) ORDER BY score LIMIT ?", [match, *docs, limit])
+        return self._execute(sql + " ORDER BY score LIMIT ?", (match, limit))
+
+    def _ranked(self, match: str, limit: int, ranges: list[Range] | None, docs: list[str] | None) -> list[Any]:
+        """The best `limit` rows for an OR of the query's terms. BM25 must score every row that
+        matches any term, which on 100 M tokens and a common word is 0.1-0.5 s. So when many rows
+        match, rank those with every term, and those with all but one, first: FTS5 gives them the
+        same BM25 as the OR query would (the same terms, so the same IDF and lengths), and they
+        are almost always its top rows. Only when those are too few does the full OR run."""
+        terms = match.split(" OR ")
+        if len(terms) < 2 or ranges is not None or docs is not None:
+            return self._query(match, limit, ranges, docs)
+        count = self._execute("SELECT count(*) FROM chunks WHERE chunks MATCH ?", (match,))[0][0]
+        if count <= TIERED_ABOVE:
+            return self._query(match, limit, None, None)
+        best: dict[int, Any] = {}
+        tiers = [terms] + ([[t for t in terms if t != left] for left in terms] if len(terms) > 2 else [])
+        for tier in tiers:
+            for row in self._query(" AND ".join(tier), limit, None, None):
+                if row[0] not in best or row[6] < best[row[0]][6]:
+                    best[row[0]] = row  # a row's true score is its best: the tier that names all its terms
+        found = sorted(best.values(), key=lambda r: r[6])
+        if len(found) < min(limit, 10):
+            return self._query(match, limit, None, None)
+        return found[:limit]
 
     def close(self) -> None:
         if self._db is not None:

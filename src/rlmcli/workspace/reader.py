@@ -20,6 +20,51 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DOCS = "docs"
 INDEX = "index.sqlite"
+# Each document's pages also sit end to end in one file, separated by PAGE_SEP, with the byte and
+# character offset of every page in TEXT_INDEX: grep scans it through mmap a slice at a time, and
+# a large `context` slices it, so neither holds the corpus in memory.
+TEXT = "text.txt"
+TEXT_INDEX = "text.idx"
+PAGE_SEP = "\n\x00\n"
+
+
+class TextIndex:
+    """Where each page of a document's text.txt starts: `bytes[i]` and `chars[i]` for page i+1,
+    and one more entry for the end."""
+
+    __slots__ = ("bytes", "chars")
+
+    def __init__(self, byte_starts: list[int], char_starts: list[int]) -> None:
+        self.bytes, self.chars = byte_starts, char_starts
+
+    @property
+    def pages(self) -> int:
+        return len(self.bytes) - 1
+
+    def byte_span(self, page: int) -> tuple[int, int]:
+        """[start, end) of page `page` (1-based) in text.txt, without the separator after it."""
+        end = self.bytes[page] - (len(PAGE_SEP) if page < self.pages else 0)
+        return self.bytes[page - 1], end
+
+    def char_span(self, page: int) -> tuple[int, int]:
+        end = self.chars[page] - (len(PAGE_SEP) if page < self.pages else 0)
+        return self.chars[page - 1], end
+
+    def to_bytes(self) -> bytes:
+        from array import array
+
+        return array("Q", [len(self.bytes), *self.bytes, *self.chars]).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TextIndex:
+        from array import array
+
+        values = array("Q")
+        values.frombytes(data[: len(data) - len(data) % 8])
+        n = values[0] if values else 0
+        if n < 1 or len(values) != 1 + 2 * n:
+            raise ValueError("truncated text index")
+        return cls(values[1:1 + n].tolist(), values[1 + n:].tolist())
 
 
 class NoSuchDocument(WorkspaceError, LookupError):
@@ -143,6 +188,26 @@ class WorkspaceReader:
         self._resolved[name] = found
         return found
 
+    def select(self, pattern: str | list[str] | tuple[str, ...]) -> list[str]:
+        """Document ids for a name, a glob over ids and file names ('r-*.pdf', '*2023*'; any
+        case), or a list of either."""
+        if isinstance(pattern, (list, tuple)):
+            return list(dict.fromkeys(d for p in pattern for d in self.select(p)))
+        pattern = str(pattern)
+        try:
+            return [self.resolve(pattern)]  # a name first: 'Notes [final].docx' is a name, not a glob
+        except NoSuchDocument:
+            if not any(c in pattern for c in "*?["):
+                raise
+        import fnmatch
+
+        wanted = pattern.lower()
+        found = [doc for doc, rec in self.documents.items()
+                 if fnmatch.fnmatchcase(doc.lower(), wanted) or fnmatch.fnmatchcase(str(rec.get("name") or "").lower(), wanted)]
+        if not found:
+            raise NoSuchDocument(f"no document matches {pattern!r} ({len(self.documents)} documents; see ls('docs'))")
+        return found
+
     def _resolve(self, name: str, docs: dict[str, dict[str, Any]]) -> str:
         wanted = name.strip()
         lower = wanted.lower()
@@ -203,6 +268,14 @@ class WorkspaceReader:
 
     def read_page(self, doc: str, number: int) -> str:
         return read_text(self.page_file(doc, number))
+
+    def text_index(self, doc: str) -> TextIndex | None:
+        """The page offsets of the document's text.txt; None for a workspace made before it existed."""
+        try:
+            with open(self.path(DOCS, doc, TEXT_INDEX), "rb") as fh:
+                return TextIndex.from_bytes(fh.read())
+        except (OSError, ValueError):
+            return None
 
     def outline(self, doc: str) -> str | None:
         try:

@@ -33,7 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.errors import WorkspaceError
-from rlmcli.workspace.reader import FORMAT_VERSION, MANIFEST, WorkspaceReader, page_name, slugify
+from rlmcli.workspace.cards import make_card
+from rlmcli.workspace.reader import (
+    FORMAT_VERSION,
+    MANIFEST,
+    PAGE_SEP,
+    TEXT,
+    TEXT_INDEX,
+    TextIndex,
+    WorkspaceReader,
+    page_name,
+    slugify,
+)
 
 __all__ = ["DocumentBuild", "Workspace", "WorkspaceWriter", "page_name", "slugify", "write_atomic"]
 
@@ -82,7 +93,8 @@ class DocumentBuild:
 
 class PageSpool:
     """Pages written to `<directory>/pages/` as they are extracted, so a 300 MB text file never
-    sits in memory: only counts are kept. `finish()` fixes the file names' width."""
+    sits in memory: only counts are kept. Each page also goes to the end of text.txt, whose page
+    offsets `finish()` writes to text.idx; `finish()` also fixes the page files' name width."""
 
     def __init__(self, directory: Path, on_page: Callable[[int], None] | None = None) -> None:
         self.directory = directory
@@ -91,24 +103,47 @@ class PageSpool:
         self.count = 0
         self.chars = 0
         self.on_page = on_page
+        self._text = open(directory / TEXT, "wb")
+        self._bytes = self._offset = 0  # bytes and characters of text.txt so far
+        self._starts: tuple[list[int], list[int]] = ([], [])
 
     def add(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self.count:
+            self._text.write(_SEP_BYTES)
+            self._bytes += len(_SEP_BYTES)
+            self._offset += len(PAGE_SEP)
+        self._starts[0].append(self._bytes)
+        self._starts[1].append(self._offset)
+        self._text.write(data)
+        self._bytes += len(data)
+        self._offset += len(text)
         self.count += 1
         self.chars += len(text)
-        with open(self.pages_dir / page_name(self.count, 1), "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(self.pages_dir / page_name(self.count, 1), "wb") as fh:
+            fh.write(data)
         if self.on_page is not None:
             self.on_page(self.count)
 
     def finish(self) -> None:
-        """Rename pages to the width a document of this many pages uses (10,000 pages or more)."""
+        """Close text.txt, write its page offsets, and rename pages to the width a document of
+        this many pages uses (10,000 pages or more)."""
+        self._text.close()
+        index = TextIndex(self._starts[0] + [self._bytes], self._starts[1] + [self._offset])
+        (self.directory / TEXT_INDEX).write_bytes(index.to_bytes())
         if page_name(1, self.count) != page_name(1, 1):
             for n in range(1, self.count + 1):
                 os.rename(self.pages_dir / page_name(n, 1), self.pages_dir / page_name(n, self.count))
 
+    def close(self) -> None:
+        self._text.close()
+
     def texts(self) -> Iterator[str]:
         for n in range(1, self.count + 1):
             yield (self.pages_dir / page_name(n, self.count)).read_text(encoding="utf-8")
+
+
+_SEP_BYTES = PAGE_SEP.encode()
 
 
 class Workspace:
@@ -301,6 +336,22 @@ class WorkspaceWriter:
             shutil.rmtree(self.ws.root / leftover, ignore_errors=True)
         if (self.ws.root / ".dirty").exists():
             self._recover_legacy()
+        self._backfill_cards()
+
+    def _backfill_cards(self) -> None:
+        """Cards for documents ingested before search knew documents (committed with the next flush)."""
+        from rlmcli.workspace import index
+
+        missing = [d for d in index.cards_missing(self.conn()) if d in self.manifest["documents"]]
+        for doc in missing:
+            meta = self.ws.meta(doc)
+            total = meta["pages"]
+            first = (self.ws.read_page_file(doc, n, total) for n in range(1, min(total, 3) + 1))
+            card = make_card(meta.get("name", doc), meta.get("metadata") or {},
+                             [tuple(o) for o in meta.get("outline", [])], first)
+            index.add_card(self.txn(), doc, meta.get("name", doc), card)
+        if missing:
+            self._changed = True
 
     def release(self) -> None:
         if self._conn is not None:
@@ -415,19 +466,24 @@ class WorkspaceWriter:
             tmp = build.pages.directory
         else:
             tmp = self.new_tmp()
-            pages_dir = tmp / "pages"
-            os.mkdir(pages_dir)
-            total = len(build.pages)
-            for number, text in enumerate(build.pages, start=1):
-                with open(pages_dir / page_name(number, total), "w", encoding="utf-8") as fh:
-                    fh.write(text)
+            spool = PageSpool(tmp)
+            try:
+                for text in build.pages:
+                    spool.add(text)
+                spool.finish()
+            except BaseException:
+                spool.close()
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         try:
             conn = self.txn()
             conn.execute("SAVEPOINT add_document")  # undone if this document fails below
             try:
                 headings = index.page_headings_iter(build.page_count, [(p, t) for _, p, t in build.outline])
                 index.add_document(conn, doc, build.sha256, build.page_texts(), headings)
-                meta = self._write_meta(tmp, doc, build)
+                card = make_card(build.name, build.metadata, build.outline, build.page_texts())
+                index.add_card(conn, doc, build.name, card)
+                meta = self._write_meta(tmp, doc, build, card)
             except BaseException:
                 conn.execute("ROLLBACK TO add_document")
                 raise
@@ -445,7 +501,7 @@ class WorkspaceWriter:
         self.maybe_flush()
         return doc
 
-    def _write_meta(self, tmp: Path, doc: str, build: DocumentBuild) -> dict[str, Any]:
+    def _write_meta(self, tmp: Path, doc: str, build: DocumentBuild, card: dict[str, str]) -> dict[str, Any]:
         tokens = build.page_tokens()
         meta = {
             "id": doc, "name": build.name, "source": build.source, "aliases": [],
@@ -453,7 +509,7 @@ class WorkspaceWriter:
             "type": build.type, "extractor": build.extractor, "pages": build.page_count,
             "chars": build.chars(), "tokens": sum(tokens),
             "page_tokens": tokens, "warnings": build.warnings, "metadata": build.metadata,
-            "outline": [list(o) for o in build.outline], "ingested_at": time.time(),
+            "outline": [list(o) for o in build.outline], "card": card, "ingested_at": time.time(),
         }
         meta.update(build.extra)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -595,6 +651,8 @@ _SUMMARY_KEYS = ("name", "source", "aliases", "sha256", "size", "mtime_ns", "typ
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     summary = {k: meta[k] for k in _SUMMARY_KEYS}
+    if meta.get("card"):
+        summary["card"] = meta["card"]  # title, company, form, fiscal year: `rlm ls --json`, docs()
     if meta.get("ocr_pages"):
         summary["ocr_pages"] = meta["ocr_pages"]  # listed in the manifest: citations mark these pages
     return summary
