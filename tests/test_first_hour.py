@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from rlmcli import __version__
 from tests.conftest import CORPUS, FIXTURES, corpus_file, run_rlm
 from tests.fakeserver import FakeLLM, Reply
@@ -214,7 +212,6 @@ def test_the_live_tree_never_outgrows_the_terminal_or_repeats_in_scrollback() ->
     assert len(text) <= 20 + 4  # one line per iteration, the question, FINAL and the footer
 
 
-@pytest.mark.skipif(not (CORPUS / "fullrefman.pdf").exists(), reason="needs ../shared/corpus (big PDFs take long enough to interrupt)")
 def test_ctrl_c_during_a_parallel_ingest_is_one_line_and_leaves_a_consistent_workspace(tmp_path: Path) -> None:
     """Ctrl-C goes to the terminal's whole process group: the PDF workers and the token counter
     get it too. Whenever it lands: one line, exit 130, and a workspace that opens (or none)."""
