@@ -229,6 +229,9 @@ def test_ctrl_c_during_a_parallel_ingest_is_one_line_and_leaves_a_consistent_wor
         assert proc.returncode == 130, err
         lines = err.decode().splitlines()
         assert len(lines) == 1 and lines[0].startswith("rlm: interrupted: "), lines
+        deadline = time.time() + 5  # a helper that saw its parent go exits at its next read
+        while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).stdout and time.time() < deadline:
+            time.sleep(0.1)
         assert subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).stdout == b""  # no workers left
         if lines[0] == "rlm: interrupted: nothing was ingested":
             assert not ws.exists()  # no empty workspace left behind
