@@ -9,14 +9,14 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ocr,msg]'
+	$(BIN)/python -m pip install -q -e '.[test,ocr,msg,ray,mcp]'
 	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --cov=rlmcli --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --cov=rlmcli --cov-report=term:skip-covered
 
 bench: $(STAMP)
 	@command -v pdftotext >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils) >/dev/null 2>&1 || echo "note: could not install poppler-utils; pdftotext anchors will be skipped"

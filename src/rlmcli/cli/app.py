@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
+import click
 import typer
 
 from rlmcli import __version__
@@ -34,6 +35,10 @@ WorkspaceOpt = typer.Option(
     "other commands: the last one an ingest or question used.",
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (with a schema field).")
+ExecutorOpt = typer.Option("local", "--executor", envvar="RLM_EXECUTOR", click_type=click.Choice(["local", "ray"]),  # type: ignore[call-overload]
+                           help="Where the work runs: this machine, or Ray (RAY_ADDRESS, else a local Ray; needs rlmcli[ray]).")
+ShipOpt = typer.Option(False, "--ship", help="With --executor ray: send workspaces and files through Ray's object store "
+                       "instead of a filesystem shared by every machine.")
 
 
 def examples(*lines: str) -> str:

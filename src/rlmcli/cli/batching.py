@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from rlmcli.cli.app import app, examples, handle_errors, say, stderr_console
+from rlmcli.cli.app import ExecutorOpt, ShipOpt, app, examples, handle_errors, say, stderr_console
 from rlmcli.errors import ExitStatus
 from rlmcli.options import run_options
 
@@ -16,7 +16,8 @@ from rlmcli.options import run_options
 @app.command(context_settings={"allow_interspersed_args": True},
              epilog=examples("rlm batch jobs.jsonl -o results.jsonl -j 8 --max-cost 5",
                              "rlm batch --questions questions.txt contract.pdf annex.docx -o results.jsonl",
-                             "rlm batch jobs.jsonl -o results.jsonl --rerun-failed"))
+                             "rlm batch jobs.jsonl -o results.jsonl --rerun-failed",
+                             "RAY_ADDRESS=head:6379 rlm batch jobs.jsonl -o results.jsonl --executor ray -j 64"))
 @handle_errors
 @run_options(rename={"max_cost": (("--job-max-cost",), "US dollars per job (a job line's max_cost overrides).")},
              extra_help={"timeout": " (Per job.)", "concurrency": " (Across ALL jobs together.)"})
@@ -27,6 +28,8 @@ def batch(
     jobs_at_once: int = typer.Option(4, "-j", "--jobs", min=1, help="Jobs running at once."),
     rerun_failed: bool = typer.Option(False, "--rerun-failed", help="Run again the jobs whose last result failed or was skipped."),
     batch_max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Batch-wide US dollars: no new job starts once reached."),
+    executor: str = ExecutorOpt,
+    ship: bool = ShipOpt,
     *, flags: dict[str, Any],
 ) -> None:
     """Run many questions over many documents; resumable; one JSON line per finished job."""
@@ -71,8 +74,13 @@ def batch(
             from rlmcli.engine.providers.litellm_provider import prewarm
 
             prewarm()
+    chosen = None
+    if executor == "ray" and todo:
+        from rlmcli.batch.executors_ray import RayExecutor
+
+        chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
-    runner = Batch(settings, jobs_at_once, batch_max_cost, on_update=bar.update if bar else None)
+    runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None)
     try:
         runner.run(todo, results, report)
     finally:

@@ -8,7 +8,9 @@ from typing import Any, Optional
 import typer
 
 from rlmcli.cli.app import (
+    ExecutorOpt,
     JsonOpt,
+    ShipOpt,
     WorkspaceOpt,
     app,
     confirm,
@@ -66,13 +68,16 @@ def summary(report: Any) -> str:
 
 
 @app.command(epilog=examples("rlm ingest contract.pdf annex.docx -w deal", "rlm ingest ~/src/myrepo -w repo",
-                             "cat notes.txt | rlm ingest - -w deal", "rlm ingest scans/ -w deal --ocr always"))
+                             "cat notes.txt | rlm ingest - -w deal", "rlm ingest scans/ -w deal --ocr always",
+                             "RAY_ADDRESS=head:6379 rlm ingest /shared/filings -w filings --executor ray"))
 @handle_errors
 def ingest(
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="Files, directories, or '-' for stdin."),
     workspace: Optional[str] = WorkspaceOpt,
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
     ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto."),
+    executor: str = ExecutorOpt,
+    ship: bool = ShipOpt,
 ) -> None:
     """Ingest documents into a workspace; print the workspace path on stdout."""
     from rlmcli.config import Settings
@@ -86,7 +91,7 @@ def ingest(
         ws, report = run_ingest(
             paths, workspace, progress=progress,
             on_wait=lambda: say("waiting for another rlm process to finish with this workspace..."),
-            follow_symlinks=follow_symlinks, ocr=settings.ocr,
+            follow_symlinks=follow_symlinks, ocr=settings.ocr, executor=executor, ship=ship,
         )
     finally:
         if progress:

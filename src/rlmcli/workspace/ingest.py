@@ -96,6 +96,7 @@ class IngestOptions:
     follow_symlinks: bool = False
 
 
+Builder = Callable[..., DocumentBuild]  # _build's signature: extracts one source (here, or on Ray)
 MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail: its attachments stop here
 
 
@@ -154,31 +155,47 @@ def ingest_sources(
     known_shas: dict[int, str] | None = None,
     report: IngestReport | None = None,
     options: IngestOptions | None = None,
+    executor: str = "local",
+    ship: bool = False,
 ) -> IngestReport:
-    """Ingest each source into the workspace behind `writer`; failures are recorded, not raised."""
+    """Ingest each source into the workspace behind `writer`; failures are recorded, not raised.
+
+    With executor="ray", extraction runs as one Ray task per file while this process still
+    commits every document itself, in input order: the listing is the same as a local ingest."""
     report = report or IngestReport()
     known_shas = known_shas or {}
+    options = options or IngestOptions()
     started = time.perf_counter()
+    builder: Builder = _build
+    if executor == "ray":
+        from rlmcli.workspace.ingest_ray import RayBuilder
+
+        builder = RayBuilder(writer, sources, options, ship)
     if progress:
         progress.start(len(sources))
     from rlmcli.tokens import counter as token_counter
 
-    with token_counter() as counter:
-        _ingest_all(writer, sources, report, known_shas, counter, progress, options or IngestOptions())
+    try:
+        with token_counter() as counter:
+            _ingest_all(writer, sources, report, known_shas, counter, progress, options, builder)
+    finally:
+        close = getattr(builder, "close", None)  # the Ray builder cancels extractions nobody took
+        if close is not None:
+            close()
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestReport,
                 known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None,
-                options: IngestOptions) -> None:
+                options: IngestOptions, builder: Builder = _build) -> None:
     queue = list(sources)
     while queue:
         source = queue.pop(0)
         pages = 0
         try:
             pages, attachments = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress,
-                                             options)
+                                             options, builder)
             queue[0:0] = attachments  # a mail's attachments right after it
         except ExtractError as exc:
             if not source.explicit and str(exc).startswith("binary file"):
@@ -194,7 +211,8 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
 
 
 def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None,
-                counter: TokenCounter, progress: Progress | None, options: IngestOptions) -> tuple[int, list[Source]]:
+                counter: TokenCounter, progress: Progress | None, options: IngestOptions,
+                builder: Builder = _build) -> tuple[int, list[Source]]:
     """(pages added, attachments to ingest next)."""
     key = source.key
     if source.data is not None:
@@ -230,7 +248,7 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
             if detect_type(source.path, fh.read(8192)) == "binary":
                 report.skipped_binary += 1
                 return 0, []
-    build = _build(source, sha, size, mtime_ns, counter, writer, progress, options)
+    build = builder(source, sha, size, mtime_ns, counter, writer, progress, options)
     doc = writer.add(build, replace=existing)
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)
@@ -267,6 +285,8 @@ def ingest(
     on_wait: Callable[[], None] | None = None,
     follow_symlinks: bool = False,
     ocr: str = "auto",
+    executor: str = "local",
+    ship: bool = False,
 ) -> tuple[Workspace, IngestReport]:
     """Ingest files, directories and `-` into a workspace (automatic when `workspace` is None)."""
     from rlmcli.config import auto_workspaces_dir
@@ -296,7 +316,7 @@ def ingest(
     before = set(ws.documents())
     try:
         with ws.writer(on_wait=on_wait) as writer:  # commits every few seconds; Ctrl-C undoes the rest
-            ingest_sources(writer, found.sources, progress, shas, report, options)
+            ingest_sources(writer, found.sources, progress, shas, report, options, executor, ship)
     except KeyboardInterrupt:
         kept = len(set(ws.documents()) - before)
         raise Interrupted(f"{kept} new documents had been committed to {root}; the same command ingests the rest"

@@ -1,0 +1,102 @@
+"""Extraction on Ray: one task per file, committed by the driver in input order.
+
+`RayBuilder` submits every source that may need extracting when the ingest starts, then stands in
+for `_build` in the driver's usual sequential loop: it hands back the worker's result for that
+source. Dedupe, replacement and commits stay in the driver, so the listing equals a local ingest.
+Files reach workers by path (a shared filesystem), or as bytes in the object store with `ship`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rlmcli.cluster import connect
+from rlmcli.workspace.ingest import IngestOptions, Progress, _build, source_sha
+from rlmcli.workspace.sources import Source
+from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
+
+
+class _Scratch:
+    """What `_build` needs of a writer on a worker: somewhere to spool a streamed document."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="rlm-ray-ingest-"))
+
+    def new_tmp(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.root))
+
+
+def _remote_build(source: Source, options: IngestOptions) -> DocumentBuild:
+    """Runs on a Ray worker: extract and count tokens; pages come back as a list."""
+    from rlmcli.tokens import counter as token_counter
+
+    if source.data is not None:
+        size, mtime_ns = len(source.data), 0
+    else:
+        assert source.path is not None
+        st = os.stat(source.path)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    scratch = _Scratch()
+    try:
+        with token_counter() as counter:
+            build = _build(source, source_sha(source), size, mtime_ns, counter, scratch, None, options)  # type: ignore[arg-type]
+            build.page_tokens()
+        if isinstance(build.pages, PageSpool):
+            build.pages = list(build.pages.texts())
+        return build
+    finally:
+        shutil.rmtree(scratch.root, ignore_errors=True)
+
+
+class RayBuilder:
+    def __init__(self, writer: WorkspaceWriter, sources: list[Source], options: IngestOptions, ship: bool) -> None:
+        from rlmcli.workspace.extract import detect_type
+
+        ray = self.ray = connect()
+        task = ray.remote(num_cpus=1, max_retries=1)(_remote_build)
+        self.refs: dict[int, Any] = {}
+        for original in sources:
+            source = original
+            if source.path is not None and source.data is None:
+                try:
+                    st = os.stat(source.path)
+                    existing = writer.find_by_source(source.key)
+                    if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == \
+                            (st.st_size, st.st_mtime_ns):
+                        continue  # unchanged: the driver will not read it at all
+                    if not source.explicit:
+                        with open(source.path, "rb") as fh:
+                            if detect_type(source.path, fh.read(8192)) == "binary":
+                                continue  # skipped by the driver before any extraction
+                    if ship:
+                        source = replace(source, data=source.path.read_bytes())
+                except OSError:
+                    continue  # the driver reports it when it gets there
+            self.refs[id(original)] = task.remote(source, options)
+
+    def __call__(self, source: Source, sha: str, size: int, mtime_ns: int, counter: Any, writer: WorkspaceWriter,
+                 progress: Progress | None, options: IngestOptions) -> DocumentBuild:
+        ref = self.refs.pop(id(source), None)
+        if ref is None:  # an attachment found on the way, or a file that was not sent
+            return _build(source, sha, size, mtime_ns, counter, writer, progress, options)
+        try:
+            build: DocumentBuild = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None  # ExtractError, OSError...: reported exactly as a local ingest would
+            raise
+        if build.sha256 != sha:  # the file changed between the worker's read and ours
+            return _build(source, sha, size, mtime_ns, counter, writer, progress, options)
+        build.size, build.mtime_ns = size, mtime_ns
+        return build
+
+    def close(self) -> None:
+        for ref in self.refs.values():  # duplicates and failures before their turn: nobody needs these
+            self.ray.cancel(ref)
+        self.refs.clear()

@@ -1,0 +1,167 @@
+"""Batch and ingest on a real Ray cluster: a head started here on 127.0.0.1 with 2 CPUs.
+
+The module runs in one xdist group (see the Makefile's --dist loadgroup), so one head serves all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, run_rlm
+from tests.fakeserver import FakeLLM
+from tests.test_batch import _answering, _jobs_file, _question, _results
+
+pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'rlmcli[ray]')")
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ray start --head --block` in its own process group; the whole group is stopped after."""
+    port = _free_port()
+    ray_bin = Path(sys.executable).with_name("ray")
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    with open(log, "wb") as out:
+        head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                                 "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if head.poll() is not None:
+            pytest.fail(f"ray start exited: {log.read_text()[-2000:]}")
+        if b"Ray runtime started" in log.read_bytes():
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the Ray head did not start in 90 s: {log.read_text()[-2000:]}")
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+def _ray_env(address: str) -> dict[str, str | None]:
+    return {"RAY_ADDRESS": address, "RLM_RETRY_BASE": "0.01"}
+
+
+def _batch(server: FakeLLM, env: dict[str, str | None], *args: str) -> subprocess.CompletedProcess[bytes]:
+    return run_rlm("batch", *args, "--model", "openai/gpt-4o-mini", "--api-base", server.base, "--no-cache", env=env)
+
+
+def test_batch_on_ray_gives_the_local_results_and_one_bound_across_the_cluster(
+        ray_head: str, server: FakeLLM, tmp_path: Path) -> None:
+    server.responder("gpt-4o-mini", _answering(delay=0.2))
+    jobs = _jobs_file(tmp_path, 8)
+    outputs = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"]), ("ship", ["--executor", "ray", "--ship"])):
+        out = tmp_path / f"{name}.jsonl"
+        before = len(server.requests)
+        server.max_in_flight = 0
+        result = _batch(server, _ray_env(ray_head), str(jobs), "-o", str(out), "-j", "4", "--concurrency", "2", *extra)
+        assert result.returncode == 0, result.stderr.decode()[-3000:]
+        outputs[name] = sorted((r["id"], r["status"], r["answer"]) for r in _results(out))
+        assert server.max_in_flight <= 2, name  # --concurrency holds across Ray workers
+        asked = [_question(r["messages"][1]["content"]) for r in server.requests[before:] if r["messages"]]
+        assert sorted(asked) == sorted(f"question {i}" for i in range(1, 9)), name
+    assert outputs["ray"] == outputs["local"] == outputs["ship"]
+    assert outputs["ray"][0] == ("job1", "answered", "answer to: question 1")
+    ship_rows = _results(tmp_path / "ship.jsonl")
+    assert {r["workspace"] for r in ship_rows} == {r["workspace"] for r in _results(tmp_path / "local.jsonl")}
+
+
+def test_a_killed_ray_batch_resumes_without_asking_finished_jobs_again(
+        ray_head: str, server: FakeLLM, tmp_path: Path) -> None:
+    server.responder("gpt-4o-mini", _answering(delay=0.3))
+    jobs, out = _jobs_file(tmp_path, 16), tmp_path / "results.jsonl"
+    env = dict(os.environ, RLM_RETRY_BASE="0.01", RAY_ADDRESS=ray_head)
+    proc = subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), "-j", "2",
+                             "--executor", "ray", "--model", "openai/gpt-4o-mini", "--api-base", server.base,
+                             "--no-cache"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 180
+    while (not out.exists() or len(out.read_text().splitlines()) < 4) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {r["id"] for r in _results(out)}
+    assert 4 <= len(first) < 16
+    time.sleep(1.0)  # requests of tasks that were in flight when the driver died land before we count
+    asked_before = len(server.requests)
+    resumed = _batch(server, _ray_env(ray_head), str(jobs), "-o", str(out), "-j", "4", "--executor", "ray")
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    rows = _results(out)
+    assert sorted(r["id"] for r in rows) == sorted(f"job{i}" for i in range(1, 17))  # none lost, none twice
+    asked_again = {_question(r["messages"][1]["content"]) for r in server.requests[asked_before:] if r["messages"]}
+    assert asked_again and not asked_again & {f"question {i[3:]}" for i in first}
+    assert f"{len(first)} already in" in resumed.stderr.decode()
+
+
+def _listing(ws: Path) -> dict:
+    shown = run_rlm("ls", "-w", str(ws), "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    data.pop("workspace")
+    return data
+
+
+def test_ingest_on_ray_lists_exactly_what_a_local_ingest_lists(ray_head: str, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    shutil.copytree(FIXTURES, src, ignore=shutil.ignore_patterns("*.sh"))
+    (src / "copy-of-notes.md").write_bytes((src / "notes.md").read_bytes())  # a duplicate, decided by the driver
+    (src / "blob.bin").write_bytes(bytes(range(256)) * 64)  # binary, found in a directory: skipped
+    results = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"]), ("ship", ["--executor", "ray", "--ship"])):
+        done = run_rlm("ingest", str(src), "-w", str(tmp_path / name), *extra, env=_ray_env(ray_head))
+        err = done.stderr.decode()
+        assert "encrypted.docx: an OLE2 compound file" in err, err[-3000:]  # the bad file fails alone, same words
+        assert done.returncode == 1
+        results[name] = (_listing(tmp_path / name), err.splitlines()[-1].split(" in ")[0])
+    assert results["ray"] == results["local"] == results["ship"]
+    listing, line = results["ray"]
+    assert listing["totals"]["documents"] >= 6 and "1 failed" in err
+    again = run_rlm("ingest", str(src), "-w", str(tmp_path / "ray"), "--executor", "ray", env=_ray_env(ray_head))
+    assert "unchanged" in again.stderr.decode() and _listing(tmp_path / "ray") == listing
+
+
+def test_an_unreachable_head_is_one_clear_line_within_30_seconds(tmp_path: Path, server: FakeLLM) -> None:
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    started = time.monotonic()
+    done = run_rlm("ingest", str(FIXTURES / "notes.md"), "-w", str(tmp_path / "ws"), "--executor", "ray",
+                   env={"RAY_ADDRESS": address})
+    assert time.monotonic() - started < 30
+    err = done.stderr.decode()
+    assert done.returncode == 1 and f"cannot reach the Ray head at {address} (RAY_ADDRESS)" in err
+    assert "Traceback" not in err and not (tmp_path / "ws").exists()  # no empty workspace left behind
+    server.responder("gpt-4o-mini", _answering())
+    out = tmp_path / "r.jsonl"
+    done = _batch(server, {"RAY_ADDRESS": address}, "--questions", str(FIXTURES / "notes.md"),
+                  str(FIXTURES / "notes.md"), "-o", str(out), "--executor", "ray")
+    assert done.returncode == 1 and f"cannot reach the Ray head at {address}" in done.stderr.decode()
+    assert not server.requests
+
+
+def test_a_bad_ray_address_is_a_usage_error(tmp_path: Path) -> None:
+    done = run_rlm("ingest", str(FIXTURES / "notes.md"), "-w", str(tmp_path / "ws"), "--executor", "ray",
+                   env={"RAY_ADDRESS": "headnode"})
+    assert done.returncode == 2 and "RAY_ADDRESS='headnode' is not HOST:PORT" in done.stderr.decode()
