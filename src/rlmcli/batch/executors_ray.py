@@ -22,6 +22,7 @@ from rlmcli.batch.work import Work, close_idle_sandboxes, local_limiter, run_wor
 from rlmcli.cluster import ActorSlots, connect, make_limiter
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
+JOB_CPUS = 0.25
 
 
 def pack_workspace(root: str) -> tuple[str, bytes]:
@@ -76,7 +77,8 @@ class RayExecutor:
         self.n = max(1, jobs_at_once)
         self.ship = ship
         self.slots = make_limiter(concurrency)
-        self.task = self.ray.remote(num_cpus=1, max_retries=0)(_remote_run)
+        # A job mostly waits on the model: a quarter CPU each, so a 2-CPU node runs 8 (-j bounds the total).
+        self.task = self.ray.remote(num_cpus=JOB_CPUS, max_retries=0)(_remote_run)
         self.packed: dict[str, tuple[str, Any]] = {}
 
     def _prepare(self, work: Work) -> Work:

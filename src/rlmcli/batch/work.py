@@ -63,7 +63,7 @@ def close_idle_sandboxes() -> None:
             sandbox.close()
 
 
-def _take_sandbox(root: str, settings: Settings) -> Any:
+def take_sandbox(root: str, settings: Settings) -> Any:
     with _lock:
         pool = _idle.get((root, settings.sandbox))
         if pool:
@@ -74,7 +74,7 @@ def _take_sandbox(root: str, settings: Settings) -> Any:
     return Sandbox(root, level=settings.sandbox, limits=sandbox_limits(settings)).start()
 
 
-def _give_back(root: str, level: str, sandbox: Any) -> None:
+def give_back_sandbox(root: str, level: str, sandbox: Any) -> None:
     with _lock:
         _idle.setdefault((root, level), []).append(sandbox)
 
@@ -91,13 +91,13 @@ def run_work(work: Work, limiter: LimiterFactory = local_limiter) -> dict[str, A
         ws = Workspace.open(Path(work.workspace))
         slots = limiter(work.limiter, settings.concurrency) if work.limiter else None
         budget = Budget(limits_of(settings))
-        sandbox = _take_sandbox(str(ws.root), settings)
+        sandbox = take_sandbox(str(ws.root), settings)
         with _lock:
             _live.setdefault(work.batch_id, {})[job.id] = budget
         try:
             result = run_question(settings, ws, job.question, sandbox=sandbox, slots=slots, budget=budget)
         finally:
-            _give_back(str(ws.root), settings.sandbox, sandbox)
+            give_back_sandbox(str(ws.root), settings.sandbox, sandbox)
             with _lock:
                 _live.get(work.batch_id, {}).pop(job.id, None)
         return answer_record(result)

@@ -143,6 +143,11 @@ class Engine:
         self.observer(event)
 
     # ---- sub-calls from model code --------------------------------------------------------------
+    def serve(self, kind: str, payload: dict[str, Any]) -> Any:
+        """Answer a request from model code (llm_query, llm_batch, rlm_query, look): a sandbox's
+        `on_request`. The MCP server's repl sessions use it without running the loop."""
+        return self._serve(kind, payload)
+
     def _serve(self, kind: str, payload: dict[str, Any]) -> Any:
         call_id = self.gateway.new_call_id()
         if kind == "look":
