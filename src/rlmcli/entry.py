@@ -38,7 +38,7 @@ def main() -> None:
     except SystemExit as exc:
         code = _exit_code(exc)
     except KeyboardInterrupt:  # outside a command's own handler (during imports, say): no traceback
-        sys.stderr.write("rlm: interrupted\n")
+        sys.stderr.write("rlm: interrupted: while starting up or shutting down, with no command work in progress\n")
         code = 130
     # The command is complete and its files are closed: skip the interpreter's teardown of every
     # imported module (20-30 ms, a tenth of a small ingest). Not while a non-daemon thread still
