@@ -21,6 +21,18 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def start_more(queue: list[Work], running: dict[Any, Work], n: int, may_start: Callable[[], str | None],
+               submit: Callable[[Work], Any]) -> Iterator[Result]:
+    """Start queued work until `n` are running; yields the items the batch budget skips."""
+    while queue and len(running) < n:
+        work = queue.pop(0)
+        reason = may_start()
+        if reason is not None:
+            yield work, {"status": "skipped", "error": reason}
+            continue
+        running[submit(work)] = work
+
+
 class LocalExecutor:
     """N jobs at a time on threads of this machine; warm sandboxes are reused between jobs."""
 
@@ -32,13 +44,7 @@ class LocalExecutor:
         running: dict[Future[dict[str, Any]], Work] = {}
         with ThreadPoolExecutor(max_workers=self.n) as pool:
             while queue or running:
-                while queue and len(running) < self.n:
-                    work = queue.pop(0)
-                    reason = may_start()
-                    if reason is not None:
-                        yield work, {"status": "skipped", "error": reason}
-                        continue
-                    running[pool.submit(run_work, work)] = work
+                yield from start_more(queue, running, self.n, may_start, lambda w: pool.submit(run_work, w))
                 if not running:
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlmcli.batch.executors import Result
+from rlmcli.batch.executors import Result, start_more
 from rlmcli.batch.work import Work, close_idle_sandboxes, local_limiter, run_work
 from rlmcli.cluster import ActorSlots, connect, make_limiter
 
@@ -95,13 +95,7 @@ class RayExecutor:
         queue = list(works)
         running: dict[Any, Work] = {}
         while queue or running:
-            while queue and len(running) < self.n:
-                work = queue.pop(0)
-                reason = may_start()
-                if reason is not None:
-                    yield work, {"status": "skipped", "error": reason}
-                    continue
-                running[self.task.remote(self._prepare(work))] = work
+            yield from start_more(queue, running, self.n, may_start, lambda w: self.task.remote(self._prepare(w)))
             if not running:
                 continue
             done, _ = ray.wait(list(running), num_returns=1)

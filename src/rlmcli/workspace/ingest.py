@@ -59,6 +59,15 @@ def source_sha(source: Source) -> str:
     return hash_file(source.path)
 
 
+def source_stat(source: Source) -> tuple[int, int]:
+    """(size, mtime_ns): what decides, without reading, that a file is unchanged."""
+    if source.data is not None:
+        return len(source.data), 0
+    assert source.path is not None
+    st = os.stat(source.path)
+    return st.st_size, st.st_mtime_ns
+
+
 def auto_key(sources: list[Source], shas: dict[int, str]) -> str:
     """The automatic workspace's name: a hash of the inputs' content hashes."""
     digest = hashlib.sha256()
@@ -215,12 +224,7 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
                 builder: Builder = _build) -> tuple[int, list[Source]]:
     """(pages added, attachments to ingest next)."""
     key = source.key
-    if source.data is not None:
-        size, mtime_ns = len(source.data), 0
-    else:
-        assert source.path is not None
-        st = os.stat(source.path)
-        size, mtime_ns = st.st_size, st.st_mtime_ns
+    size, mtime_ns = source_stat(source)
     existing = writer.find_by_source(key)
     if existing and source.data is None:
         rec = writer.documents[existing]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.cluster import connect
-from rlmcli.workspace.ingest import IngestOptions, Progress, _build, source_sha
+from rlmcli.workspace.ingest import IngestOptions, Progress, _build, source_sha, source_stat
 from rlmcli.workspace.sources import Source
 from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
 
@@ -35,12 +35,7 @@ def _remote_build(source: Source, options: IngestOptions) -> DocumentBuild:
     """Runs on a Ray worker: extract and count tokens; pages come back as a list."""
     from rlmcli.tokens import counter as token_counter
 
-    if source.data is not None:
-        size, mtime_ns = len(source.data), 0
-    else:
-        assert source.path is not None
-        st = os.stat(source.path)
-        size, mtime_ns = st.st_size, st.st_mtime_ns
+    size, mtime_ns = source_stat(source)
     scratch = _Scratch()
     try:
         with token_counter() as counter:

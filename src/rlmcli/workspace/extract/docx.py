@@ -9,6 +9,7 @@ from typing import Any
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted
+from rlmcli.workspace.extract.files import copy_properties, on_path
 from rlmcli.workspace.extract.split import Sections, markdown_outline
 
 _HEADING_STYLE = re.compile(r"^Heading\s+([1-9])$", re.I)
@@ -127,18 +128,9 @@ def extract_docx(path: Path) -> Extracted:
     result = Extracted(pages=pages, extractor="python-docx", outline=markdown_outline(pages))
     if page_images:
         result.extra["page_images"] = page_images
-    props = document.core_properties
-    for key in ("title", "author", "subject"):
-        value = getattr(props, key, None)
-        if value:
-            result.metadata[key] = str(value)
+    copy_properties(result.metadata, document.core_properties)
     return result
 
 
 def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
-
-        with as_file(data, ".docx") as temp:
-            return extract_docx(temp)
-    return extract_docx(path)
+    return on_path(extract_docx, path, data, ".docx")

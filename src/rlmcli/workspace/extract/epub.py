@@ -82,9 +82,6 @@ def extract_epub(path: Path) -> Extracted:
 
 
 def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
+    from rlmcli.workspace.extract.files import on_path
 
-        with as_file(data, ".epub") as temp:
-            return extract_epub(temp)
-    return extract_epub(path)
+    return on_path(extract_epub, path, data, ".epub")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -19,3 +22,19 @@ def as_file(data: bytes, suffix: str) -> Iterator[Path]:
         yield Path(name)
     finally:
         os.unlink(name)
+
+
+def on_path(extract_path: Callable[[Path], T], path: Path, data: bytes | None, suffix: str) -> T:
+    """Run a path-only extractor on a file, or on bytes (stdin, an attachment) through a temp file."""
+    if data is None:
+        return extract_path(path)
+    with as_file(data, suffix) as temp:
+        return extract_path(temp)
+
+
+def copy_properties(metadata: dict[str, str], props: object, keys: tuple[str, ...] = ("title", "author", "subject")) -> None:
+    """An Office document's core properties (title, author...) into the metadata, skipping empty ones."""
+    for key in keys:
+        value = getattr(props, key, None)
+        if value:
+            metadata[key] = str(value)

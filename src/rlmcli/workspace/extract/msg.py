@@ -47,9 +47,6 @@ def extract_msg(path: Path) -> Extracted:
 
 
 def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
+    from rlmcli.workspace.extract.files import on_path
 
-        with as_file(data, ".msg") as temp:
-            return extract_msg(temp)
-    return extract_msg(path)
+    return on_path(extract_msg, path, data, ".msg")

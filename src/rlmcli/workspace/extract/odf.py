@@ -137,9 +137,6 @@ def extract_odf(path: Path, kind: str) -> Extracted:
 
 
 def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
+    from rlmcli.workspace.extract.files import on_path
 
-        with as_file(data, f".{kind}") as temp:
-            return extract_odf(temp, kind)
-    return extract_odf(path, kind)
+    return on_path(lambda p: extract_odf(p, kind), path, data, f".{kind}")

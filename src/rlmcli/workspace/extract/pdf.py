@@ -471,9 +471,6 @@ def extract_pdf(path: Path, options: Options | None = None) -> Extracted:
 
 
 def extract(path: Path, data: bytes | None, options: Any, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
+    from rlmcli.workspace.extract.files import on_path
 
-        with as_file(data, ".pdf") as temp:
-            return extract_pdf(temp, options)
-    return extract_pdf(path, options)
+    return on_path(lambda p: extract_pdf(p, options), path, data, ".pdf")

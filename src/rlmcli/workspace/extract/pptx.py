@@ -8,6 +8,7 @@ from typing import Any
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted, OutlineEntry
+from rlmcli.workspace.extract.files import copy_properties, on_path
 from rlmcli.workspace.extract.tables import row_line
 from rlmcli.workspace.extract.xlsx import open_checked
 
@@ -80,18 +81,9 @@ def extract_pptx(path: Path) -> Extracted:
     result = Extracted(pages=pages, extractor="python-pptx", outline=outline)
     if images:
         result.extra["page_images"] = images
-    props = deck.core_properties
-    for key in ("title", "author", "subject"):
-        value = getattr(props, key, None)
-        if value:
-            result.metadata[key] = str(value)
+    copy_properties(result.metadata, deck.core_properties)
     return result
 
 
 def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
-
-        with as_file(data, ".pptx") as temp:
-            return extract_pptx(temp)
-    return extract_pptx(path)
+    return on_path(extract_pptx, path, data, ".pptx")

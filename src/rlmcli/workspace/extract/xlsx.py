@@ -10,6 +10,7 @@ from typing import Any
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted, OutlineEntry
+from rlmcli.workspace.extract.files import copy_properties, on_path
 from rlmcli.workspace.extract.tables import table_pages
 
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -54,18 +55,9 @@ def extract_xlsx(path: Path) -> Extracted:
     if not pages:
         raise ExtractError("no cells with values in this workbook")
     result = Extracted(pages=pages, extractor="openpyxl", outline=outline)
-    props = book.properties
-    for key in ("title", "creator", "subject"):
-        value = getattr(props, key, None)
-        if value:
-            result.metadata[key] = str(value)
+    copy_properties(result.metadata, book.properties, ("title", "creator", "subject"))
     return result
 
 
 def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extracted:
-    if data is not None:
-        from rlmcli.workspace.extract.files import as_file
-
-        with as_file(data, ".xlsx") as temp:
-            return extract_xlsx(temp)
-    return extract_xlsx(path)
+    return on_path(extract_xlsx, path, data, ".xlsx")
