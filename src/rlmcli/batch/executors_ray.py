@@ -25,13 +25,21 @@ SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
 
 
+def _shipped(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """What a worker needs: pages, text, index, manifest; not the lock, half-built documents or traces."""
+    top = info.name.split("/")[1] if info.name.startswith("./") and info.name.count("/") >= 1 else ""
+    if info.name.endswith(".lock") or top in (".tmp", "runs"):
+        return None
+    return info
+
+
 def pack_workspace(root: str) -> tuple[str, bytes]:
     """(key, tar bytes) of a workspace; the key changes whenever its manifest does."""
     manifest = Path(root, "manifest.json").read_bytes()
     key = hashlib.sha256(root.encode() + b"\0" + manifest).hexdigest()[:20]
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(root, arcname=".", filter=lambda info: None if info.name.endswith(".lock") else info)
+        tar.add(root, arcname=".", filter=_shipped)
     return key, buf.getvalue()
 
 
