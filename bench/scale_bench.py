@@ -4,6 +4,7 @@ the sandbox's peak memory when model code touches `context`, the first grep, sea
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -55,16 +56,22 @@ def bench_huge(tmp: Path, corpus: Path, record: Record, rlm: list[str], target_t
     if not all((corpus / n).exists() for n in MANUALS[:3]):
         print("  (skipped the 100 M-token workspace: no corpus)", file=sys.stderr)
         return
-    files = build_text_corpus(tmp, corpus, target_tokens)
-    ws = tmp / "huge"
-    started = time.perf_counter()
-    subprocess.run([*rlm, "ingest", *map(str, files), "-w", str(ws)], check=True, capture_output=True)
-    elapsed = time.perf_counter() - started
-    shutil.rmtree(tmp / "huge-src", ignore_errors=True)
-    totals = json.loads((ws / "manifest.json").read_text())["totals"]
-    label = f"{totals['tokens'] / 1e6:.0f} M tokens"
-    record(f"ingest {len(files)} text files, {label}", elapsed, None, "s", "report", 1,
-           f"{totals['pages']:,} pages; workspace {sum(f.stat().st_size for f in ws.rglob('*') if f.is_file()) / 1e9:.2f} GB")
+    reuse = os.environ.get("RLM_BENCH_HUGE_WS")  # a workspace this benchmark built before: probes only
+    if reuse:
+        ws = Path(reuse)
+        totals = json.loads((ws / "manifest.json").read_text())["totals"]
+        label = f"{totals['tokens'] / 1e6:.0f} M tokens"
+    else:
+        files = build_text_corpus(tmp, corpus, target_tokens)
+        ws = tmp / "huge"
+        started = time.perf_counter()
+        subprocess.run([*rlm, "ingest", *map(str, files), "-w", str(ws)], check=True, capture_output=True)
+        elapsed = time.perf_counter() - started
+        shutil.rmtree(tmp / "huge-src", ignore_errors=True)
+        totals = json.loads((ws / "manifest.json").read_text())["totals"]
+        label = f"{totals['tokens'] / 1e6:.0f} M tokens"
+        record(f"ingest {len(files)} text files, {label}", elapsed, None, "s", "report", 1,
+               f"{totals['pages']:,} pages; workspace {sum(f.stat().st_size for f in ws.rglob('*') if f.is_file()) / 1e9:.2f} GB")
     subprocess.run(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], capture_output=True)  # cold, when allowed
     with Sandbox(ws) as sb:
         result = sb.run(PROBE, timeout=600)

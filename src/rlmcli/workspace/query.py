@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlmcli.errors import WorkspaceError
@@ -102,6 +104,7 @@ class DocMatch:
 DOC_BOOST = 2.0  # a passage of the document the query names best scores up to (1 + this) times
 NAMED_DOCS = 5  # documents searched on their own when the query names them, besides the global search
 TIERED_ABOVE = 20_000  # passages matching any term: above this, rank by AND-tiers first (see _ranked)
+PARALLEL = 2  # connections querying at once: SQLite releases the GIL, so the tiers of one search overlap
 Range = tuple[int, int]
 
 
@@ -113,14 +116,26 @@ class Searcher:
         # the parent opens it read-only, seeing commits made meanwhile.
         self.reader = reader
         self.immutable = immutable
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()  # one connection per thread
+        self._opened: list[sqlite3.Connection] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
             path = os.path.abspath(self.reader.path(INDEX))
             mode = "immutable=1" if self.immutable else "mode=ro"
-            self._db = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
-        return self._db
+            db = self._local.db = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
+            self._opened.append(db)
+        return db
+
+    def _all(self, queries: list[tuple[str, Any]]) -> list[list[Any]]:
+        """Several queries' rows, run on up to PARALLEL connections at once."""
+        if len(queries) < 2:
+            return [self._execute(sql, args) for sql, args in queries]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="search")
+        return list(self._pool.map(lambda q: self._execute(*q), queries))
 
     def _execute(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any]:
         rows = self._run(sql, args, optional=False)
@@ -272,13 +287,17 @@ class Searcher:
         terms = match.split(" OR ")
         if len(terms) < 2 or ranges is not None or docs is not None:
             return self._query(match, limit, ranges, docs)
-        count = self._execute("SELECT count(*) FROM chunks WHERE chunks MATCH ?", (match,))[0][0]
-        if count <= TIERED_ABOVE:
+        # The count and the tiers run together (on two connections); the tiers are wasted, and
+        # cheap, when few rows match and the plain OR query decides.
+        tiers = [terms] + ([[t for t in terms if t != left] for left in terms] if len(terms) > 2 else [])
+        sql = self._SELECT.format(w=HEADING_WEIGHT) + " ORDER BY score LIMIT ?"
+        count_rows, *tier_rows = self._all([("SELECT count(*) FROM chunks WHERE chunks MATCH ?", (match,))]
+                                           + [(sql, (" AND ".join(tier), limit)) for tier in tiers])
+        if count_rows[0][0] <= TIERED_ABOVE:
             return self._query(match, limit, None, None)
         best: dict[int, Any] = {}
-        tiers = [terms] + ([[t for t in terms if t != left] for left in terms] if len(terms) > 2 else [])
-        for tier in tiers:
-            for row in self._query(" AND ".join(tier), limit, None, None):
+        for rows in tier_rows:
+            for row in rows:
                 if row[0] not in best or row[6] < best[row[0]][6]:
                     best[row[0]] = row  # a row's true score is its best: the tier that names all its terms
         found = sorted(best.values(), key=lambda r: r[6])
@@ -287,6 +306,10 @@ class Searcher:
         return found[:limit]
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for db in self._opened:
+            db.close()
+        self._opened.clear()
+        self._local = threading.local()
