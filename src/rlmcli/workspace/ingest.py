@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from rlmcli.errors import ExtractError, Interrupted
 from rlmcli.tokens import TokenCounter
+from rlmcli.workspace.build import Builder, IngestOptions, Progress, build_document, source_sha, source_stat
 from rlmcli.workspace.sources import Source, describe_os_error
-from rlmcli.workspace.store import DocumentBuild, PageSpool, Workspace, WorkspaceWriter
+from rlmcli.workspace.store import Workspace, WorkspaceWriter
 
-MAX_TEXT_BYTES = 4 << 30  # text is streamed page by page; beyond this it is surely not a document
-MAX_HTML_BYTES = 64 << 20  # HTML is parsed whole
-TOKEN_BATCH = 512  # pages of a streamed document counted at a time
-
-
-class Progress(Protocol):
-    def start(self, total_files: int) -> None: ...
-    def file_done(self, name: str, pages: int) -> None: ...
-    def page_done(self, name: str, pages: int) -> None: ...
+__all__ = ["IngestOptions", "IngestReport", "Progress", "ingest", "ingest_sources", "workspace_path"]
 
 
 @dataclass
@@ -44,117 +36,12 @@ class IngestReport:
     seconds: float = 0.0
 
 
-def hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def source_sha(source: Source) -> str:
-    if source.data is not None:
-        return hashlib.sha256(source.data).hexdigest()
-    assert source.path is not None
-    return hash_file(source.path)
-
-
-def source_stat(source: Source) -> tuple[int, int]:
-    """(size, mtime_ns): what decides, without reading, that a file is unchanged."""
-    if source.data is not None:
-        return len(source.data), 0
-    assert source.path is not None
-    st = os.stat(source.path)
-    return st.st_size, st.st_mtime_ns
-
-
 def auto_key(sources: list[Source], shas: dict[int, str]) -> str:
     """The automatic workspace's name: a hash of the inputs' content hashes."""
     digest = hashlib.sha256()
     for sha in sorted(shas[id(s)] for s in sources):
         digest.update(sha.encode())
     return digest.hexdigest()[:20]
-
-
-def _spool(writer: WorkspaceWriter, pages: Iterator[str], counter: TokenCounter,
-           on_page: Callable[[int], None] | None) -> tuple[PageSpool, list[int]]:
-    """Write streamed pages to disk as they come, counting their tokens in batches."""
-    spool = PageSpool(writer.new_tmp(), on_page)
-    tokens: list[int] = []
-    batch: list[str] = []
-    try:
-        for text in pages:
-            spool.add(text)
-            batch.append(text)
-            if len(batch) >= TOKEN_BATCH:
-                tokens.extend(counter.count(batch))
-                batch = []
-        if batch:
-            tokens.extend(counter.count(batch))
-        spool.finish()
-    except BaseException:
-        spool.close()
-        shutil.rmtree(spool.directory, ignore_errors=True)
-        raise
-    return spool, tokens
-
-
-@dataclass
-class IngestOptions:
-    ocr: str = "auto"  # auto | always | never: OCR for PDF pages without a usable text layer
-    follow_symlinks: bool = False
-
-
-Builder = Callable[..., DocumentBuild]  # _build's signature: extracts one source (here, or on Ray)
-MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail: its attachments stop here
-
-
-def _build(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter, writer: WorkspaceWriter,
-           progress: Progress | None = None, options: IngestOptions | None = None) -> DocumentBuild:
-    from rlmcli.workspace.extract import Options, detect_type, extract
-
-    options = options or IngestOptions()
-    path = source.path or Path(source.name)
-    if source.data is not None:
-        head = source.data[:8192]
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(8192)
-    if size == 0:
-        raise ExtractError("empty file (0 bytes)")
-    kind = detect_type(path, head, source.data)
-    if kind == "binary":
-        raise ExtractError("binary file: not a supported document type")
-    if kind == "text" and size > MAX_TEXT_BYTES:
-        raise ExtractError(f"text file too large ({size >> 20:,} MB; the limit is {MAX_TEXT_BYTES >> 20:,} MB)")
-    if kind == "html" and size > MAX_HTML_BYTES:
-        raise ExtractError(f"HTML file too large ({size >> 20:,} MB; the limit is {MAX_HTML_BYTES >> 20} MB: "
-                           "convert it to text first)")
-    counter.start()  # the encoding loads in a helper process while we extract
-    on_pdf_page = (lambda done, total: progress.page_done(source.name, done)) if progress is not None else None
-    result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page))
-    pages: list[str] | PageSpool
-    tokens: list[int] | Callable[[], list[int]]
-    if isinstance(result.pages, list):
-        pages, tokens = result.pages, counter.submit(result.pages).result
-    else:
-        on_page = (lambda n: progress.page_done(source.name, n)) if progress is not None else None
-        pages, tokens = _spool(writer, result.pages, counter, on_page)
-    build = DocumentBuild(
-        name=source.name,
-        source=source.key,
-        sha256=sha, size=size, mtime_ns=mtime_ns, type=kind, extractor=result.extractor,
-        pages=pages, tokens=tokens,
-        outline=[(o.level, o.page, o.title) for o in result.outline],
-        warnings=result.warnings, metadata=result.metadata, extra=dict(result.extra),
-    )
-    if source.depth < MAX_ATTACHMENT_DEPTH:
-        build.attachments = [Source(f"{source.name}/{a.name}", None, data=a.data, key=f"{source.key}#{a.name}",
-                                    depth=source.depth + 1) for a in result.attachments]
-    elif result.attachments:
-        build.warnings.append(f"{len(result.attachments)} attachment(s) not ingested: nested deeper than "
-                              f"{MAX_ATTACHMENT_DEPTH} levels")
-    return build
 
 
 def ingest_sources(
@@ -175,7 +62,7 @@ def ingest_sources(
     known_shas = known_shas or {}
     options = options or IngestOptions()
     started = time.perf_counter()
-    builder: Builder = _build
+    builder: Builder = build_document
     if executor == "ray":
         from rlmcli.workspace.ingest_ray import RayBuilder
 
@@ -197,7 +84,7 @@ def ingest_sources(
 
 def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestReport,
                 known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None,
-                options: IngestOptions, builder: Builder = _build) -> None:
+                options: IngestOptions, builder: Builder = build_document) -> None:
     queue = list(sources)
     while queue:
         source = queue.pop(0)
@@ -221,7 +108,7 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
 
 def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None,
                 counter: TokenCounter, progress: Progress | None, options: IngestOptions,
-                builder: Builder = _build) -> tuple[int, list[Source]]:
+                builder: Builder = build_document) -> tuple[int, list[Source]]:
     """(pages added, attachments to ingest next)."""
     key = source.key
     size, mtime_ns = source_stat(source)

@@ -1,7 +1,7 @@
 """Extraction on Ray: one task per file, committed by the driver in input order.
 
 `RayBuilder` submits every source that may need extracting when the ingest starts, then stands in
-for `_build` in the driver's usual sequential loop: it hands back the worker's result for that
+for `build_document` in the driver's usual sequential loop: it hands back the worker's result for that
 source. Dedupe, replacement and commits stay in the driver, so the listing equals a local ingest.
 Files reach workers by path (a shared filesystem), or as bytes in the object store with `ship`.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.cluster import connect
-from rlmcli.workspace.ingest import IngestOptions, Progress, _build, source_sha, source_stat
+from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat
 from rlmcli.workspace.sources import Source
 from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
 
 
 class _Scratch:
-    """What `_build` needs of a writer on a worker: somewhere to spool a streamed document."""
+    """What `build_document` needs of a writer on a worker: somewhere to spool a streamed document."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="rlm-ray-ingest-"))
@@ -39,7 +39,7 @@ def _remote_build(source: Source, options: IngestOptions) -> DocumentBuild:
     scratch = _Scratch()
     try:
         with token_counter() as counter:
-            build = _build(source, source_sha(source), size, mtime_ns, counter, scratch, None, options)  # type: ignore[arg-type]
+            build = build_document(source, source_sha(source), size, mtime_ns, counter, scratch, None, options)  # type: ignore[arg-type]
             build.page_tokens()
         if isinstance(build.pages, PageSpool):
             build.pages = list(build.pages.texts())
@@ -78,7 +78,7 @@ class RayBuilder:
                  progress: Progress | None, options: IngestOptions) -> DocumentBuild:
         ref = self.refs.pop(id(source), None)
         if ref is None:  # an attachment found on the way, or a file that was not sent
-            return _build(source, sha, size, mtime_ns, counter, writer, progress, options)
+            return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         try:
             build: DocumentBuild = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as exc:
@@ -87,7 +87,7 @@ class RayBuilder:
                 raise cause from None  # ExtractError, OSError...: reported exactly as a local ingest would
             raise
         if build.sha256 != sha:  # the file changed between the worker's read and ours
-            return _build(source, sha, size, mtime_ns, counter, writer, progress, options)
+            return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         build.size, build.mtime_ns = size, mtime_ns
         return build
 
