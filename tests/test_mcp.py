@@ -105,6 +105,7 @@ def test_bad_inputs_are_tool_errors_and_the_server_lives_on(served: Path) -> Non
                await c.call_tool("grep", {"pattern": "(unclosed"}),
                await c.call_tool("list_documents", {"workspace": "no-such-ws"}),
                await c.call_tool("repl", {"code": "1", "session": "feedface"}),
+               await c.call_tool("ask", {"question": "what are the fees?"}),  # this server has no model
                await c.call_tool("list_documents", {})]
         return out
 
@@ -117,6 +118,7 @@ def test_bad_inputs_are_tool_errors_and_the_server_lives_on(served: Path) -> Non
     assert "grep failed" in messages[4] and "Traceback" not in messages[4]
     assert "no-such-ws" in messages[5]
     assert "no repl session 'feedface'" in messages[6]
+    assert "no model" in messages[7].lower() and "--model" in messages[7]
     assert not alive.is_error and alive.structured_content["documents"]
 
 

@@ -187,5 +187,8 @@ def serve_stdio(settings: Settings, roots: list[Path], default_workspace: str | 
     try:
         anyio.run(server.run_stdio_async)
     finally:
-        tools.close()
+        from rlmcli.batch.work import close_idle_sandboxes
+
+        tools.close()  # repl sessions
+        close_idle_sandboxes()  # grep's pooled sandboxes
 
