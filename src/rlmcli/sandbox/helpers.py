@@ -115,6 +115,7 @@ class Scanner:
 
     def __init__(self, reader: WorkspaceReader) -> None:
         self.reader = reader
+        self._fold_cache: dict[tuple[str, int, int, int], bool] = {}
 
     def compile(self, pattern: str, ignore_case: bool) -> tuple[re.Pattern[Any], bool]:
         """(compiled pattern, on bytes?). An ASCII literal is matched on the raw bytes (lower-cased
@@ -174,7 +175,9 @@ class Scanner:
                 else:
                     yield from _scan(text, [0], number, exact, False)
             return
-        with open(self.reader.path("docs", doc, TEXT), "rb") as fh:
+        path = self.reader.path("docs", doc, TEXT)
+        with open(path, "rb") as fh:
+            version = (path, os.fstat(fh.fileno()).st_mtime_ns)
             first = 1
             while first <= index.pages:
                 last = first
@@ -183,7 +186,7 @@ class Scanner:
                 begin, end = index.bytes[first - 1], index.byte_span(last)[1]
                 fh.seek(begin)
                 data = fh.read(end - begin)
-                plain = not (folds and _folds_to_ascii(data))
+                plain = not (folds and self._folds(version, begin, data))
                 if needle is not None and plain:
                     yield from self._candidates(data, begin, first, last, index, rx, needle)
                 elif on_bytes and plain:
@@ -195,6 +198,14 @@ class Scanner:
                     yield from _scan(data.decode("utf-8", "replace"), starts, first, exact, False)
                 first = last + 1
 
+
+    def _folds(self, version: tuple[str, int], begin: int, data: bytes) -> bool:
+        """`_folds_to_ascii` of a slice, remembered for the next grep (a workspace's text files
+        never change in place: a new version of a document is a new file)."""
+        key = (*version, begin, len(data))
+        if key not in self._fold_cache:
+            self._fold_cache[key] = _folds_to_ascii(data)
+        return self._fold_cache[key]
 
     @staticmethod
     def _candidates(data: bytes, begin: int, first: int, last: int, index: Any, rx: re.Pattern[Any],
