@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES, run_rlm
-from tests.fakeserver import FakeLLM
+from tests.fakeserver import FakeLLM, Reply
 from tests.test_batch import _answering, _jobs_file, _question, _results
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'rlmcli[ray]')")
@@ -165,3 +165,41 @@ def test_a_bad_ray_address_is_a_usage_error(tmp_path: Path) -> None:
     done = run_rlm("ingest", str(FIXTURES / "notes.md"), "-w", str(tmp_path / "ws"), "--executor", "ray",
                    env={"RAY_ADDRESS": "headnode"})
     assert done.returncode == 2 and "RAY_ADDRESS='headnode' is not HOST:PORT" in done.stderr.decode()
+
+
+def _two_step(prompt: str) -> Reply:
+    """First call: look (and name the job in the output); second: answer, later for some jobs."""
+    import re
+
+    asked = _question(prompt)
+    if asked:
+        return Reply(f"```python\nprint('asked: ' + {asked!r})\nn = len(grep('fee'))\n```")
+    found = re.search(r"asked: ([^\n'\"]+)", prompt)
+    q = found.group(1).strip() if found else "?"
+    delay = 6.0 if "SLOW" in q else 2.0 if q == "question 1" else 0.1
+    return Reply(f"```python\nFINAL('done: ' + {q!r})\n```", delay=delay)
+
+
+def test_the_batch_budget_counts_what_running_ray_jobs_have_spent(
+        ray_head: str, server: FakeLLM, tmp_path: Path) -> None:
+    """job1 finishes while job2 has made one paid call and waits on its second: with the cap
+    between job1's cost and job1's plus that call, no further job may start, on Ray as locally."""
+    server.responder("gpt-4o-mini", _two_step)
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"id": "job1", "files": [str(FIXTURES / "contract.pdf")], "question": "question 1"}) + "\n")
+    calibrate = tmp_path / "calibrate.jsonl"
+    assert _batch(server, _ray_env(ray_head), str(one), "-o", str(calibrate)).returncode == 0
+    job1_cost = _results(calibrate)[0]["usage"]["cost"]
+    assert job1_cost > 0
+    jobs = tmp_path / "jobs.jsonl"
+    questions = ["question 1", "question 2 SLOW", "question 3", "question 4", "question 5"]
+    jobs.write_text("".join(json.dumps({"id": f"job{i}", "files": [str(FIXTURES / "contract.pdf")], "question": q}) + "\n"
+                            for i, q in enumerate(questions, start=1)))
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        out = tmp_path / f"{name}.jsonl"
+        done = _batch(server, _ray_env(ray_head), str(jobs), "-o", str(out), "-j", "2",
+                      "--max-cost", f"{job1_cost * 1.2:.10f}", *extra)
+        assert done.returncode == 3, done.stderr.decode()[-2000:]
+        statuses = {r["id"]: r["status"] for r in _results(out)}
+        assert statuses == {"job1": "answered", "job2": "answered", "job3": "skipped", "job4": "skipped",
+                            "job5": "skipped"}, (name, statuses)

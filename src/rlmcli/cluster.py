@@ -111,7 +111,8 @@ def _deadline(seconds: float, message: str) -> Iterator[None]:
 
 
 def make_limiter(concurrency: int) -> Any:
-    """One actor bounding provider requests in flight across the whole cluster."""
+    """One actor for the batch across the whole cluster: it bounds provider requests in flight
+    and adds up what running jobs have spent (for the batch budget)."""
     ray = connect()
 
     @ray.remote(num_cpus=0)
@@ -122,6 +123,7 @@ def make_limiter(concurrency: int) -> Any:
             self.free = asyncio.Semaphore(max(1, n))
             self.busy = 0
             self.peak = 0
+            self.spend: dict[str, float] = {}  # running job -> US dollars so far
 
         async def acquire(self) -> None:
             await self.free.acquire()
@@ -134,6 +136,15 @@ def make_limiter(concurrency: int) -> Any:
 
         async def high_water(self) -> int:
             return self.peak
+
+        async def report(self, job: str, cost: float) -> None:
+            self.spend[job] = cost
+
+        async def done(self, job: str) -> None:
+            self.spend.pop(job, None)
+
+        async def running_cost(self) -> float:
+            return sum(self.spend.values())
 
     return Slots.remote(concurrency)  # type: ignore[attr-defined]
 

@@ -14,7 +14,7 @@ from typing import Any
 from rlmcli.batch.executors import Executor, LocalExecutor
 from rlmcli.batch.jobs import Job
 from rlmcli.batch.results import ResultsFile
-from rlmcli.batch.work import Work, live_cost
+from rlmcli.batch.work import Work
 from rlmcli.config import Settings
 from rlmcli.errors import UsageError
 
@@ -46,7 +46,8 @@ class Batch:
 
     def _cost_so_far(self) -> float:
         with self.lock:
-            return self.spent + live_cost(self.batch_id)
+            spent = self.spent
+        return spent + self.executor.live_cost(self.batch_id)
 
     def _may_start(self) -> str | None:
         if self.max_cost is not None and self._cost_so_far() >= self.max_cost:

@@ -18,6 +18,10 @@ class Executor(Protocol):
         `may_start()` returns None, or a reason to skip it (the batch budget is spent)."""
         ...
 
+    def live_cost(self, batch_id: str) -> float:
+        """US dollars spent so far by the batch's running jobs (finished ones are in their rows)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -54,6 +58,11 @@ class LocalExecutor:
                         yield work, future.result()
                     except Exception as exc:  # noqa: BLE001 - a crashed job fails alone
                         yield work, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+    def live_cost(self, batch_id: str) -> float:
+        from rlmcli.batch.work import live_cost
+
+        return live_cost(batch_id)
 
     def close(self) -> None:
         from rlmcli.batch.work import close_idle_sandboxes

@@ -12,17 +12,19 @@ import io
 import os
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rlmcli.batch.executors import Result, start_more
-from rlmcli.batch.work import Work, close_idle_sandboxes, local_limiter, run_work
+from rlmcli.batch.work import Work, close_idle_sandboxes, live_cost, run_work
 from rlmcli.cluster import ActorSlots, connect, make_limiter
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
+REPORT_EVERY = 0.5  # seconds between a running job's spend reports
 
 
 def _shipped(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -66,15 +68,30 @@ def unpack_workspace(key: str, data: bytes) -> str:
 
 
 def _remote_run(work: Work) -> dict[str, Any]:
-    """Runs on a Ray worker."""
+    """Runs on a Ray worker. While the job runs, its spend goes to the limiter actor every
+    REPORT_EVERY seconds, so the driver's batch budget sees running jobs as it does locally."""
+    import ray
+
     actor = work.extra.get("slots")
     shipped = work.extra.get("shipped")
     if shipped is not None:
-        import ray
-
         key, ref = shipped
         work = replace(work, workspace=unpack_workspace(key, ray.get(ref)))
-    return run_work(work, limiter=(lambda name, n: ActorSlots(actor)) if actor is not None else local_limiter)
+    if actor is None:
+        return run_work(work)
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(REPORT_EVERY):
+            actor.report.remote(work.job.id, live_cost(work.batch_id, work.job.id))
+
+    reporter = threading.Thread(target=report, daemon=True, name="rlm-spend")
+    reporter.start()
+    try:
+        return run_work(work, limiter=lambda name, n: ActorSlots(actor))
+    finally:
+        stop.set()
+        ray.get(actor.done.remote(work.job.id))  # before the row reaches the driver: never counted twice
 
 
 class RayExecutor:
@@ -116,6 +133,9 @@ class RayExecutor:
                 if self.ship and row.get("workspace"):
                     row["workspace"] = work.workspace  # the driver's path, not the worker's copy
                 yield work, row
+
+    def live_cost(self, batch_id: str) -> float:
+        return float(self.ray.get(self.slots.running_cost.remote()))
 
     def peak_requests(self) -> int:
         """Most provider requests that were in flight at once, cluster-wide."""

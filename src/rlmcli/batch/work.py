@@ -47,10 +47,11 @@ def local_limiter(name: str, concurrency: int) -> AbstractContextManager[Any]:
         return _limiters[name]
 
 
-def live_cost(batch_id: str) -> float:
-    """US dollars spent so far by this process's running jobs of a batch."""
+def live_cost(batch_id: str, job_id: str | None = None) -> float:
+    """US dollars spent so far by this process's running jobs of a batch (or by one of them)."""
     with _lock:
-        budgets = list(_live.get(batch_id, {}).values())
+        running = _live.get(batch_id, {})
+        budgets = list(running.values()) if job_id is None else [b for j, b in running.items() if j == job_id]
     return sum(sum(c.cost or 0.0 for c in b.calls if not c.cache_hit) for b in budgets)
 
 
