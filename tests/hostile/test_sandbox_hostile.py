@@ -22,6 +22,14 @@ from tests.hostile.conftest import LOOK, ask, cell, outputs
 from tests.sandbox.conftest import tree_digest
 
 
+def _cmdline(pid: int) -> bytes:
+    """A process's command line, or b"" when it has exited meanwhile (the token helper does)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for status in glob.glob("/proc/[0-9]*/status"):
@@ -51,7 +59,7 @@ def test_kill_9_of_rlm_takes_the_sandbox_with_it(server: FakeLLM, tmp_path: Path
     deadline = time.time() + 60
     kernels: list[int] = []
     while time.time() < deadline and not (len(server.requests) >= 2 and kernels):
-        kernels = [c for c in _children(proc.pid) if b"kernel.py" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        kernels = [c for c in _children(proc.pid) if b"kernel.py" in _cmdline(c)]
         time.sleep(0.1)
     assert kernels, "the sandbox never started"
     bases = glob.glob(os.path.join(tempfile.gettempdir(), f"rlm-sandbox-{proc.pid}-*"))
