@@ -133,11 +133,12 @@ def test_ingest_reads_only_under_allowed_roots(served: Path, tmp_path: Path) -> 
                 await c.call_tool("ingest", {"paths": [str(outside / "secret.md")]}),
                 await c.call_tool("ingest", {"paths": ["link.md"]}),
                 await c.call_tool("ingest", {"paths": ["../outside/secret.md"]}),
+                await c.call_tool("ask", {"question": "what is the vault word?", "files": [str(outside / "secret.md")]}),
                 await c.call_tool("search", {"query": "zebraquartz"})]
 
-    ok, refused, linked, dotted, search = _session(served, body)
+    ok, refused, linked, dotted, asked, search = _session(served, body)
     assert not ok.is_error and ok.structured_content["added"] == ["contract.docx"]
-    for r in (refused, linked, dotted):
+    for r in (refused, linked, dotted, asked):
         assert "outside the allowed roots" in _error(r)
     assert not search.structured_content["passages"]  # nothing of the secret got in
 
