@@ -203,3 +203,30 @@ def test_the_batch_budget_counts_what_running_ray_jobs_have_spent(
         statuses = {r["id"]: r["status"] for r in _results(out)}
         assert statuses == {"job1": "answered", "job2": "answered", "job3": "skipped", "job4": "skipped",
                             "job5": "skipped"}, (name, statuses)
+
+
+def _ray_daemons() -> set[int]:
+    """PIDs of Ray's per-node daemons (not workers) on this machine."""
+    out = set()
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = status.read_bytes()
+        except OSError:
+            continue
+        if any(name in cmd for name in (b"raylet", b"gcs_server", b"DashboardAgent", b"RuntimeEnvAgent")):
+            out.add(int(status.parent.name))
+    return out
+
+
+def test_without_ray_address_a_local_ray_starts_and_stops_with_the_command(tmp_path: Path) -> None:
+    before = _ray_daemons()
+    done = run_rlm("ingest", str(FIXTURES / "notes.md"), str(FIXTURES / "contract.pdf"), "-w", str(tmp_path / "ray"),
+                   "--executor", "ray", env={"RAY_ADDRESS": None})
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert "WARNING" not in done.stderr.decode()  # Ray's own chatter stays out of a CLI's stderr
+    local = run_rlm("ingest", str(FIXTURES / "notes.md"), str(FIXTURES / "contract.pdf"), "-w", str(tmp_path / "local"))
+    assert local.returncode == 0 and _listing(tmp_path / "ray") == _listing(tmp_path / "local")
+    deadline = time.time() + 15  # the local instance's daemons exit with it
+    while _ray_daemons() - before and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _ray_daemons() - before

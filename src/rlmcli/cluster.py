@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -75,10 +76,11 @@ def connect(local_cpus: int | None = None) -> Any:
     if target:
         _check_port(*target)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a machine with no internet
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True,
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True,
                               "runtime_env": {"env_vars": worker_env()}}
     if not address:
-        kwargs.update(num_cpus=local_cpus or os.cpu_count() or 1, include_dashboard=False)
+        # "local": a new instance even when a `ray start` head (or a stale record of one) is here.
+        kwargs.update(address="local", num_cpus=local_cpus or os.cpu_count() or 1, include_dashboard=False)
     where = f"the Ray head at {address} (RAY_ADDRESS)" if address else "a local Ray instance"
     try:
         with _deadline(INIT_TIMEOUT, f"could not connect to {where} within {INIT_TIMEOUT:.0f} s"):
@@ -89,6 +91,14 @@ def connect(local_cpus: int | None = None) -> Any:
         first = str(exc).strip().splitlines()
         raise ClusterError(f"could not connect to {where}: {first[0] if first else type(exc).__name__}") from None
     return ray
+
+
+def disconnect() -> None:
+    """Leave the cluster; a local instance this process started stops with it (its agents would
+    otherwise outlive us, since the CLI skips the interpreter's teardown)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 @contextlib.contextmanager

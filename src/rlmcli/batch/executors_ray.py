@@ -20,7 +20,7 @@ from typing import Any
 
 from rlmcli.batch.executors import Result, start_more
 from rlmcli.batch.work import Work, close_idle_sandboxes, live_cost, run_work
-from rlmcli.cluster import ActorSlots, connect, make_limiter
+from rlmcli.cluster import ActorSlots, connect, disconnect, make_limiter
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
@@ -143,3 +143,4 @@ class RayExecutor:
 
     def close(self) -> None:
         close_idle_sandboxes()
+        disconnect()

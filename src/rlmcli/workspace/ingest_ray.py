@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlmcli.cluster import connect
+from rlmcli.cluster import connect, disconnect
 from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat
 from rlmcli.workspace.sources import Source
 from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
@@ -95,3 +95,4 @@ class RayBuilder:
         for ref in self.refs.values():  # duplicates and failures before their turn: nobody needs these
             self.ray.cancel(ref)
         self.refs.clear()
+        disconnect()
