@@ -32,13 +32,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+AUTH: dict[str, str] = {}  # the head's token file, for clients: RAY_AUTH_TOKEN_PATH
+
+
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`ray start --head --block` in its own process group; the whole group is stopped after."""
+    """`ray start --head --block` in its own process group; the whole group is stopped after.
+    It requires a token (Ray's token authentication), kept in a file of the test's own: rlm must
+    find it and use it as a Ray client does, and nothing is written to ~/.ray."""
+    import uuid
+
     port = _free_port()
     ray_bin = Path(sys.executable).with_name("ray")
     log = tmp_path_factory.mktemp("ray") / "head.log"
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    token = log.with_name("auth_token")
+    token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+    AUTH["RAY_AUTH_TOKEN_PATH"] = str(token)
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     with open(log, "wb") as out:
         head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                                  "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
@@ -63,7 +73,8 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _ray_env(address: str) -> dict[str, str | None]:
-    return {"RAY_ADDRESS": address, "RLM_RETRY_BASE": "0.01"}
+    """A client's environment: the address and where the token is, not the auth mode (rlm sets it)."""
+    return {"RAY_ADDRESS": address, "RLM_RETRY_BASE": "0.01", "RAY_AUTH_MODE": None, **AUTH}
 
 
 def _batch(server: FakeLLM, env: dict[str, str | None], *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -95,7 +106,8 @@ def test_a_killed_ray_batch_resumes_without_asking_finished_jobs_again(
         ray_head: str, server: FakeLLM, tmp_path: Path) -> None:
     server.responder("gpt-4o-mini", _answering(delay=0.3))
     jobs, out = _jobs_file(tmp_path, 16), tmp_path / "results.jsonl"
-    env = dict(os.environ, RLM_RETRY_BASE="0.01", RAY_ADDRESS=ray_head)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env.update(RLM_RETRY_BASE="0.01", RAY_ADDRESS=ray_head, **AUTH)
     proc = subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), "-j", "2",
                              "--executor", "ray", "--model", "openai/gpt-4o-mini", "--api-base", server.base,
                              "--no-cache"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -220,8 +232,10 @@ def _ray_daemons() -> set[int]:
 
 def test_without_ray_address_a_local_ray_starts_and_stops_with_the_command(tmp_path: Path) -> None:
     before = _ray_daemons()
+    token = tmp_path / "auth_token"  # a new local Ray enables token auth and would write ~/.ray/auth_token
+    token.write_text("0123456789abcdef" * 4)
     done = run_rlm("ingest", str(FIXTURES / "notes.md"), str(FIXTURES / "contract.pdf"), "-w", str(tmp_path / "ray"),
-                   "--executor", "ray", env={"RAY_ADDRESS": None})
+                   "--executor", "ray", env={"RAY_ADDRESS": None, "RAY_AUTH_TOKEN_PATH": str(token)})
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert "WARNING" not in done.stderr.decode()  # Ray's own chatter stays out of a CLI's stderr
     local = run_rlm("ingest", str(FIXTURES / "notes.md"), str(FIXTURES / "contract.pdf"), "-w", str(tmp_path / "local"))

@@ -62,28 +62,44 @@ def _check_port(host: str, port: int) -> None:
                            "Is `ray start --head` running there, and the port open?") from None
 
 
+def _token_available() -> bool:
+    """Whether Ray's client would find an authentication token (as Ray itself looks for one)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path)
+
+
 def worker_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if SHIPPED_ENV.search(k)}
 
 
 def connect(local_cpus: int | None = None) -> Any:
     """Connect (or start locally) once per process; returns the `ray` module."""
-    ray = _ray()
-    if ray.is_initialized():
-        return ray
     address = os.environ.get("RAY_ADDRESS", "").strip()
     target = head_address()
     if target:
         _check_port(*target)
+    # Ray reads these when it is imported, so they are set first.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a machine with no internet
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the core's retry warnings, one per second
+    if address and "RAY_AUTH_MODE" not in os.environ and _token_available():
+        # A head started where a token exists (`ray start` does this by itself) requires it, but a
+        # client only sends it in token mode; a head without authentication accepts it anyway.
+        os.environ["RAY_AUTH_MODE"] = "token"
+    ray = _ray()
+    if ray.is_initialized():
+        return ray
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True,
                               "runtime_env": {"env_vars": worker_env()}}
     if not address:
         # "local": a new instance even when a `ray start` head (or a stale record of one) is here.
         kwargs.update(address="local", num_cpus=local_cpus or os.cpu_count() or 1, include_dashboard=False)
     where = f"the Ray head at {address} (RAY_ADDRESS)" if address else "a local Ray instance"
+    hint = (" (a cluster with token authentication also needs its token: RAY_AUTH_TOKEN, or the file "
+            "~/.ray/auth_token)" if address else "")
     try:
-        with _deadline(INIT_TIMEOUT, f"could not connect to {where} within {INIT_TIMEOUT:.0f} s"):
+        with _deadline(INIT_TIMEOUT, f"could not connect to {where} within {INIT_TIMEOUT:.0f} s{hint}"):
             ray.init(**kwargs)
     except ClusterError:
         raise

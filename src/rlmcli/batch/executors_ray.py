@@ -135,6 +135,8 @@ class RayExecutor:
                 yield work, row
 
     def live_cost(self, batch_id: str) -> float:
+        if not self.ray.is_initialized():  # closed: every job has finished and is in its row
+            return 0.0
         return float(self.ray.get(self.slots.running_cost.remote()))
 
     def peak_requests(self) -> int:

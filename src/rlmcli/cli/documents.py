@@ -80,22 +80,27 @@ def ingest(
     ship: bool = ShipOpt,
 ) -> None:
     """Ingest documents into a workspace; print the workspace path on stdout."""
-    from rlmcli.config import Settings
-    from rlmcli.progress import IngestProgress
-    from rlmcli.workspace.ingest import ingest as run_ingest
+    from rlmcli.errors import Interrupted
 
-    settings = Settings.resolve({"ocr": ocr})
-    # Rich is imported only for a terminal: a pipe or cron gets plain lines and a faster start.
-    progress = IngestProgress(stderr_console()) if sys.stderr.isatty() else None
-    try:
-        ws, report = run_ingest(
-            paths, workspace, progress=progress,
-            on_wait=lambda: say("waiting for another rlm process to finish with this workspace..."),
-            follow_symlinks=follow_symlinks, ocr=settings.ocr, executor=executor, ship=ship,
-        )
-    finally:
-        if progress:
-            progress.stop()
+    try:  # Ctrl-C before the writer opened (imports, discovery) has changed nothing; the writer's own says what it kept
+        from rlmcli.config import Settings
+        from rlmcli.progress import IngestProgress
+        from rlmcli.workspace.ingest import ingest as run_ingest
+
+        settings = Settings.resolve({"ocr": ocr})
+        # Rich is imported only for a terminal: a pipe or cron gets plain lines and a faster start.
+        progress = IngestProgress(stderr_console()) if sys.stderr.isatty() else None
+        try:
+            ws, report = run_ingest(
+                paths, workspace, progress=progress,
+                on_wait=lambda: say("waiting for another rlm process to finish with this workspace..."),
+                follow_symlinks=follow_symlinks, ocr=settings.ocr, executor=executor, ship=ship,
+            )
+        finally:
+            if progress:
+                progress.stop()
+    except KeyboardInterrupt:
+        raise Interrupted("nothing was ingested") from None
     report_ingest(report)
     say(summary(report))
     if ws.exists():  # an ingest that added nothing to a new workspace leaves none behind
