@@ -51,6 +51,18 @@ def _results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def kill_after_rows(flags: list[str], jobs: Path, out: Path, rows: int, env: dict[str, str]) -> set[str]:
+    """Start `rlm batch`, SIGKILL it once `rows` results are in, return the ids it finished."""
+    proc = subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 180
+    while (not out.exists() or len(out.read_text().splitlines()) < rows) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return {r["id"] for r in _results(out)}
+
+
 def test_twenty_jobs_with_faults_in_some(server: FakeLLM, tmp_path: Path) -> None:
     server.responder("gpt-4o-mini", _answering(fail_marker="FAIL"))
     out = tmp_path / "results.jsonl"
@@ -70,15 +82,8 @@ def test_killed_batch_resumes_without_asking_finished_jobs_again(server: FakeLLM
     server.responder("gpt-4o-mini", _answering(delay=0.3))
     jobs, out = _jobs_file(tmp_path, 20), tmp_path / "results.jsonl"
     env = dict(os.environ, RLM_RETRY_BASE="0.01")
-    proc = subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), "-j", "2",
-                             "--model", "openai/gpt-4o-mini", "--api-base", server.base, "--no-cache"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 120
-    while (not out.exists() or len(out.read_text().splitlines()) < 6) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = {r["id"] for r in _results(out)}
+    first = kill_after_rows(["-j", "2", "--model", "openai/gpt-4o-mini", "--api-base", server.base, "--no-cache"],
+                            jobs, out, 6, env)
     assert 6 <= len(first) < 20
     asked_before = len(server.requests)
     resumed = _batch_cli(server, str(jobs), "-o", str(out), "-j", "4")

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import FIXTURES, run_rlm
 from tests.fakeserver import FakeLLM, Reply
-from tests.test_batch import _answering, _jobs_file, _question, _results
+from tests.test_batch import _answering, _jobs_file, _question, _results, kill_after_rows
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'rlmcli[ray]')")
 pytestmark = pytest.mark.xdist_group("ray")
@@ -108,15 +108,8 @@ def test_a_killed_ray_batch_resumes_without_asking_finished_jobs_again(
     jobs, out = _jobs_file(tmp_path, 16), tmp_path / "results.jsonl"
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     env.update(RLM_RETRY_BASE="0.01", RAY_ADDRESS=ray_head, **AUTH)
-    proc = subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), "-j", "2",
-                             "--executor", "ray", "--model", "openai/gpt-4o-mini", "--api-base", server.base,
-                             "--no-cache"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 180
-    while (not out.exists() or len(out.read_text().splitlines()) < 4) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = {r["id"] for r in _results(out)}
+    first = kill_after_rows(["-j", "2", "--executor", "ray", "--model", "openai/gpt-4o-mini", "--api-base", server.base,
+                             "--no-cache"], jobs, out, 4, env)
     assert 4 <= len(first) < 16
     time.sleep(1.0)  # requests of tasks that were in flight when the driver died land before we count
     asked_before = len(server.requests)
