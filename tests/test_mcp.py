@@ -9,16 +9,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio  # the mcp extra brings it; `make test` installs the extra, so nothing here skips
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from tests.conftest import FIXTURES, run_rlm
 from tests.fakeserver import FakeLLM, Reply
-
-pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install 'rlmcli[mcp]')")
-
-import anyio  # noqa: E402 - after the skip: anyio comes with mcp
-from mcp import Client  # noqa: E402
-from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 TOOLS = {"list_documents", "search", "read_page", "grep", "ingest", "ask", "repl"}
 

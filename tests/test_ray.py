@@ -1,5 +1,7 @@
 """Batch and ingest on a real Ray cluster: a head started here on 127.0.0.1 with 2 CPUs.
 
+`make test` installs the ray extra, so these run, never skip; the tests start `ray` as a program.
+
 The module runs in one xdist group (see the Makefile's --dist loadgroup), so one head serves all.
 """
 
@@ -22,7 +24,6 @@ from tests.conftest import FIXTURES, run_rlm
 from tests.fakeserver import FakeLLM, Reply
 from tests.test_batch import _answering, _jobs_file, _question, _results, kill_after_rows
 
-pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'rlmcli[ray]')")
 pytestmark = pytest.mark.xdist_group("ray")
 
 

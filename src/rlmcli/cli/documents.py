@@ -43,23 +43,14 @@ def report_ingest(report: Any, quiet: bool = False) -> None:
 
 
 def summary(report: Any) -> str:
-    parts = [f"{len(report.added)} new"]
-    if report.replaced:
-        parts.append(f"{len(report.replaced)} updated")
-    if report.unchanged:
-        parts.append(f"{len(report.unchanged)} unchanged")
-    if report.duplicates:
-        parts.append(f"{len(report.duplicates)} duplicate")
+    counts = [(len(report.replaced), "updated"), (len(report.unchanged), "unchanged"),
+              (len(report.duplicates), "duplicate")]
+    parts = [f"{len(report.added)} new"] + [f"{n} {what}" for n, what in counts if n]
     line = f"ingested {', '.join(parts)} ({report.pages} pages, {human(report.tokens)} tokens) in {report.seconds:.1f}s"
-    skipped = []
-    if report.skipped_binary:
-        skipped.append(f"{report.skipped_binary} binary")
-    if report.skipped_ignored:
-        skipped.append(f"{report.skipped_ignored} ignored (.gitignore, VCS, build and cache directories, symlinked dirs)")
-    if report.skipped_empty:
-        skipped.append(f"{report.skipped_empty} empty")
-    if report.skipped:
-        skipped.append(f"{len(report.skipped)} unsafe or special (named above)")
+    skips = [(report.skipped_binary, "binary"),
+             (report.skipped_ignored, "ignored (.gitignore, VCS, build and cache directories, symlinked dirs)"),
+             (report.skipped_empty, "empty"), (len(report.skipped), "unsafe or special (named above)")]
+    skipped = [f"{n} {what}" for n, what in skips if n]
     if skipped:
         line += f"; skipped {' and '.join(skipped)}"
     if report.failed:

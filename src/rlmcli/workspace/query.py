@@ -119,6 +119,7 @@ class Searcher:
         self._local = threading.local()  # one connection per thread
         self._opened: list[sqlite3.Connection] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._total: int | None = None
 
     def _conn(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -285,8 +286,8 @@ class Searcher:
         same BM25 as the OR query would (the same terms, so the same IDF and lengths), and they
         are almost always its top rows. Only when those are too few does the full OR run."""
         terms = match.split(" OR ")
-        if len(terms) < 2 or ranges is not None or docs is not None:
-            return self._query(match, limit, ranges, docs)
+        if len(terms) < 2 or ranges is not None or docs is not None or self._passages() <= TIERED_ABOVE:
+            return self._query(match, limit, ranges, docs)  # a small index: the OR query is cheap
         # The count and the tiers run together (on two connections); the tiers are wasted, and
         # cheap, when few rows match and the plain OR query decides.
         tiers = [terms] + ([[t for t in terms if t != left] for left in terms] if len(terms) > 2 else [])
@@ -304,6 +305,13 @@ class Searcher:
         if len(found) < min(limit, 10):
             return self._query(match, limit, None, None)
         return found[:limit]
+
+    def _passages(self) -> int:
+        """How many passages the index holds (its last rowid: an index seek, not a scan), once."""
+        if self._total is None:
+            rows = self._execute("SELECT rowid FROM chunks ORDER BY rowid DESC LIMIT 1", ())
+            self._total = int(rows[0][0]) if rows else 0
+        return self._total
 
     def close(self) -> None:
         if self._pool is not None:
