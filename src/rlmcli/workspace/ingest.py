@@ -71,9 +71,15 @@ def ingest_sources(
         progress.start(len(sources))
     from rlmcli.tokens import counter as token_counter
 
+    from rlmcli.workspace.extract.pdf import drop_ahead
+    from rlmcli.workspace.extract.pdf_workers import worker_pool
+
     try:
-        with token_counter() as counter:
-            _ingest_all(writer, sources, report, known_shas, counter, progress, options, builder)
+        with token_counter() as counter, worker_pool():
+            try:
+                _ingest_all(writer, sources, report, known_shas, counter, progress, options, builder)
+            finally:
+                drop_ahead()  # a PDF started ahead that was never collected (Ctrl-C, an error)
     finally:
         close = getattr(builder, "close", None)  # the Ray builder cancels extractions nobody took
         if close is not None:
@@ -86,12 +92,17 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
                 known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None,
                 options: IngestOptions, builder: Builder = build_document) -> None:
     queue = list(sources)
+
+    def ahead() -> None:  # the next PDF extracts on both cores while this document commits
+        if builder is build_document and queue:
+            _start_ahead(writer, queue[0])
+
     while queue:
         source = queue.pop(0)
         pages = 0
         try:
             pages, attachments = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress,
-                                             options, builder)
+                                             options, builder, ahead)
             queue[0:0] = attachments  # a mail's attachments right after it
         except ExtractError as exc:
             if not source.explicit and str(exc).startswith("binary file"):
@@ -106,9 +117,26 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
             progress.file_done(source.name, pages)
 
 
+def _start_ahead(writer: WorkspaceWriter, source: Source) -> None:
+    """Start extracting `source` early when it is a PDF that will need extracting."""
+    if source.path is None or source.data is not None or source.path.suffix.lower() != ".pdf":
+        return
+    try:
+        size, mtime_ns = source_stat(source)
+    except OSError:
+        return
+    existing = writer.find_by_source(source.key)
+    if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == (size, mtime_ns):
+        return  # unchanged: nothing to extract
+    from rlmcli.workspace.extract.pdf import start_ahead
+
+    start_ahead(source.path)
+
+
 def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, sha: str | None,
                 counter: TokenCounter, progress: Progress | None, options: IngestOptions,
-                builder: Builder = build_document) -> tuple[int, list[Source]]:
+                builder: Builder = build_document, before_commit: Callable[[], None] | None = None,
+                ) -> tuple[int, list[Source]]:
     """(pages added, attachments to ingest next)."""
     key = source.key
     size, mtime_ns = source_stat(source)
@@ -140,6 +168,8 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
                 report.skipped_binary += 1
                 return 0, []
     build = builder(source, sha, size, mtime_ns, counter, writer, progress, options)
+    if before_commit is not None:
+        before_commit()
     doc = writer.add(build, replace=existing)
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)
