@@ -36,11 +36,15 @@ California"""
 
 def test_a_filings_cover_gives_company_form_and_period() -> None:
     card = make_card("aapl-10k.pdf", {}, [], [COVER])
-    assert card == {"title": "Apple Inc — Form 10-K period ended September 28, 2024", "form": "10-K",
-                    "company": "Apple Inc", "period_end": "September 28, 2024", "fiscal_year": "2024"}
+    assert card == {"title": "Apple Inc — Form 10-K, fiscal 2024", "form": "10-K", "company": "Apple Inc",
+                    "aliases": "aapl", "period_end": "September 28, 2024", "fiscal_year": "2024", "version": "2"}
     quarterly = COVER.replace("FORM 10-K", "FORM 10-Q").replace("fiscal year ended September 28, 2024",
                                                                  "quarterly period ended March 30, 2024")
-    assert make_card("q.pdf", {}, [], [quarterly])["period"] == "quarter"
+    # the quarter counts from the fiscal year's start, which the notes state
+    q = make_card("q.pdf", {}, [], [quarterly + "\nour fiscal year ended September 30, 2023"])
+    assert (q["form"], q["period_end"], q["fiscal_year"], q["quarter"]) == ("10-Q", "March 30, 2024", "2024", "Q2")
+    nine = make_card("q.pdf", {}, [], [quarterly.replace("March 30", "June 29") + "\nthe nine months ended June 29, 2024"])
+    assert (nine["fiscal_year"], nine["quarter"]) == ("2024", "Q3")
     assert make_card("r.pdf", {"title": "Unused"}, [(1, 3, "Preface")], ["R Internals\nVersion 4.2.2\n\n1 R Internal Structures"])["title"] == "R Internals — Version 4.2.2"
     assert make_card("mpl", {}, [], ["Mozilla Public License Version 2.0\n=====\n\n1. Definitions"])["title"] == "Mozilla Public License Version 2.0"
 
@@ -63,7 +67,7 @@ def test_a_question_naming_a_company_and_year_finds_that_filing_among_lookalikes
     top = searcher.search("What was Fabrikam Group Inc.'s total revenue in fiscal 2021?", k=3)
     assert (top[0].doc, top[0].page) in {("fabrikam-10k-2021.pdf", 4), ("fabrikam-10k-2021.pdf", 5)}
     docs = searcher.docs("Fabrikam 2021 annual report", k=3)
-    assert docs[0].doc == "fabrikam-10k-2021.pdf" and docs[0].title == "Fabrikam Group Inc — Form 10-K period ended December 31, 2021"
+    assert docs[0].doc == "fabrikam-10k-2021.pdf" and docs[0].title == "Fabrikam Group Inc — Form 10-K, fiscal 2021"
     assert docs[0].score > docs[1].score
 
 
@@ -121,6 +125,7 @@ def test_an_index_from_before_cards_searches_then_gains_them_at_the_next_write(t
     ws, _ = ingest([str(FIXTURES / "contract.pdf"), str(FIXTURES / "notes.md")], tmp_path / "ws")
     with sqlite3.connect(ws.index_path) as conn:  # as rlm made it before: no cards, no row ranges
         conn.execute("DROP TABLE doc_cards")
+        conn.execute("DROP TABLE cards")
         conn.execute("ALTER TABLE docs DROP COLUMN first_row")
         conn.execute("ALTER TABLE docs DROP COLUMN last_row")
     old = Searcher(ws.reader)

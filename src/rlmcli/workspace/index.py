@@ -27,6 +27,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS doc_cards USING fts5(
     name, title, info, doc UNINDEXED,
     tokenize = "porter unicode61 remove_diacritics 2"
 );
+CREATE TABLE IF NOT EXISTS cards(doc TEXT PRIMARY KEY, version INTEGER NOT NULL, card TEXT NOT NULL);
 """
 
 
@@ -56,17 +57,26 @@ def _add_row_ranges(conn: sqlite3.Connection) -> None:
 
 
 def add_card(conn: sqlite3.Connection, doc: str, name: str, card: dict[str, str]) -> None:
-    """The document's row in doc_cards (replacing any earlier one). The caller owns the transaction."""
-    from rlmcli.workspace.cards import card_text, name_words
+    """The document's card (replacing any earlier one): its fields for search to weigh, and its
+    words in doc_cards for a query to find it among many. The caller owns the transaction."""
+    import json
+
+    from rlmcli.workspace.cards import CARD_VERSION, card_text, name_words
 
     conn.execute("DELETE FROM doc_cards WHERE doc = ?", (doc,))
+    conn.execute("DELETE FROM cards WHERE doc = ?", (doc,))
     conn.execute("INSERT INTO doc_cards(name, title, info, doc) VALUES (?,?,?,?)",
                  (name_words(doc, name), card.get("title", ""), card_text(card), doc))
+    conn.execute("INSERT OR REPLACE INTO cards(doc, version, card) VALUES (?,?,?)",
+                 (doc, CARD_VERSION, json.dumps(card, ensure_ascii=False)))
 
 
 def cards_missing(conn: sqlite3.Connection) -> list[str]:
-    """Documents indexed before doc_cards existed."""
-    return [d for (d,) in conn.execute("SELECT doc FROM docs WHERE doc NOT IN (SELECT doc FROM doc_cards)")]
+    """Documents whose card is missing or was made by an older version of the card reader."""
+    from rlmcli.workspace.cards import CARD_VERSION
+
+    return [d for (d,) in conn.execute(
+        "SELECT doc FROM docs WHERE doc NOT IN (SELECT doc FROM cards WHERE version = ?)", (CARD_VERSION,))]
 
 
 def chunk_page(text: str, heading: str, titles: Iterable[str] = ()) -> Iterator[tuple[str, int, str]]:
@@ -151,6 +161,7 @@ def remove_document(conn: sqlite3.Connection, doc: str) -> None:
     else:
         conn.execute("DELETE FROM chunks WHERE doc = ?", (doc,))
     conn.execute("DELETE FROM doc_cards WHERE doc = ?", (doc,))
+    conn.execute("DELETE FROM cards WHERE doc = ?", (doc,))
     conn.execute("DELETE FROM docs WHERE doc = ?", (doc,))
 
 

@@ -166,35 +166,50 @@ class Searcher:
 
     def naming(self, query: str) -> dict[str, tuple[float, set[str]]]:
         """Each document the query names: (how strongly, in (0, 1]; the query's words that name it
-        by its card's company, form or period). A title is named by the share of its words the query has ("R Internals: installing
-        packages" names "R Internals" wholly and "R Installation and Administration" by half);
-        company, form and fiscal year by BM25 relative to the best card (a filing's card is many
-        words, a question names a few)."""
-        match = fts_query(str(query))
-        if not match:
-            return {}
-        rows = self._optional("SELECT doc, name, title, info, bm25(doc_cards, 0.0, 0.0, 1.0) FROM doc_cards "
-                              "WHERE doc_cards MATCH ? LIMIT 200", (match,))
-        if not rows:
-            return {}  # none named, or an index from before documents had cards
-        asked = _words(query)
-        best_info = min(float(r[4]) for r in rows) or -1.0
-        # a title's name words: not its version ("Mozilla Public License Version 2.0")
-        titles = {doc: (_stems(title.split(" — ")[0]) - {"versio"}) or _stems(name) for doc, name, title, _, _ in rows}
-        most = max((len(words & asked) for words in titles.values()), default=0) or 1
+        by its card's company, form or period). A filing is named by its company, and then by
+        how well the year, form and quarter the query gives fit its card ("3M 2018 10-K" names
+        3M's 2018 annual report fully and its 2017 one by 0.7); other documents by the share of
+        their title the query has ("R Internals: installing packages" names "R Internals" wholly
+        and "R Installation and Administration" by half)."""
+        from rlmcli.workspace.cards import Asked, card_text, naming_weight
+
+        cards = self._all_cards()
+        if cards is None:
+            return {}  # an index from before documents had cards
+        asked = Asked(str(query))
+        words = _words(query)
+        titles = {doc: (_stems(card.get("title", "").split(" — ")[0]) - {"versio"}) or _stems(doc)
+                  for doc, card in cards.items() if not (card.get("company") and card.get("form"))}
+        most = max((len(t & words) for t in titles.values()), default=0) or 1
         out = {}
-        for doc, _name, _, info, info_score in rows:
-            words = titles[doc]
-            # the share of the title named, and the more words named the better: "GNU Lesser
-            # General Public License" names the LGPL more than the GPL, whose title it contains
-            by_title = len(words & asked) / len(words) * len(words & asked) / most if words else 0.0
-            by_info = float(info_score) / best_info if float(info_score) < 0 else 0.0
-            weight = max(by_title, by_info)
+        for doc, card in cards.items():
+            weight, _ = naming_weight(card, asked)
+            # The words that name a filing (its company, "fiscal", the year) picked it; in its
+            # passages they only mark the cover, so search leaves them out.
+            used = words & _words(card_text(card)) if weight > 0 else set()
+            if doc in titles and (title := titles[doc]):
+                # the share of the title named, and the more words named the better: "GNU Lesser
+                # General Public License" names the LGPL more than the GPL, whose title it contains
+                by_title = len(title & words) / len(title) * len(title & words) / most
+                if by_title > weight:
+                    weight, used = by_title, set()  # a title's words run through its text: keep them
             if weight > 0:
-                # A company, form or year picks a filing but says nothing about a passage (it is
-                # on the cover); a title's words ("Internals") run through the document's text.
-                out[doc] = (weight, _words(info) & asked)
+                out[doc] = (weight, used)
         return out
+
+    def _all_cards(self) -> dict[str, dict[str, str]] | None:
+        """Every document's card, read again only when the index changed."""
+        import json
+
+        version = self._execute("PRAGMA data_version", ())[0][0] if not self.immutable else 0
+        cached = getattr(self._local, "cards", None)
+        if cached is not None and cached[0] == version:
+            return cached[1]  # type: ignore[no-any-return]
+        rows = self._optional("SELECT doc, card FROM cards", ())
+        cards = None if rows is None else {doc: json.loads(card) for doc, card in rows}
+        self._local.cards = (version, cards)
+        return cards
+
     def docs(self, query: str, k: int = 10) -> list[DocMatch]:
         """Documents for a query: those it names first, then those whose passages match it best."""
         named = self.named(query)

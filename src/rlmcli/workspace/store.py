@@ -339,17 +339,20 @@ class WorkspaceWriter:
         self._backfill_cards()
 
     def _backfill_cards(self) -> None:
-        """Cards for documents ingested before search knew documents (committed with the next flush)."""
+        """Cards for documents whose card is missing or older than the card reader (made from the
+        first pages, committed with the next flush)."""
         from rlmcli.workspace import index
 
         missing = [d for d in index.cards_missing(self.conn()) if d in self.manifest["documents"]]
         for doc in missing:
             meta = self.ws.meta(doc)
             total = meta["pages"]
-            first = (self.ws.read_page_file(doc, n, total) for n in range(1, min(total, 3) + 1))
+            first = (self.ws.read_page_file(doc, n, total) for n in range(1, total + 1))  # until FIRST_CHARS
             card = make_card(meta.get("name", doc), meta.get("metadata") or {},
                              [tuple(o) for o in meta.get("outline", [])], first)
             index.add_card(self.txn(), doc, meta.get("name", doc), card)
+            if meta.get("card") != card:
+                self.update_record(doc, card=card)
         if missing:
             self._changed = True
 

@@ -39,6 +39,7 @@ _LETTER_RUN = re.compile(r"(?<!\S)(?:\w ){3,}\w(?!\S)")  # `S U B S`: four or mo
 _GLUED = re.compile(r"[a-z][A-Z][a-z]+[A-Z]|[a-z]\d\d")  # `JoeHouseholderDirector`, `January26`
 _SHORT_LINE = re.compile(r"^ *\S{1,2} *\r?$", re.M)
 _CURRENCY_CELL = re.compile(r"(^|\| )([$€£¥]) \| ")
+_TRAILING_CURRENCY = re.compile(r"(?<=[^|\s]) ([$€£¥]) \| ")
 _PERCENT_CELL = re.compile(r" \| %(?= \||$)")
 
 
@@ -142,8 +143,9 @@ def _cells(text: str, box: _Boxes) -> str | None:
                 start, end = match.span()
                 if start == 0 or end == len(line) or not (line[start - 1] in _FIGURE_END or line[end] in _CELL_START):
                     continue
-                gap, _ = _gap(box, position + start - 1, position + end)
-                out += [line[last:start], " | " if gap > CELL_GAP else " "]
+                gap, same_row = _gap(box, position + start - 1, position + end)
+                # PDFium sometimes runs two rows into one line: the next row starts lower down
+                out += [line[last:start], "\n" if not same_row else " | " if gap > CELL_GAP else " "]
                 last = end
         out.append(line[last:])
         end = position + len(line)
@@ -168,10 +170,11 @@ def _gap(box: _Boxes, left: int, right: int) -> tuple[float, bool]:
 
 
 def _tidy_row(line: str) -> str:
-    """`$ | 5,363` reads as one cell, `12.5 | %` too."""
+    """`$ | 5,363` reads as one cell, `12.5 | %` too; a `$` left at the end of a cell opens the next."""
     if " | " not in line:
         return line
-    return _PERCENT_CELL.sub("%", _CURRENCY_CELL.sub(r"\1\2 ", line))
+    line = _TRAILING_CURRENCY.sub(r" | \1 ", _CURRENCY_CELL.sub(r"\1\2 ", line))
+    return _PERCENT_CELL.sub("%", line)
 
 
 # ---- layout: lines and words from every character's box --------------------------------------
