@@ -289,6 +289,12 @@ def bench_docsearch(tmp: Path) -> None:
     scale_bench.bench_doc_search(tmp, CORPUS, record)
 
 
+def bench_filings(tmp: Path) -> None:
+    import filings_bench
+
+    filings_bench.bench_filings(tmp, CORPUS, record, RLM)
+
+
 def bench_cluster(tmp: Path) -> None:
     import ray_bench
 
@@ -305,7 +311,7 @@ def main() -> None:
         os.environ["RLM_HOME"] = str(tmp / "home")
         only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
         groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "hostile": bench_hostile, "ocr": bench_ocr, "big": bench_big_workspace, "sandbox": bench_sandbox,
-                  "engine": bench_engine, "docsearch": bench_docsearch, "scale": bench_scale,
+                  "engine": bench_engine, "filings": bench_filings, "docsearch": bench_docsearch, "scale": bench_scale,
                   "cluster": bench_cluster}
         for name, bench in groups.items():
             if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):

@@ -349,17 +349,14 @@ class Asked:
         self.tokens = set(re.findall(r"[A-Z][A-Z.]{0,5}", query))  # tickers count in capitals only: COST, KO
 
 
-def naming_weight(card: dict[str, str], asked: Asked) -> tuple[float, set[str]]:
-    """How strongly a query names a document by its card, in [0, 1], and the query's words that
-    did (they picked the document; in its passages they only mark the cover). The company must
-    be named for a strong weight; a year, form or quarter the query names and the card lacks or
-    contradicts weakens it."""
-    company, used = _company_named(card, asked) if card.get("company") or card.get("form") else (0.0, set())
+def naming_weight(card: dict[str, str], asked: Asked) -> tuple[float, bool]:
+    """How strongly a query names a document by its card, in [0, 1], and whether it names its
+    company. The company must be named for a strong weight; a year, form or quarter the query
+    names and the card lacks or contradicts weakens it."""
+    company = _company_named(card, asked) if card.get("company") or card.get("form") else 0.0
     checks = []
     if asked.years:
-        years = {card.get("fiscal_year", "")}
-        checks.append(1.0 if years & asked.years else 0.0)
-        used |= asked.years & years
+        checks.append(1.0 if card.get("fiscal_year", "") in asked.years else 0.0)
     if asked.forms:
         form = card.get("form", "")
         checks.append(1.0 if form in asked.forms else 0.0)
@@ -369,26 +366,23 @@ def naming_weight(card: dict[str, str], asked: Asked) -> tuple[float, set[str]]:
         checks.append(1.0 if {card.get("period_end"), card.get("report_date")} & asked.dates else 0.0)
     fit = sum(checks) / len(checks) if checks else 1.0
     if company > 0:
-        return company * (0.4 + 0.6 * fit), used
+        return company * (0.4 + 0.6 * fit), True
     if checks and fit == 1.0 and (card.get("form") or card.get("fiscal_year")):
-        return 0.2, used  # "the 2018 10-K": every such filing, weakly
-    return 0.0, set()
+        return 0.2, False  # "the 2018 10-K": every such filing, weakly (unless a company is named)
+    return 0.0, False
 
 
-def _company_named(card: dict[str, str], asked: Asked) -> tuple[float, set[str]]:
-    tickers = set(card.get("ticker", "").split()) & asked.tokens
-    if tickers:
-        return 1.0, {t.lower() for t in tickers}
-    names = [card.get("company", "")] + [a for a in card.get("aliases", "").split("; ") if a]
-    best, used = 0.0, set()
-    for name in names:
+def _company_named(card: dict[str, str], asked: Asked) -> float:
+    """The share of the company's name (or of a shorter name it goes by) the query holds."""
+    if set(card.get("ticker", "").split()) & asked.tokens:
+        return 1.0
+    best = 0.0
+    for name in [card.get("company", "")] + [a for a in card.get("aliases", "").split("; ") if a]:
         words = _name_words(name)
         if not words:
             continue
         squashed = re.sub(r"[\W_]+", "", name.lower())
         if words <= asked.words or (len(squashed) > 3 and squashed in asked.squashed):
-            return 1.0, words & asked.words
-        share = len(words & asked.words) / len(words)
-        if share > best:
-            best, used = share, words & asked.words
-    return best, used
+            return 1.0
+        best = max(best, len(words & asked.words) / len(words))
+    return best

@@ -182,8 +182,12 @@ class Searcher:
                   for doc, card in cards.items() if not (card.get("company") and card.get("form"))}
         most = max((len(t & words) for t in titles.values()), default=0) or 1
         out = {}
+        weighed = {doc: naming_weight(card, asked) for doc, card in cards.items()}
+        company_named = any(named for _, named in weighed.values())
         for doc, card in cards.items():
-            weight, _ = naming_weight(card, asked)
+            weight, named = weighed[doc]
+            if company_named and not named:
+                weight = 0.0  # "Nike's revenue in fiscal 2023" names Nike's filing, not every 2023 one
             # The words that name a filing (its company, "fiscal", the year) picked it; in its
             # passages they only mark the cover, so search leaves them out.
             used = words & _words(card_text(card)) if weight > 0 else set()
