@@ -76,8 +76,23 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             sys.stderr.write("rlm: interrupted\n")
             raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+        except BrokenPipeError:  # `rlm ls | head -1`: the reader left, which is not an error
+            _stdout_to_devnull()
+            raise typer.Exit(0) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stdout_to_devnull() -> None:
+    """What is still buffered for a reader that left goes nowhere, so the exit flush cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _print_version(value: bool) -> None:
@@ -134,6 +149,19 @@ def stderr_console(no_color: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=True, no_color=no_color or None, highlight=False)
+
+
+def stdout_console(**options: Any) -> Any:
+    """A Rich console for stdout whose closed pipe is the reader leaving (`rlm ls | head`): exit 0,
+    where Rich would exit 1."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(highlight=False, **options)
 
 
 def main() -> None:

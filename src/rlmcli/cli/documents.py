@@ -21,6 +21,7 @@ from rlmcli.cli.app import (
     open_workspace,
     say,
     stderr_console,
+    stdout_console,
 )
 from rlmcli.errors import ExitStatus, RlmError, UsageError
 
@@ -114,7 +115,6 @@ def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> 
     if not docs:
         say("no documents yet: rlm ingest FILE -w " + (workspace or str(ws.root)))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -124,7 +124,7 @@ def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> 
         table.add_row(doc, rec["type"], str(rec["pages"]), f"{rec['tokens']:,}", "; ".join(rec["warnings"]))
     t = manifest["totals"]
     table.add_row(f"{t['documents']} documents", "", str(t["pages"]), f"{t['tokens']:,}", "", style="bold")
-    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+    stdout_console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @app.command(epilog=examples("rlm show contract.pdf --page 12 -w deal", "rlm show \"My Notes (v2)\" -w deal"))

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from rlmcli.cli.app import JsonOpt, WorkspaceOpt, app, emit_json, examples, handle_errors, open_workspace, say
+from rlmcli.cli.app import JsonOpt, WorkspaceOpt, app, emit_json, examples, handle_errors, open_workspace, say, stdout_console
 
 
 def _row(r: Any) -> str:
@@ -77,8 +77,7 @@ def trace(
         write_html(events, html, title=f"rlm run {path.stem}")
         say(f"wrote {html}")
         return
-    from rich.console import Console
 
     from rlmcli.trace.live import render_events
 
-    render_events(events, Console(no_color=no_color or None, highlight=False), verbose)
+    render_events(events, stdout_console(no_color=no_color or None), verbose)
