@@ -1,14 +1,15 @@
 """One PDF page's text from PDFium: its plain text, rows of cells, or lines rebuilt from character boxes.
 
-PDFium's plain text (`get_text_range`) reads like `pdftotext` on nearly every page of real
-filings, and costs nothing beyond parsing the page, so it is the base. Two things are added:
+PDFium's plain text reads like `pdftotext` on nearly every page of real filings, and costs
+nothing beyond parsing the page, so it is the base. Two things are added:
 
-* **cells**: on a page with rows of figures, the gap at each space and line break is measured
-  (two character boxes per gap, never one call per character); a gap wider than the line's
-  height becomes ` | `, and a row that PDFium broke before its figures is joined again. Only
-  spaces change, never words, so a rebuilt page cannot read worse than the plain one.
+* **cells**: on a page with three or more rows of figures, the spaces of those rows where a cell
+  can start (before or after a figure, before a capital) are measured, two character boxes per
+  space, never one call per character; a gap wider than the line's height becomes ` | `. A row
+  PDFium broke before its figures is joined, and one it ran into the next row is split. Only
+  spaces change, never words, so a page with cells cannot read worse than the plain one.
 * **layout**: EDGAR converters draw some pages one character at a time, and PDFium then breaks
-  the line after every character (`T\\r\\na\\r\\nb...`), glues words (`JoeHouseholderDirector`) or
+  the line after every character (`T\r\na\r\nb...`), glues words (`JoeHouseholderDirector`) or
   spaces out tracked headings (`S U B S I D I A R Y`). When the plain text shows one of these,
   every character's box is read, lines are grouped by height, words are split at gaps, and the
   result is kept only when it reads better than the plain text.
