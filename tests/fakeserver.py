@@ -65,6 +65,7 @@ class FakeLLM:
         self.count_tokens = count_tokens or (lambda text: len(text.split()))
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.responders: dict[str, Callable[[str], str | Reply]] = {}
+        self.whole: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.usage_sent: list[dict[str, int]] = []  # the usage each successful reply reported
         self.default_delay = default_delay
@@ -83,8 +84,12 @@ class FakeLLM:
         for r in replies:
             self.scripts[model].append(r if isinstance(r, Reply) else Reply(r))
 
-    def responder(self, model: str, fn: Callable[[str], str | Reply]) -> None:
+    def responder(self, model: str, fn: Callable[[str], str | Reply], whole: bool = False) -> None:
+        """`fn(prompt)` answers each request; with whole=True the prompt is every message of the
+        conversation joined (so a reply can depend on the question after a nudge, say)."""
         self.responders[model] = fn
+        if whole:
+            self.whole.add(model)
 
     def fault(self, model: str, status: int = 500, raw: bytes | None = None, hang: bool = False) -> None:
         self.scripts[model].appendleft(Reply(status=status, raw=raw, hang=hang))
@@ -126,6 +131,15 @@ class FakeLLM:
             return r if isinstance(r, Reply) else Reply(r)
         return Reply(status=500, raw=json.dumps({"error": {"message": f"fake server: no script for {model}"}}).encode())
 
+    def _prompt(self, model: str, messages: list[Any]) -> str:
+        """What a responder sees: the last message's text, or the whole conversation (`whole`)."""
+        if model in self.whole or ("*" in self.whole and model not in self.responders):
+            return "\n".join(str(m.get("content", "")) for m in messages)
+        prompt = messages[-1].get("content", "") if messages else ""
+        if isinstance(prompt, list):
+            prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
+        return str(prompt)
+
     def _payload(self, model: str, messages: list[Any], reply: Reply) -> bytes:
         """The body of a reply that is not streamed."""
         if reply.raw is not None:
@@ -156,9 +170,7 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 model = body.get("model", "")
                 messages = body.get("messages", [])
-                prompt = messages[-1].get("content", "") if messages else ""
-                if isinstance(prompt, list):
-                    prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
+                prompt = server._prompt(model, messages)
                 with server.lock:
                     server.requests.append({"model": model, "messages": messages, "time": time.time(),
                                             "auth": self.headers.get("Authorization", "")})
@@ -251,30 +263,51 @@ class FakeLLM:
             self.httpd.server_close()
 
 
+ANSWER = "```python\nn = len(grep('fee'))\nFINAL('answer to: ' + {q!r})\n```"  # --answer-questions
+
+
+def answer_question(prompt: str) -> str:
+    """The model code that answers `answer to: <the question>`."""
+    question = prompt.split("Question: ", 1)[1].split("\n", 1)[0] if "Question: " in prompt else ""
+    return ANSWER.format(q=question)
+
+
 def main() -> None:
     """`python tests/fakeserver.py --reply TEXT --delay S`: serve one fixed reply in its own process
-    (benchmarks use this so the server does not share the client's interpreter lock)."""
+    (benchmarks use this so the server does not share the client's interpreter lock).
+    `--answer-questions --chaos 0.26 --seed 7 --stats F`: answer each question with its own answer,
+    a share of requests meeting faults; the faults injected go to F as JSON when stdin closes."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reply", required=True)
+    parser.add_argument("--reply")
+    parser.add_argument("--answer-questions", action="store_true")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--chaos", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stats", help="write the injected faults and the request count here as JSON")
     parser.add_argument("--stamps", help="append the wall-clock time each request arrives to this file")
     args = parser.parse_args()
     server = FakeLLM(default_delay=args.delay)
+    if args.answer_questions:
+        server.responder("*", answer_question, whole=True)
+        server.chaos(args.chaos, args.seed)
+    else:
+        def reply(model: str, prompt: str) -> Reply:
+            if args.stamps:
+                with open(args.stamps, "a") as fh:
+                    fh.write(f"{time.time()}\n")
+            return Reply(args.reply or "")
 
-    def reply(model: str, prompt: str) -> Reply:
-        if args.stamps:
-            with open(args.stamps, "a") as fh:
-                fh.write(f"{time.time()}\n")
-        return Reply(args.reply)
-
-    server._next = reply  # type: ignore[method-assign]
+        server._next = reply  # type: ignore[method-assign]
     server.start()
     print(server.base, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     server.stop()
+    if args.stats:
+        with open(args.stats, "w") as fh:
+            json.dump({"requests": len(server.requests), "injected": dict(server.injected)}, fh)
 
 
 if __name__ == "__main__":
