@@ -115,6 +115,17 @@ def test_reset_500_reset_is_answered_each_failure_with_its_own_backoff(server: F
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rlm_ask_answers_through_reset_500_reset(server: FakeLLM, transport: str) -> None:
+    """What a terminal user runs: before, the two resets shared the refused-connection window and
+    the run failed (exit 4, "is the server running?") after two of its four retries."""
+    server.script("gpt-4o-mini", [Reply(reset=True), Reply(status=500), Reply(reset=True), LOOK, DONE])
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "q", "--model", "openai/gpt-4o-mini", "--api-base",
+                     server.base, "--no-cache", env={"RLM_RETRY_BASE": "0.05", "RLM_TRANSPORT": transport})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("done") and len(server.calls("gpt-4o-mini")) == 5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_resets_only_use_up_the_retries_then_say_reset(server: FakeLLM, ws: Workspace, transport: str) -> None:
     server.responder("gpt-4o-mini", lambda p: Reply(reset=True))
     result = run(server, ws, transport, retries=3)

@@ -124,12 +124,14 @@ class ResultsFile:
             return 0
         tail = os.pread(self.fd, size - end, end)
         try:
-            json.loads(tail)
+            whole = isinstance(json.loads(tail), dict)
+        except ValueError:
+            whole = False
+        if whole:
             os.write(self.fd, b"\n")
             return 0
-        except ValueError:
-            os.ftruncate(self.fd, end)
-            return size - end
+        os.ftruncate(self.fd, end)
+        return size - end
 
     def append(self, row: dict[str, Any]) -> None:
         """Write the row as one line and fsync it (errors a full disk defers show up there); on
