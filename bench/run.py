@@ -301,6 +301,12 @@ def bench_cluster(tmp: Path) -> None:
     ray_bench.bench_cluster(tmp, record, RLM)
 
 
+def bench_soak(tmp: Path) -> None:
+    import soak
+
+    soak.bench_soak(tmp, record, RLM)
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
@@ -312,7 +318,7 @@ def main() -> None:
         only = set(sys.argv[1:])  # `python bench/run.py engine` runs one group
         groups = {"startup": bench_startup, "first-request": bench_first_request, "pdf": bench_pdf, "many-files": bench_many_files, "hostile": bench_hostile, "ocr": bench_ocr, "big": bench_big_workspace, "sandbox": bench_sandbox,
                   "engine": bench_engine, "filings": bench_filings, "docsearch": bench_docsearch, "scale": bench_scale,
-                  "cluster": bench_cluster}
+                  "cluster": bench_cluster, "soak": bench_soak}
         for name, bench in groups.items():
             if only and name not in only and not (name == "big" and only & {"sandbox", "engine"}):
                 continue

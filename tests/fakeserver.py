@@ -4,16 +4,22 @@
     server.script("root", ["```python\\nprint(1)\\n```", "FINAL(done)"])   # model 'openai/root'
     server.responder("sub", lambda prompt: f"summary of {len(prompt)} chars")
     server.fault("root", status=429)                                      # next reply: HTTP 429
+    server.chaos(rate=0.3, seed=7)          # ~30 % of requests fail, each with a fault FAULTS names
 
-Each reply may add latency. Requests are recorded in `server.requests`.
+Each reply may add latency. Requests are recorded in `server.requests`; injected faults, by kind,
+in `server.injected`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import socket
+import struct
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +36,37 @@ class Reply:
     headers: dict[str, str] | None = None  # extra response headers (Retry-After, say)
     drip: float = 0.0  # send the body one byte at a time, this many seconds apart
     endless: bool = False  # a stream that never ends
+    reset: bool = False  # read the request, then abort the connection (TCP RST), no reply at all
+    cut: float | None = None  # send this share of the body (of a stream's chunks), then close cleanly:
+    #                           a body shorter than its Content-Length; a stream with no finish_reason, no [DONE]
+
+
+# What `chaos()` injects, and how each fault looks on the wire.
+FAULTS: dict[str, Callable[[], Reply]] = {
+    "429": lambda: Reply(status=429, headers={"Retry-After": "0"}),
+    "500": lambda: Reply(status=500),
+    "503": lambda: Reply(status=503),
+    "reset": lambda: Reply(reset=True),
+    "slow": lambda: Reply(delay=0.5),  # the normal reply, late
+    "cut": lambda: Reply(cut=0.5),  # the normal reply, half of it
+    "malformed": lambda: Reply(raw=b'{"choices": [{"message": {"content": "half'),
+    "empty": lambda: Reply(""),
+}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a killed batch) is not the server's error: no traceback for it."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def _abort(sock: socket.socket) -> None:
+    """Close with a TCP reset: SO_LINGER 0, and the descriptor closed here so no FIN goes first."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    os.close(sock.detach())
 
 
 class FakeLLM:
@@ -37,6 +74,7 @@ class FakeLLM:
         self.count_tokens = count_tokens or (lambda text: len(text.split()))
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.responders: dict[str, Callable[[str], str | Reply]] = {}
+        self.whole: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.usage_sent: list[dict[str, int]] = []  # the usage each successful reply reported
         self.default_delay = default_delay
@@ -45,17 +83,29 @@ class FakeLLM:
         self.max_in_flight = 0
         self.httpd: ThreadingHTTPServer | None = None
         self.stopped = threading.Event()
+        self.chaos_rate = 0.0
+        self.chaos_rng = random.Random(0)
+        self.chaos_kinds: list[str] = []
+        self.injected: Counter[str] = Counter()
 
     # ---- scripting ------------------------------------------------------------------------------
     def script(self, model: str, replies: list[str | Reply]) -> None:
         for r in replies:
             self.scripts[model].append(r if isinstance(r, Reply) else Reply(r))
 
-    def responder(self, model: str, fn: Callable[[str], str | Reply]) -> None:
+    def responder(self, model: str, fn: Callable[[str], str | Reply], whole: bool = False) -> None:
+        """`fn(prompt)` answers each request; with whole=True the prompt is every message of the
+        conversation joined (so a reply can depend on the question after a nudge, say)."""
         self.responders[model] = fn
+        if whole:
+            self.whole.add(model)
 
     def fault(self, model: str, status: int = 500, raw: bytes | None = None, hang: bool = False) -> None:
         self.scripts[model].appendleft(Reply(status=status, raw=raw, hang=hang))
+
+    def chaos(self, rate: float, seed: int, kinds: list[str] | None = None) -> None:
+        """From now on a share `rate` of requests (drawn from a seeded generator) meets a fault."""
+        self.chaos_rate, self.chaos_rng, self.chaos_kinds = rate, random.Random(seed), list(kinds or FAULTS)
 
     def calls(self, model: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["model"] == model]
@@ -67,6 +117,20 @@ class FakeLLM:
 
     # ---- serving --------------------------------------------------------------------------------
     def _next(self, model: str, prompt: str) -> Reply:
+        kind = ""
+        with self.lock:
+            if self.chaos_rate and self.chaos_rng.random() < self.chaos_rate:
+                kind = self.chaos_rng.choice(self.chaos_kinds)
+                self.injected[kind] += 1
+        fault = FAULTS[kind]() if kind else None
+        if fault is not None and kind not in ("slow", "cut"):
+            return fault  # instead of the reply: the script is not consumed
+        reply = self._answer(model, prompt)
+        if fault is not None:  # the reply itself, late or cut
+            reply = Reply(**{**reply.__dict__, "delay": max(reply.delay, fault.delay), "cut": fault.cut})
+        return reply
+
+    def _answer(self, model: str, prompt: str) -> Reply:
         with self.lock:
             if self.scripts[model]:
                 return self.scripts[model].popleft()
@@ -75,6 +139,32 @@ class FakeLLM:
             r = fn(prompt)
             return r if isinstance(r, Reply) else Reply(r)
         return Reply(status=500, raw=json.dumps({"error": {"message": f"fake server: no script for {model}"}}).encode())
+
+    def _prompt(self, model: str, messages: list[Any]) -> str:
+        """What a responder sees: the last message's text, or the whole conversation (`whole`)."""
+        if model in self.whole or ("*" in self.whole and model not in self.responders):
+            return "\n".join(str(m.get("content", "")) for m in messages)
+        prompt = messages[-1].get("content", "") if messages else ""
+        if isinstance(prompt, list):
+            prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
+        return str(prompt)
+
+    def _payload(self, model: str, messages: list[Any], reply: Reply) -> bytes:
+        """The body of a reply that is not streamed."""
+        if reply.raw is not None:
+            return reply.raw
+        if reply.status != 200:
+            return json.dumps({"error": {"message": f"fake error {reply.status}", "type": "server_error",
+                                         "code": reply.status}}).encode()
+        words = sum(self.count_tokens(str(m.get("content", ""))) for m in messages)
+        with self.lock:
+            self.usage_sent.append({"prompt_tokens": words + 10, "completion_tokens": self.count_tokens(reply.content) + 1})
+        return json.dumps({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply.content}}],
+            "usage": {"prompt_tokens": words + 10, "completion_tokens": self.count_tokens(reply.content) + 1,
+                      "total_tokens": words + 11 + self.count_tokens(reply.content)},
+        }).encode()
 
     def start(self) -> FakeLLM:
         server = self
@@ -89,9 +179,7 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 model = body.get("model", "")
                 messages = body.get("messages", [])
-                prompt = messages[-1].get("content", "") if messages else ""
-                if isinstance(prompt, list):
-                    prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
+                prompt = server._prompt(model, messages)
                 with server.lock:
                     server.requests.append({"model": model, "messages": messages, "time": time.time(),
                                             "auth": self.headers.get("Authorization", "")})
@@ -104,34 +192,24 @@ class FakeLLM:
                     if reply.hang:
                         server.stopped.wait(60)
                         return
+                    if reply.reset:
+                        self.close_connection = True
+                        _abort(self.connection)
+                        return
                     if body.get("stream") and reply.raw is None and reply.status == 200:
                         self._stream(body, model, messages, reply)
                         return
-                    if reply.raw is not None:
-                        payload = reply.raw
-                    elif reply.status != 200:
-                        payload = json.dumps({"error": {"message": f"fake error {reply.status}", "type": "server_error",
-                                                        "code": reply.status}}).encode()
-                    else:
-                        words = sum(server.count_tokens(str(m.get("content", ""))) for m in messages)
-                        with server.lock:
-                            server.usage_sent.append({"prompt_tokens": words + 10,
-                                                      "completion_tokens": server.count_tokens(reply.content) + 1})
-                        payload = json.dumps({
-                            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                            "model": model,
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": reply.content}}],
-                            "usage": {"prompt_tokens": words + 10, "completion_tokens": server.count_tokens(reply.content) + 1,
-                                      "total_tokens": words + 11 + server.count_tokens(reply.content)},
-                        }).encode()
+                    payload = server._payload(model, messages, reply)
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     for name, value in (reply.headers or {}).items():
                         self.send_header(name, value)
                     self.end_headers()
-                    if reply.drip:
+                    if reply.cut is not None:
+                        self.wfile.write(payload[:int(len(payload) * reply.cut)])
+                        self.close_connection = True
+                    elif reply.drip:
                         for i in range(len(payload)):
                             self.wfile.write(payload[i:i + 1])
                             self.wfile.flush()
@@ -160,7 +238,11 @@ class FakeLLM:
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
                     return
-                for i in range(0, len(words), 3):
+                starts = range(0, len(words), 3)
+                for n, i in enumerate(starts):
+                    if reply.cut is not None and n >= int(len(starts) * reply.cut):
+                        self.wfile.flush()
+                        return  # a clean close mid-reply: no finish_reason, no [DONE]
                     piece = " ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "")
                     chunk = dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece},
                                                  "finish_reason": None}])
@@ -177,7 +259,7 @@ class FakeLLM:
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
@@ -190,30 +272,51 @@ class FakeLLM:
             self.httpd.server_close()
 
 
+ANSWER = "```python\nn = len(grep('fee'))\nFINAL('answer to: ' + {q!r})\n```"  # --answer-questions
+
+
+def answer_question(prompt: str) -> str:
+    """The model code that answers `answer to: <the question>`."""
+    question = prompt.split("Question: ", 1)[1].split("\n", 1)[0] if "Question: " in prompt else ""
+    return ANSWER.format(q=question)
+
+
 def main() -> None:
     """`python tests/fakeserver.py --reply TEXT --delay S`: serve one fixed reply in its own process
-    (benchmarks use this so the server does not share the client's interpreter lock)."""
+    (benchmarks use this so the server does not share the client's interpreter lock).
+    `--answer-questions --chaos 0.26 --seed 7 --stats F`: answer each question with its own answer,
+    a share of requests meeting faults; the faults injected go to F as JSON when stdin closes."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reply", required=True)
+    parser.add_argument("--reply")
+    parser.add_argument("--answer-questions", action="store_true")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--chaos", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stats", help="write the injected faults and the request count here as JSON")
     parser.add_argument("--stamps", help="append the wall-clock time each request arrives to this file")
     args = parser.parse_args()
     server = FakeLLM(default_delay=args.delay)
+    if args.answer_questions:
+        server.responder("*", answer_question, whole=True)
+        server.chaos(args.chaos, args.seed)
+    else:
+        def reply(model: str, prompt: str) -> Reply:
+            if args.stamps:
+                with open(args.stamps, "a") as fh:
+                    fh.write(f"{time.time()}\n")
+            return Reply(args.reply or "")
 
-    def reply(model: str, prompt: str) -> Reply:
-        if args.stamps:
-            with open(args.stamps, "a") as fh:
-                fh.write(f"{time.time()}\n")
-        return Reply(args.reply)
-
-    server._next = reply  # type: ignore[method-assign]
+        server._next = reply  # type: ignore[method-assign]
     server.start()
     print(server.base, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     server.stop()
+    if args.stats:
+        with open(args.stats, "w") as fh:
+            json.dump({"requests": len(server.requests), "injected": dict(server.injected)}, fh)
 
 
 if __name__ == "__main__":

@@ -167,10 +167,13 @@ def test_questions_file_mode(server: FakeLLM, tmp_path: Path) -> None:
 
 def test_parse_jobs_resolves_relative_files_against_the_job_file(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/x.pdf").write_bytes(b"%PDF-1.4\n")
     jobs_file = tmp_path / "jobs.jsonl"
-    jobs_file.write_text(json.dumps({"id": "a", "files": "docs/x.pdf", "question": "q", "max_cost": 0.1, "model": "m"}) + "\n")
+    jobs_file.write_text(json.dumps({"id": "a", "files": ["docs/x.pdf", "docs/gone.pdf"], "question": "q",
+                                     "max_cost": 0.1, "model": "m"}) + "\n")
     jobs, errors = parse_jobs(jobs_file)
     assert not errors and jobs[0].files == [str(tmp_path / "docs/x.pdf")]
+    assert jobs[0].missing == [str(tmp_path / "docs/gone.pdf")] and jobs[0].line == 1
     assert jobs[0].overrides == {"model": "m", "max_cost": 0.1}
 
 

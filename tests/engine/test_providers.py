@@ -99,6 +99,76 @@ def test_connection_refused_gives_up_within_two_seconds(ws: Workspace, transport
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_reset_500_reset_is_answered_each_failure_with_its_own_backoff(server: FakeLLM, ws: Workspace, transport: str,
+                                                                       stream: bool) -> None:
+    server.script("gpt-4o-mini", [Reply(reset=True), Reply(status=500), Reply(reset=True), LOOK, DONE])
+    rec = Recorder()
+    result = run(server, ws, transport, rec, retry_base=0.1, stream=stream)
+    assert result.status == "answered" and len(server.calls("gpt-4o-mini")) == 5
+    retries = rec.of(ev.ModelRetry)
+    # A reset is named as one, and waits the ordinary backoff (0.1, 0.2, 0.4 s, +-20 %), not the
+    # two-second window for a server that refuses connections.
+    assert [(r.attempt, r.reason) for r in retries] == [(1, "connection reset"), (2, "500"), (3, "connection reset")]
+    assert all(0.079 * 2 ** i <= r.delay <= 0.121 * 2 ** i for i, r in enumerate(retries)), [r.delay for r in retries]
+    assert result.calls[0]["retries"] == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rlm_ask_answers_through_reset_500_reset(server: FakeLLM, transport: str) -> None:
+    """What a terminal user runs: before, the two resets shared the refused-connection window and
+    the run failed (exit 4, "is the server running?") after two of its four retries."""
+    server.script("gpt-4o-mini", [Reply(reset=True), Reply(status=500), Reply(reset=True), LOOK, DONE])
+    result = run_rlm("ask", str(FIXTURES / "contract.pdf"), "q", "--model", "openai/gpt-4o-mini", "--api-base",
+                     server.base, "--no-cache", env={"RLM_RETRY_BASE": "0.05", "RLM_TRANSPORT": transport})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("done") and len(server.calls("gpt-4o-mini")) == 5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_resets_only_use_up_the_retries_then_say_reset(server: FakeLLM, ws: Workspace, transport: str) -> None:
+    server.responder("gpt-4o-mini", lambda p: Reply(reset=True))
+    result = run(server, ws, transport, retries=3)
+    assert result.status == "failed" and result.error_kind == "reset" and len(server.calls("gpt-4o-mini")) == 4
+    assert "(after 3 retries)" in result.error and "reset" in result.error and "refused" not in result.error
+    assert "is the server running?" not in result.error
+
+
+def test_refusals_share_a_window_only_while_they_last(ws: Workspace) -> None:
+    """Refused, refused, 500, refused, refused, answered: the 500 ends the first run of refusals, so
+    the second starts its own two-second window (once, both together were past it)."""
+    from rlmcli.engine.providers.base import ProviderError
+    from rlmcli.engine.providers.scripted import ScriptedProvider
+
+    refused = ProviderError("connection refused", "connection")
+    provider = ScriptedProvider()
+    provider.script("root", [refused, refused, ProviderError("boom", "server", 500), refused, refused, LOOK, DONE])
+    rec = Recorder()
+    result = ask_question(ws, "q", provider, rec, retries=6, retry_base=0.01)
+    assert result.status == "answered"
+    delays = [(r.reason, r.delay) for r in rec.of(ev.ModelRetry)]
+    assert [d[0] for d in delays] == ["connection refused", "connection refused", "500", "connection refused",
+                                      "connection refused"]
+    assert [d[1] for d in delays if d[0] != "500"] == [0.2, 0.4, 0.2, 0.4]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("cut", [0.5, 0.0], ids=["half", "nothing"])
+def test_a_reply_cut_short_is_retried_and_never_cached(server: FakeLLM, ws: Workspace, transport: str, stream: bool,
+                                                       cut: float) -> None:
+    """A body shorter than its Content-Length, or a stream that closes cleanly with no finish_reason
+    and no [DONE], is a transport failure: retried, and only the whole reply reaches the cache."""
+    server.script("gpt-4o-mini", [Reply(LOOK, cut=cut), LOOK, DONE])
+    rec = Recorder()
+    first = run(server, ws, transport, rec, stream=stream, cache=True)
+    assert first.status == "answered" and [r.reason for r in rec.of(ev.ModelRetry)] == ["reply cut short"]
+    assert [c.reply for c in rec.of(ev.ModelCall)] == [LOOK, DONE]
+    again = run(server, ws, transport, stream=stream, cache=True)
+    assert again.answer == first.answer and again.usage["cache_hits"] == 2 and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("fault", [Reply(hang=True), Reply("x" * 200, drip=0.3), Reply("", endless=True)],
                          ids=["never-answers", "slow-drip", "endless-stream"])
 def test_timeout_bounds_hung_dripping_and_endless_replies(server: FakeLLM, ws: Workspace, transport: str,

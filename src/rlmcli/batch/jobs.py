@@ -16,18 +16,31 @@ JOB_SETTINGS = ("model", "sub_model", "max_iterations", "max_depth", "max_calls"
                 "timeout", "concurrency")
 
 
+MISSING = ("fail", "skip")  # a job line's "missing": what a file that is not there does to the job
+
+
 @dataclass
 class Job:
     id: str
     question: str
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the files to ingest (those found, when "missing": "skip")
     workspace: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # JOB_SETTINGS for this job
+    missing: list[str] = field(default_factory=list)  # named on the line, not there when the file was read
+    on_missing: str = "fail"  # "fail": the job fails naming them; "skip": it runs over the rest
+    line: int = 0  # in the job file (0: not from a file)
 
     @property
     def inputs_key(self) -> tuple[str, ...]:
         """Jobs with the same key share one workspace (ingested once)."""
         return tuple(sorted(self.files)) if self.files else ("-w", self.workspace or "")
+
+    @property
+    def missing_problem(self) -> str | None:
+        """Why the job cannot run for its missing files, or None."""
+        if not self.missing or (self.on_missing == "skip" and (self.files or self.workspace)):
+            return None
+        return f"no such file: {', '.join(self.missing)}"
 
 
 @dataclass
@@ -36,16 +49,34 @@ class JobError:
     message: str
 
 
+def read_lines(path: Path) -> list[tuple[int, str | None, str]]:
+    """(line number, text, problem) for each line: decoded one by one, so one bad byte costs one
+    line, not the file. Lines end at \n only (a U+2028 inside a JSON string is not a line end)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a byte-order mark some editors write
+        data = data[3:]
+    out: list[tuple[int, str | None, str]] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            out.append((number, raw.rstrip(b"\r").decode("utf-8"), ""))
+        except UnicodeDecodeError as exc:
+            out.append((number, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                                      "the line was skipped"))
+    return out
+
+
 def parse_jobs(path: Path) -> tuple[list[Job], list[JobError]]:
     """Jobs from a JSONL file; a malformed line becomes an error naming its line number."""
     jobs: list[Job] = []
     errors: list[JobError] = []
     seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror or exc}") from None
-    for number, line in enumerate(lines, start=1):
+    for number, line, problem in read_lines(path):
+        if line is None:
+            errors.append(JobError(number, problem))
+            continue
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -72,19 +103,40 @@ def _job(raw: Any, number: int, base: Path, seen: set[str]) -> Job:
         raise ValueError("'workspace' must be a string")
     if not files and not workspace:
         raise ValueError("a job needs 'files' or 'workspace'")
+    on_missing = raw.get("missing", "fail")
+    if on_missing not in MISSING:
+        raise ValueError(f"'missing' must be {' or '.join(repr(m) for m in MISSING)}, not {on_missing!r}")
     if job_id in seen:
         raise ValueError(f"duplicate id {job_id!r}")
-    unknown = set(raw) - {"id", "question", "files", "workspace", *JOB_SETTINGS}
+    unknown = set(raw) - {"id", "question", "files", "workspace", "missing", *JOB_SETTINGS}
     if unknown:
         raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
     overrides = {k: raw[k] for k in JOB_SETTINGS if k in raw}
     Settings().override(overrides, f"line {number}")  # checked now: a bad value fails this line only
     seen.add(job_id)
-    return Job(job_id, question, [f if f == "-" or os.path.isabs(f) else str(base / f) for f in files],
-               workspace, overrides)
+    paths = [f if f == "-" or os.path.isabs(f) else str(base / f) for f in files]
+    missing = [f for f in paths if f != "-" and _absent(f)]
+    return Job(job_id, question, [f for f in paths if f not in missing], workspace, overrides, missing, on_missing,
+               number)
 
 
-def question_jobs(questions: Path, files: list[str]) -> list[Job]:
+def _absent(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False  # there but not reachable (permissions): ingest names the real reason
+    return False
+
+
+def question_jobs(questions: Path, files: list[str]) -> tuple[list[Job], list[JobError]]:
     """`--questions Q.txt FILE...`: one job per non-empty line, all over the same files."""
-    lines = [q.strip() for q in questions.read_text(encoding="utf-8").splitlines()]
-    return [Job(f"q{n}", q, list(files)) for n, q in enumerate(lines, start=1) if q and not q.startswith("#")]
+    jobs: list[Job] = []
+    errors: list[JobError] = []
+    for number, line, problem in read_lines(questions):
+        if line is None:
+            errors.append(JobError(number, problem))
+        elif line.strip() and not line.strip().startswith("#"):
+            jobs.append(Job(f"q{number}", line.strip(), list(files), line=number))
+    return jobs, errors

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from rlmcli.cli.app import ExecutorOpt, ShipOpt, app, examples, handle_errors, say, stderr_console
 from rlmcli.errors import ExitStatus
 from rlmcli.options import run_options
+
+if TYPE_CHECKING:
+    from rlmcli.batch.driver import BatchReport
+    from rlmcli.batch.jobs import Job
+    from rlmcli.batch.results import ResultsFile
+    from rlmcli.config import Settings
 
 
 @app.command(context_settings={"allow_interspersed_args": True},
@@ -34,9 +40,9 @@ def batch(
 ) -> None:
     """Run many questions over many documents; resumable; one JSON line per finished job."""
     from rlmcli.ask import NO_MODEL, model_config
-    from rlmcli.batch.driver import Batch, BatchReport
+    from rlmcli.batch.driver import BatchReport
     from rlmcli.batch.jobs import parse_jobs, question_jobs
-    from rlmcli.batch.results import ResultsFile, finished_ids
+    from rlmcli.batch.results import ResultsFile, finished_ids, latest_rows
     from rlmcli.config import Settings
     from rlmcli.engine.gateway import preflight
     from rlmcli.errors import UsageError
@@ -44,29 +50,67 @@ def batch(
     settings = Settings.resolve(flags)  # a bad setting stops the batch before any job
     args = args or []
     report = BatchReport()
+    source = str(questions) if questions is not None else (args[0] if len(args) == 1 else "")
     if questions is not None:
         if not args:
             raise UsageError("--questions needs FILE... to ask about")
         if not questions.is_file():
             raise UsageError(f"{questions}: no such file")
-        jobs = question_jobs(questions, args)
+        absent = [a for a in args if a != "-" and not Path(a).exists()]
+        if absent:
+            raise UsageError(f"no such file: {', '.join(absent)}")
+        jobs, errors = question_jobs(questions, args)
     else:
         if len(args) != 1:
             raise UsageError("give one JOBS.jsonl file, or --questions Q.txt FILE...")
         jobs, errors = parse_jobs(Path(args[0]))
-        for e in errors:
-            say(f"rlm: error: {args[0]}:{e.line}: {e.message}")
-        report.malformed = len(errors)
+    for e in errors:
+        say(f"rlm: error: {source}:{e.line}: {e.message}")
+    report.malformed = len(errors)
     if not settings.model and not all("model" in j.overrides for j in jobs):
         raise UsageError(NO_MODEL)
     if settings.model:
         preflight(model_config(settings))  # a missing key: exit 4 now, not a failed row per job
-    results = ResultsFile(output)
-    done = finished_ids(output, rerun_failed)
-    todo = [j for j in jobs if j.id not in done]
-    report.already = len(jobs) - len(todo)
+    results = ResultsFile(output)  # locked: a second batch on this file stops here
+    try:
+        if results.repaired:
+            say(f"rlm batch: removed a cut last line ({results.repaired} bytes) from {output}")
+        done = finished_ids(output, rerun_failed)
+        todo = [j for j in jobs if j.id not in done]
+        report.already = len(jobs) - len(todo)
+        _say_missing(source, todo)
+        _run(settings, todo, results, report, jobs_at_once, batch_max_cost, executor, ship)
+        latest = latest_rows(output)
+        report.earlier_failed = sum(1 for j in jobs if j.id in done and latest.get(j.id, {}).get("status") == "failed")
+    finally:
+        results.close()
     if not jobs and not report.malformed:
-        sys.stderr.write(f"rlm batch: no jobs in {questions or args[0]}\n")
+        sys.stderr.write(f"rlm batch: no jobs in {source}\n")
+    earlier = f" ({report.earlier_failed} of them failed)" if report.earlier_failed else ""
+    sys.stderr.write(f"rlm batch: {report.done} done, {report.failed} failed, {report.skipped} skipped for budget, "
+                     f"{report.already} already in {output}{earlier}, {report.malformed} malformed lines; "
+                     f"${report.cost:.4f}; {report.seconds:.1f}s\n")
+    if report.write_error:
+        _say_unwritten(report)
+        raise typer.Exit(int(ExitStatus.USAGE))
+    if report.skipped:
+        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {batch_max_cost:g}) was reached; "
+                         "run again with a higher --max-cost to finish\n")
+    failed = report.failed + report.earlier_failed
+    if failed:
+        sys.stderr.write(f"rlm batch: {failed} jobs have failed"
+                         + (f" ({report.earlier_failed} in earlier runs)" if report.earlier_failed else "")
+                         + "; run again with --rerun-failed to retry them\n")
+    if failed or report.malformed:
+        raise typer.Exit(int(ExitStatus.ERROR))
+    if report.skipped:
+        raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _run(settings: Settings, todo: list[Job], results: ResultsFile, report: BatchReport, jobs_at_once: int,
+         batch_max_cost: float | None, executor: str, ship: bool) -> None:
+    from rlmcli.batch.driver import Batch
+
     if todo:
         from rlmcli.engine.providers import uses_fast_path
 
@@ -86,16 +130,33 @@ def batch(
     finally:
         if bar:
             bar.stop()
-    sys.stderr.write(f"rlm batch: {report.done} done, {report.failed} failed, {report.skipped} skipped for budget, "
-                     f"{report.already} already in {output}, {report.malformed} malformed lines; "
-                     f"${report.cost:.4f}; {report.seconds:.1f}s\n")
-    if report.skipped:
-        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {batch_max_cost:g}) was reached; "
-                         "run again with a higher --max-cost to finish\n")
-    if report.failed or report.malformed:
-        raise typer.Exit(int(ExitStatus.ERROR))
-    if report.skipped:
-        raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _say_missing(source: str, jobs: list[Job]) -> None:
+    """Files a job line names that are not there: the job fails, or, as its line asks, runs without them."""
+    for job in jobs:
+        if not job.missing:
+            continue
+        where = f"{source}:{job.line}: " if job.line else ""
+        if job.missing_problem:
+            say(f"rlm: error: {where}{job.missing_problem} (job {job.id!r} fails)")
+        else:
+            say(f"rlm: warning: {where}no such file: {', '.join(job.missing)} (job {job.id!r} runs without it, "
+                'as its line says "missing": "skip")')
+
+
+def _say_unwritten(report: BatchReport) -> None:
+    """The results file stopped taking lines: say why, and hand back what finished (stderr lists
+    the jobs and their traces; stdout carries the rows, ready to append once there is room)."""
+    import json
+
+    say(f"rlm: error: {report.write_error}: the batch stopped; {report.not_started} jobs not started, "
+        f"{len(report.unwritten)} finished results not written (below, and on stdout as JSON lines)")
+    for row in report.unwritten:
+        trace = f", trace {row['trace']}" if row.get("trace") else ""
+        say(f"rlm batch: not written: {row['id']} ({row.get('status')}{trace})")
+        sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
 
 
 class _BatchProgress:

@@ -200,6 +200,7 @@ class Gateway:
                       call_id: int | None, on_delta: Callable[[str, bool], None] | None) -> tuple[Completion, int]:
         provider = self.provider_for(model)
         refused_since: float | None = None
+        refusals = 0  # in a row
         attempt = 0
         while True:
             remaining = self.budget.remaining_time()
@@ -213,12 +214,16 @@ class Gateway:
             try:
                 return self._attempt(provider, request, delta), attempt
             except ProviderError as exc:
+                # Each attempt is judged on its own failure: only refusals in a row share the short
+                # window (nothing listens); any other failure, a reset included, gets the backoff.
                 now = time.monotonic()
                 if exc.kind == "connection":
                     refused_since = refused_since or now
-                    delay = 0.2 * 2 ** min(attempt, 4)
+                    delay = 0.2 * 2 ** min(refusals, 4)
+                    refusals += 1
                     give_up = now - refused_since + delay > CONNECTION_GIVE_UP
                 else:
+                    refused_since, refusals = None, 0
                     delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                     give_up = False
                 delay = min(delay, MAX_RETRY_DELAY)

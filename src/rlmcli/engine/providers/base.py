@@ -22,6 +22,8 @@ ERROR_KINDS: dict[str, tuple[bool, str]] = {
     "rate_limit": (True, "the provider is rate-limiting: lower --concurrency or wait"),
     "server": (True, "the provider had a server error"),
     "connection": (True, "nothing answered at that address: is the server running?"),
+    "reset": (True, "the server or a proxy dropped the connection mid-request"),
+    "incomplete": (True, "the reply ended before it was complete (no finish_reason, no [DONE]); it was not cached"),
     "dns": (False, "the host name does not resolve: check --api-base"),
     "tls": (False, "the TLS handshake failed: check --api-base (http vs https)"),
     "timeout": (True, "the provider did not answer in time (--timeout)"),
@@ -47,10 +49,11 @@ class ProviderError(RlmError):
 
     @property
     def short(self) -> str:
-        """What a retry line shows: '429', 'timeout', 'connection refused'."""
+        """What a retry line shows: '429', 'timeout', 'connection refused', 'connection reset'."""
         if self.status_code:
             return str(self.status_code)
-        return {"connection": "connection refused", "malformed": "malformed body"}.get(self.kind, self.kind)
+        return {"connection": "connection refused", "reset": "connection reset", "incomplete": "reply cut short",
+                "malformed": "malformed body"}.get(self.kind, self.kind)
 
 
 @dataclass

@@ -78,7 +78,7 @@ class LiteLLMProvider:
         deadline = time.monotonic() + request.timeout
         try:
             if on_delta is not None:
-                response = self._stream(lib, kwargs, request.messages, on_delta, deadline, request.timeout)
+                response = self._stream(lib, kwargs, request, on_delta, deadline)
             else:
                 response = lib.completion(**kwargs)
         except ProviderError:
@@ -100,19 +100,31 @@ class LiteLLMProvider:
                           cost=cost)
 
     @staticmethod
-    def _stream(lib: Any, kwargs: dict[str, Any], messages: list[dict[str, Any]], on_delta: Delta,
-                deadline: float, timeout: float) -> Any:
+    def _stream(lib: Any, kwargs: dict[str, Any], request: Request, on_delta: Delta, deadline: float) -> Any:
         """Stream to on_delta, then rebuild a whole response (with usage) from the chunks."""
         chunks = []
-        for chunk in lib.completion(stream=True, stream_options={"include_usage": True}, **kwargs):
+        stream = lib.completion(stream=True, stream_options={"include_usage": True}, **kwargs)
+        for chunk in stream:
             if time.monotonic() > deadline:  # an endless stream
-                raise ProviderError(f"no complete reply within {timeout:g} s", "timeout")
+                raise ProviderError(f"no complete reply within {request.timeout:g} s", "timeout")
             chunks.append(chunk)
             choices = getattr(chunk, "choices", None) or []
             delta = getattr(choices[0].delta, "content", None) if choices else None
             if delta:
                 on_delta(delta)
-        return lib.stream_chunk_builder(chunks, messages=messages)
+        if _cut_short(stream, request.model):
+            raise ProviderError("the stream ended with no finish_reason and no [DONE]", "incomplete")
+        return lib.stream_chunk_builder(chunks, messages=request.messages)
+
+
+def _cut_short(stream: Any, model: str) -> bool:
+    """An OpenAI-protocol stream that ended without the server ever sending a finish_reason. litellm
+    ends such a stream with a finish_reason of its own ("stop"), and raises only when some chunk
+    came first, so its wrapper's record of what the server sent is what tells."""
+    if catalog.provider_of(model) not in catalog.OPENAI_COMPATIBLE:
+        return False  # other providers' streams end in their own ways: litellm judges those
+    sent = (getattr(stream, "received_finish_reason", "unknown"), getattr(stream, "intermittent_finish_reason", None))
+    return sent == (None, None) and not getattr(stream, "received_any_finish_reason", False)
 
 
 def _message(exc: Exception) -> str:
@@ -143,8 +155,14 @@ def _network_kind(exc: BaseException) -> str | None:
             if "name or service" in text or "nodename" in text or "name resolution" in text:
                 return "dns"
             return "tls" if "ssl" in text or "certificate" in text else "connection"
-        if name in ("RemoteProtocolError", "ReadError"):
-            return "connection"
+        if isinstance(cause, ConnectionResetError):
+            return "reset"
+        if name == "RemoteProtocolError":  # h11/httpx: the peer closed mid-reply, or never replied
+            text = str(cause).lower()
+            return "incomplete" if "finish_reason" in text or "incomplete" in text or "complete message" in text \
+                else "reset"
+        if name in ("ReadError", "WriteError"):
+            return "reset"
         cause = cause.__cause__ or cause.__context__
         seen += 1
     return None
@@ -155,9 +173,12 @@ def classify(exc: Exception) -> ProviderError:
     lib = litellm()
     message = _message(exc)
     network = _network_kind(exc)
+    if network is None and "stream ended before a finish_reason" in message.lower():
+        network = "incomplete"  # litellm's own check of a cut stream (MidStreamFallbackError)
     if network is not None:
-        return ProviderError(f"{network} failed: {message}" if network != "connection" else "connection refused",
-                             network)
+        words = {"connection": "connection refused", "reset": f"connection reset: {message}",
+                 "incomplete": f"the reply was cut short: {message}"}
+        return ProviderError(words.get(network, f"{network} failed: {message}"), network)
     status = getattr(exc, "status_code", None)
     headers: Any = getattr(getattr(exc, "response", None), "headers", None) or getattr(exc, "litellm_response_headers", None)
     retry_after = None

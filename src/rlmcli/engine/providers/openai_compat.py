@@ -103,7 +103,7 @@ class OpenAICompatProvider:
                 conn.close()
                 if reused:  # a keep-alive connection the server had closed: once more, fresh
                     continue
-                raise ProviderError(f"the connection was closed ({exc})", "connection") from None
+                raise _network_error(exc, deadline) from None
             except BaseException as exc:
                 conn.close()
                 raise _network_error(exc, deadline) from None
@@ -166,6 +166,10 @@ class OpenAICompatProvider:
         if on_delta is not None and "event-stream" in content_type:
             return self._read_stream(response, conn, model, deadline, on_delta)
         raw = self._read_bounded(read, MAX_BODY, deadline)
+        if response.length:  # the body ended before its Content-Length: never parse half a reply
+            response.close()
+            raise ProviderError(f"the reply was cut after {len(raw):,} bytes of {len(raw) + response.length:,}",
+                                "incomplete")
         response.close()  # read to the end: the connection may carry the next request
         try:
             data = json.loads(raw)
@@ -198,6 +202,7 @@ class OpenAICompatProvider:
         pieces: list[str] = []
         usage: Any = None
         size = 0
+        finished = False  # a finish_reason or [DONE] seen: a stream that just stops is not a reply
         while True:
             if conn.sock is not None:
                 conn.sock.settimeout(deadline.left())
@@ -214,6 +219,7 @@ class OpenAICompatProvider:
                 continue
             data = line[5:].strip()
             if data == b"[DONE]":
+                finished = True
                 break
             try:
                 chunk = json.loads(data)
@@ -226,10 +232,15 @@ class OpenAICompatProvider:
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for choice in chunk.get("choices") or []:
+                finished = finished or bool((choice or {}).get("finish_reason"))
                 piece = ((choice or {}).get("delta") or {}).get("content")
                 if isinstance(piece, str) and piece:
                     pieces.append(piece)
                     on_delta(piece)
+        if not finished:
+            text = "".join(pieces)
+            raise ProviderError(f"the stream ended after {len(text):,} characters with no finish_reason and no [DONE]",
+                                "incomplete")
         return _completion(model, "".join(pieces), usage)
 
 
@@ -271,6 +282,12 @@ def _network_error(exc: BaseException, deadline: _Deadline) -> ProviderError:
         return ProviderError(f"TLS failed ({exc.reason or exc})", "tls")
     if isinstance(exc, ConnectionRefusedError):
         return ProviderError("connection refused", "connection")
+    if isinstance(exc, ConnectionResetError):
+        return ProviderError("connection reset by the server", "reset")
+    if isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError)):
+        return ProviderError("the server closed the connection without a reply", "reset")
+    if isinstance(exc, http.client.IncompleteRead):
+        return ProviderError(f"the reply was cut after {len(exc.partial):,} bytes", "incomplete")
     if isinstance(exc, (ConnectionError, http.client.HTTPException, OSError)):
         return ProviderError(f"connection failed ({exc})", "connection")
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
