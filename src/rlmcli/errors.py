@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -43,3 +44,15 @@ class Interrupted(RlmError):
     """Ctrl-C, with what was kept (the CLI prints it as `rlm: interrupted: ...`)."""
 
     status = ExitStatus.INTERRUPTED
+
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@?#'\"]+@")
+_SECRET_PARAM = re.compile(r"([?&;](?:[\w.-]*(?:key|token|secret|password|passwd|pwd|auth|sig|signature|"
+                           r"credential|session)[\w.-]*)=)[^&;#\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URL in it masked: `https://user:pass@host` becomes
+    `https://***@host`, and `?key=...` (api_key, token, sig, password...) becomes `?key=***`.
+    Every message that can echo an --api-base goes through this one function."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rlmcli.config import Settings
+from rlmcli.errors import redact
 
 
 def _key_variable(model: str, settings: Settings) -> str | None:
@@ -39,7 +40,7 @@ def describe(settings: Settings) -> list[dict[str, Any]]:
         rows.append({
             "role": role, "model": model, "provider": catalog.provider_of(model),
             "transport": "openai-compatible (stdlib)" if uses_fast_path(model, settings.transport) else "litellm",
-            "endpoint": settings.api_base or catalog.OPENAI_COMPATIBLE.get(catalog.provider_of(model)),
+            "endpoint": redact(settings.api_base or catalog.OPENAI_COMPATIBLE.get(catalog.provider_of(model)) or "") or None,
             "key_variable": key, "key_set": bool(os.environ.get(key)) if key else None,
             "context_window": catalog.context_window(model),
             "usd_per_million_input": round(price_in * 1e6, 4) if isinstance(price_in, (int, float)) else None,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rlmcli.workspace.store import Workspace
 
 
-def search_workspace(ws: Workspace, query: str, k: int = 10, doc: str | list[str] | None = None) -> list[dict[str, Any]]:
-    """The helpers' `search()`, as plain dicts: doc, page (1-based), line, score, heading, text."""
+def search_workspace(ws: Workspace, query: str, k: int = 10, doc: str | list[str] | None = None,
+                     stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """The helpers' `search()`, as plain dicts: doc, page (1-based), line, score, heading, text.
+    `stop` ends the search early (SearchStopped) when it returns True."""
     from rlmcli.workspace.query import Searcher
 
-    searcher = Searcher(ws.reader)
+    searcher = Searcher(ws.reader, stop=stop)
     try:
         return [p.to_dict() for p in searcher.search(query, k=k, doc=doc)]
     finally:

@@ -13,7 +13,7 @@ import click
 import typer
 
 from rlmcli import __version__
-from rlmcli.errors import ExitStatus, RlmError, UsageError
+from rlmcli.errors import ExitStatus, RlmError, UsageError, redact
 
 HELP = f"""rlm {__version__}: ask questions about documents far larger than a model's context window.
 
@@ -51,7 +51,7 @@ def say(line: str) -> None:
 
 
 def fail(message: str, status: ExitStatus) -> None:
-    sys.stderr.write(f"rlm: error: {message}\n")
+    sys.stderr.write(f"rlm: error: {redact(message)}\n")
     raise typer.Exit(int(status))
 
 

@@ -20,6 +20,11 @@ def mcp_cmd(
     allow: Optional[list[Path]] = typer.Option(None, "--allow", metavar="DIR",
                                                help="Another directory the ingest tool may read (repeatable). "
                                                "Always allowed: the directory the server starts in."),
+    max_sessions: int = typer.Option(8, "--max-sessions", min=1, max=256, metavar="N",
+                                     help="repl sessions open at once (each one sandbox process); past it the "
+                                     "least recently used idle one is closed, and when all run cells a call is told the server is busy."),
+    idle: float = typer.Option(1800.0, "--idle", min=0.1, metavar="SECONDS",
+                               help="Close a repl session unused this long (grep's warm sandboxes: at most 5 minutes)."),
     *, flags: dict[str, Any],
 ) -> None:
     """Serve workspaces to MCP clients (Claude Code, Cursor, VS Code, Zed...) over stdio: list, search, read, grep, ingest, ask and a persistent repl."""
@@ -38,4 +43,4 @@ def mcp_cmd(
         roots.append(d.expanduser())
     from rlmcli.serve.mcp_server import serve_stdio
 
-    serve_stdio(settings, roots, workspace)
+    serve_stdio(settings, roots, workspace, max_sessions, idle)

@@ -18,6 +18,7 @@ from rlmcli.engine import events as ev
 from rlmcli.engine.budget import Budget, BudgetExceeded, CallRecord
 from rlmcli.engine.cache import ResponseCache
 from rlmcli.engine.providers.base import ERROR_KINDS, Completion, Provider, ProviderError, Request
+from rlmcli.errors import redact
 
 CONNECTION_GIVE_UP = 2.0  # seconds of refused connections before the run fails
 MAX_RETRY_DELAY = 60.0
@@ -283,7 +284,7 @@ class Gateway:
         text = f"{where}: {status}{tried}: {message}"
         if hint and hint.lower() not in message.lower():
             text += f" — {hint}"
-        return ProviderError(text, exc.kind, exc.status_code, exc.retry_after, exc.retryable)
+        return ProviderError(redact(text), exc.kind, exc.status_code, exc.retry_after, exc.retryable)
 
     def _backoff(self, attempt: int) -> float:
         return float(self.config.retry_base * (2 ** attempt) * (0.8 + 0.4 * random.random()))

@@ -21,6 +21,19 @@ from rlmcli.sandbox import guard, protocol  # noqa: E402
 WORLD_PARTS = ("docs", "manifest.json", "index.sqlite")
 
 
+def _reach_exec_fd() -> None:
+    """Under a low `ulimit -n` descriptor EXEC_FD cannot be made: raise the soft limit (the hard
+    one allowing), or say what is needed. apply_rlimits lowers it again before any model code."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft <= guard.EXEC_FD:
+        if hard != resource.RLIM_INFINITY and hard <= guard.EXEC_FD:
+            raise RuntimeError(f"the open-files limit is {hard} (ulimit -n); the sandbox needs at least "
+                               f"{guard.EXEC_FD + 1}: raise it (ulimit -n 4096) before starting rlm")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (guard.EXEC_FD + 1, hard))
+
+
 def confine(cfg: dict[str, Any]) -> dict[str, Any]:
     """Apply the layers; returns the kernel's configuration (where it works, what holds)."""
     layers: list[str] = ["rlimits"]
@@ -60,6 +73,7 @@ def confine(cfg: dict[str, Any]) -> dict[str, Any]:
                 layers.append(f"landlock-v{guard.apply_landlock(rules)}")
             except OSError as exc:
                 problems.append(f"landlock: {exc}")
+    _reach_exec_fd()
     fd = os.open(cfg["python"], os.O_RDONLY | os.O_CLOEXEC)
     os.dup2(fd, guard.EXEC_FD, inheritable=False)  # before the open-files limit makes 1000 unreachable
     os.close(fd)

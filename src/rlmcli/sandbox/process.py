@@ -235,6 +235,8 @@ class Sandbox:
             self._kill()
             raise SandboxError(f"sandbox: {ready.get('error')}")
         self.layers = [str(layer) for layer in ready.get("layers", [])]
+        if self.level == "auto":
+            note_missing_layers(self.layers, self.disable)
         return self
 
     def reset(self) -> None:
@@ -362,6 +364,27 @@ class Sandbox:
         return CellResult(stdout=m["stdout"], stderr=m["stderr"], stdout_total=m["stdout_total"],
                           stderr_total=m["stderr_total"], changed=[c[:200] for c in m["changed"][:200]],
                           duration=float(m["duration"]), final=m["final"], error=m["error"], looked=m["looked"])
+
+
+KERNEL_LAYERS = ("netns", "mountns", "landlock", "seccomp")
+_noted = threading.Event()
+
+
+def note_missing_layers(layers: list[str], disable: tuple[str, ...] = ()) -> None:
+    """`auto` runs with what the kernel allows; once per process, say on stderr what it lacks."""
+    missing = [k for k in KERNEL_LAYERS if k not in disable and not any(x.startswith(k) for x in layers)]
+    if not missing or _noted.is_set():
+        return
+    _noted.set()
+    kernel_fs = any(x.startswith(("landlock", "mountns")) for x in layers)
+    kernel_net = any(x.startswith(("netns", "seccomp")) for x in layers)
+    if not (kernel_fs or kernel_net):
+        what = ("only the audit hook and rlimits remain: they stop accidents, not code written to get around "
+                "them (README, Isolation); --sandbox strict refuses to run this way")
+    else:
+        what = f"running with {', '.join(layers)} (README, Isolation)"
+    sys.stderr.write(f"rlm: sandbox: this system does not allow {', '.join(missing)}; {what}\n")
+    sys.stderr.flush()
 
 
 def _death_reason(status: int) -> str:

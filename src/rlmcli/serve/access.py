@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from rlmcli.errors import RlmError, UsageError
 from rlmcli.workspace.store import Workspace
@@ -48,19 +48,24 @@ class Access:
             raise UsageError(f"{raw}: no such file or directory")
         return str(real)
 
+    def may_name(self, workspace: Path) -> bool:
+        """A workspace this server may show: named or automatic (under RLM_HOME), or under a root."""
+        from rlmcli.config import rlm_home
+
+        real = Path(os.path.realpath(workspace))
+        return any(_inside(real, root) for root in [*self.roots, Path(os.path.realpath(rlm_home()))])
+
     def workspace_spec(self, spec: str | None) -> str:
         chosen = spec if spec not in (None, "") else self.default_workspace
         if not chosen:
             from rlmcli.workspace.registry import list_workspaces
 
-            names = [w.name for w in list_workspaces(with_size=False)][:20]
+            names = [w.name for w in list_workspaces(with_size=False) if self.may_name(w.path)][:20]
             raise UsageError("no workspace named and the server has no default (-w): pass `workspace`"
                              + (f"; existing workspaces: {', '.join(names)}" if names else ""))
         if "/" in chosen or chosen in (".", ".."):
             real = Path(os.path.realpath(Path(chosen).expanduser()))
-            from rlmcli.config import rlm_home
-
-            if not any(_inside(real, root) for root in [*self.roots, Path(os.path.realpath(rlm_home()))]):
+            if not self.may_name(real):
                 raise Refused(f"workspace {chosen}: outside the allowed roots ({self.describe_roots()}) and RLM_HOME")
             return str(real)
         return chosen
@@ -76,9 +81,6 @@ class Access:
 
 
 def page_uri(workspace: str, doc: str, page: int) -> str:
-    """rlm://<workspace>/<doc>/<page>, each part percent-encoded (a path workspace has slashes)."""
+    """rlm://<workspace>/<doc>/<page>, each part percent-encoded (a path workspace has slashes);
+    the SDK's template match decodes each part once."""
     return f"rlm://{quote(workspace, safe='')}/{quote(doc, safe='')}/{page}"
-
-
-def parse_part(part: str) -> str:
-    return unquote(part)

@@ -1,22 +1,44 @@
 """What the MCP tools do, as plain blocking functions over workspaces (no MCP types here).
 
-Each returns a JSON-ready dict or raises with one clear message; mcp_server.py runs them on worker
-threads and turns failures into tool errors.
+Each returns a JSON-ready dict or raises with one clear message; mcp_server.py runs them on the
+pool for their kind of work (pools.py) and turns failures into tool errors. Each takes the call's
+`Ticket`, and hooks onto it whatever stops its work when the call is cancelled.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rlmcli.config import Settings
 from rlmcli.engine import events as ev
+from rlmcli.engine.budget import Budget, BudgetExceeded
 from rlmcli.serve.access import Access, page_uri
-from rlmcli.serve.sessions import Sampler, Sessions
+from rlmcli.serve.pools import Pools, Ticket
+from rlmcli.serve.sandboxes import Reaper, SandboxPool, interrupt, start_sandbox
+from rlmcli.serve.sessions import IDLE_SECONDS, MAX_SESSIONS, Sampler, Sessions
 from rlmcli.workspace.store import Workspace
 
 GREP_HITS = 200
+GREP_SANDBOXES = 2  # grep calls at once, each in its own warm sandbox
+GREP_IDLE = 5 * 60  # seconds a warm grep sandbox is kept unused (at most the sessions' idle time)
+SEARCH_SECONDS = 30.0  # an in-process search is stopped after this
+
+
+@dataclass
+class Stoppable(Budget):
+    """A run's budget that a cancelled call stops at the run's next model call."""
+
+    stopped: bool = False
+
+    def check(self, reserve: bool = False) -> None:
+        if self.stopped:
+            self.hit("cancelled")
+            raise BudgetExceeded("cancelled", "the client cancelled the call")
+        super().check(reserve)
 
 
 def cite(doc: str, page: int, line: int | None = None) -> str:
@@ -24,10 +46,14 @@ def cite(doc: str, page: int, line: int | None = None) -> str:
 
 
 class Tools:
-    def __init__(self, settings: Settings, access: Access) -> None:
+    def __init__(self, settings: Settings, access: Access, max_sessions: int = MAX_SESSIONS,
+                 idle: float = IDLE_SECONDS) -> None:
         self.settings = settings
         self.access = access
-        self.sessions = Sessions(settings)
+        self.sessions = Sessions(settings, max_sessions, idle)
+        self.sandboxes = SandboxPool(settings, GREP_SANDBOXES, min(idle, GREP_IDLE))
+        self.pools = Pools(sessions=max_sessions, sandboxes=GREP_SANDBOXES)
+        self.reaper = Reaper(min(idle, GREP_IDLE) / 4, [self.sessions.reap, self.sandboxes.reap]).start()
 
     def _docs_of(self, ws: Workspace, doc: str | None) -> None:
         if doc and not ws.reader.select(doc):
@@ -42,14 +68,27 @@ class Tools:
                          "pages": rec["pages"], "tokens": rec["tokens"], "warnings": rec.get("warnings", [])})
         return {"workspace": str(ws.root), "documents": docs, "totals": ws.manifest()["totals"]}
 
-    def search(self, query: str, workspace: str | None, doc: str | None, k: int) -> dict[str, Any]:
+    def search(self, query: str, workspace: str | None, doc: str | None, k: int,
+               ticket: Ticket | None = None) -> dict[str, Any]:
         from rlmcli.search import search_workspace
+        from rlmcli.workspace.query import SearchStopped, check_query
 
         if not query.strip():
             raise ValueError("empty query: give some words to search for")
+        check_query(query)  # too long, or too many words: refused before the workspace is opened
         ws = self.access.open(workspace)
         self._docs_of(ws, doc)
-        found = search_workspace(ws, query, k=k, doc=doc)
+        deadline = time.monotonic() + SEARCH_SECONDS
+
+        def stop() -> bool:
+            return (ticket is not None and ticket.cancelled) or time.monotonic() > deadline
+
+        try:
+            found = search_workspace(ws, query, k=k, doc=doc, stop=stop)
+        except SearchStopped:
+            why = "the call was cancelled" if ticket is not None and ticket.cancelled else \
+                f"it ran over {SEARCH_SECONDS:g} s"
+            raise ValueError(f"search stopped: {why}; use fewer or rarer words, or pass `doc`") from None
         for p in found:
             p["citation"] = cite(p["doc"], p["page"], p["line"])
         return {"query": query, "workspace": str(ws.root), "passages": found}
@@ -68,22 +107,25 @@ class Tools:
         return {"doc": name, "page": page, "pages": pages, "citation": cite(name, page),
                 "uri": page_uri(self.access.workspace_spec(workspace), name, page), "text": text}
 
-    def grep(self, pattern: str, workspace: str | None, doc: str | None, max_hits: int) -> dict[str, Any]:
-        """Runs in a pooled sandbox: a pathological regex hits the cell's time limit, not the server."""
-        from rlmcli.batch.work import give_back_sandbox, take_sandbox
-
+    def grep(self, pattern: str, workspace: str | None, doc: str | None, max_hits: int,
+             ticket: Ticket | None = None) -> dict[str, Any]:
+        """Runs in a pooled sandbox (running only this fixed cell): a pathological regex hits the
+        cell's time limit, not the server, and a cancelled call kills it."""
         if not pattern:
             raise ValueError("empty pattern")
         ws = self.access.open(workspace)
         self._docs_of(ws, doc)
         code = (f"import json as _j\n_h = grep({pattern!r}, doc={doc!r}, max_hits={int(max_hits)})\n"
                 "print(_j.dumps({'hits': [[h.doc, h.page, h.line, h.text[:500]] for h in _h], 'cut': _h.truncated}))")
-        sandbox = take_sandbox(str(ws.root), self.settings)
+        sandbox = self.sandboxes.take(str(ws.root))
         try:
             sandbox.reset()
-            result = sandbox.run(code)
+            with (ticket or Ticket()).hook(lambda: interrupt(sandbox)):
+                result = sandbox.run(code)
         finally:
-            give_back_sandbox(str(ws.root), self.settings.sandbox, sandbox)
+            self.sandboxes.give_back(str(ws.root), sandbox)
+        if ticket is not None and ticket.cancelled:
+            raise ValueError("grep stopped: the call was cancelled")
         if result.error or result.timed_out:
             lines = result.full_output().strip().splitlines()
             raise ValueError("grep failed: " + (lines[-1] if lines else "timed out"))
@@ -107,8 +149,8 @@ class Tools:
                 "pages": report.pages, "tokens": report.tokens}
 
     def ask(self, question: str, workspace: str | None, files: list[str] | None,
-            observer: ev.Observer | None) -> dict[str, Any]:
-        from rlmcli.ask import answer_record, run_question
+            observer: ev.Observer | None, ticket: Ticket | None = None) -> dict[str, Any]:
+        from rlmcli.ask import answer_record, limits_of, model_config, run_question
 
         if not question.strip():
             raise ValueError("empty question")
@@ -119,19 +161,44 @@ class Tools:
                 raise ValueError(f"nothing to ask about: {failed or 'no input could be ingested'}")
         else:
             ws = self.access.open(workspace)
-        return answer_record(run_question(self.settings, ws, question, observer))
+        model_config(self.settings)  # no model: say so before a sandbox starts
+        # The run's own sandbox and budget, so a cancelled call can stop both.
+        budget = Stoppable(limits_of(self.settings))
+        sandbox = start_sandbox(str(ws.root), self.settings)
+        def stop() -> None:
+            budget.stopped = True
+            interrupt(sandbox)
 
-    def repl(self, code: str, session: str | None, workspace: str | None, sample: Sampler | None) -> dict[str, Any]:
+        try:
+            with (ticket or Ticket()).hook(stop):
+                result = run_question(self.settings, ws, question, observer, sandbox=sandbox, budget=budget)
+        finally:
+            sandbox.close()
+        return answer_record(result)
+
+    def repl(self, code: str, session: str | None, workspace: str | None, sample: Sampler | None,
+             ticket: Ticket | None = None) -> dict[str, Any]:
         def open_ws() -> Workspace:
             return self.access.open(workspace)
 
         found = self.sessions.get(session, open_ws)
         if session and workspace and str(found.workspace.root) != str(open_ws().root):
             raise ValueError(f"session {session} is over {found.workspace.root}, not {workspace}")
-        return self.sessions.run(found, code, sample)
+        return self.sessions.run(found, code, sample, ticket)
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
+        """Refuse new calls and stop those running (stdin closed): safe from any thread."""
+        self.pools.shutdown()
+
+    def close(self, polls: int = 50) -> bool:
+        """After shutdown: wait (up to `polls` tenths of a second) for running calls to return,
+        then close every sandbox. True when no call was left running."""
+        self.pools.shutdown()
+        drained = self.pools.drain(polls)
+        self.reaper.stop()
         self.sessions.close()
+        self.sandboxes.close()
+        return drained
 
 
 def progress_messages(report: Callable[[str], None]) -> ev.Observer:

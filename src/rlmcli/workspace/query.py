@@ -7,10 +7,10 @@ import os
 import re
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
-from rlmcli.errors import WorkspaceError
+from rlmcli.errors import UsageError, WorkspaceError
 from rlmcli.workspace.reader import INDEX, WorkspaceReader
 
 STOPWORDS = frozenset(
@@ -20,6 +20,18 @@ STOPWORDS = frozenset(
 )
 HEADING_WEIGHT = 3.0
 HEADING_BOOST = 1.0  # a passage whose heading is all query words scores (1 + this) times its BM25
+# A query is one FTS5 OR over its words, and with many words a tier per word (see _ranked): work
+# grows with the words asked, so they are bounded before any is looked up.
+QUERY_CHARS = 10_000
+QUERY_TERMS = 64
+
+
+class QueryTooLong(UsageError):
+    """A query longer, or with more distinct words, than search takes."""
+
+
+class SearchStopped(WorkspaceError):
+    """The search's `stop` check said to stop (a cancelled call, a deadline)."""
 
 
 # Words too common to say what a section is about ("Invoking R under Windows" is not about a
@@ -62,6 +74,20 @@ class Passage:
         return f"{self.cite}{head} score={self.score:.2f}\n{self.text}"
 
     __str__ = __repr__
+
+
+def check_query(query: str) -> str:
+    """The query, or QueryTooLong when it is over QUERY_CHARS or QUERY_TERMS distinct words."""
+    query = str(query)
+    if len(query) > QUERY_CHARS:
+        raise QueryTooLong(f"a query of {len(query):,} characters: search takes at most {QUERY_CHARS:,}; "
+                           "keep the words that name what you look for")
+    match = fts_query(query)
+    terms = match.count(" OR ") + 1 if match else 0
+    if terms > QUERY_TERMS:
+        raise QueryTooLong(f"a query of {terms:,} distinct words: search takes at most {QUERY_TERMS}; "
+                           "keep the words that name what you look for")
+    return query
 
 
 def fts_query(query: str, drop: set[str] | frozenset[str] = frozenset()) -> str:
@@ -109,34 +135,80 @@ Range = tuple[int, int]
 
 
 class Searcher:
-    """Search one workspace's index; the connection is opened on first use and kept."""
+    """Search one workspace's index; connections are opened on first use and kept.
 
-    def __init__(self, reader: WorkspaceReader, immutable: bool = False) -> None:
+    `stop`, when set, is asked every few thousand SQLite steps; when it returns True the search
+    ends with SearchStopped (the MCP server cancels a call, or bounds it by a deadline, so)."""
+
+    def __init__(self, reader: WorkspaceReader, immutable: bool = False,
+                 stop: Callable[[], bool] | None = None) -> None:
         # The sandbox opens the index immutable (it may not create the WAL's shared-memory file);
         # the parent opens it read-only, seeing commits made meanwhile.
         self.reader = reader
         self.immutable = immutable
-        self._local = threading.local()  # one connection per thread
+        self.stop = stop
+        self._local = threading.local()  # one connection per calling thread
+        self._spare: list[sqlite3.Connection] = []  # for the helper threads of _all
+        self._lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
-        self._pool: ThreadPoolExecutor | None = None
         self._total: int | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        path = os.path.abspath(self.reader.path(INDEX))
+        mode = "immutable=1" if self.immutable else "mode=ro"
+        db = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
+        db.set_progress_handler(self._stopped, 10_000)
+        with self._lock:
+            self._opened.append(db)
+        return db
+
+    def _stopped(self) -> int:
+        return 1 if self.stop is not None and self.stop() else 0
 
     def _conn(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            path = os.path.abspath(self.reader.path(INDEX))
-            mode = "immutable=1" if self.immutable else "mode=ro"
-            db = self._local.db = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
-            self._opened.append(db)
+            db = self._local.db = self._open()
         return db
 
     def _all(self, queries: list[tuple[str, Any]]) -> list[list[Any]]:
-        """Several queries' rows, run on up to PARALLEL connections at once."""
+        """Several queries' rows, run on up to PARALLEL connections at once. The threads end with
+        the call: none outlives it (a sandbox's threads are counted after every cell)."""
         if len(queries) < 2:
             return [self._execute(sql, args) for sql, args in queries]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="search")
-        return list(self._pool.map(lambda q: self._execute(*q), queries))
+        results: list[list[Any] | BaseException | None] = [None] * len(queries)
+        todo = iter(range(len(queries)))
+
+        def work() -> None:
+            with self._lock:
+                db = self._spare.pop() if self._spare else None
+            db = db or self._open()
+            try:
+                while True:
+                    with self._lock:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    try:
+                        results[i] = self._run_on(db, *queries[i], optional=False)
+                    except BaseException as exc:  # noqa: BLE001 - raised in the caller
+                        results[i] = exc
+            finally:
+                with self._lock:
+                    self._spare.append(db)
+
+        threads = [threading.Thread(target=work, name="rlm-search") for _ in range(min(PARALLEL, len(queries)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out = []
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            assert r is not None
+            out.append(r)
+        return out
 
     def _execute(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any]:
         rows = self._run(sql, args, optional=False)
@@ -148,10 +220,18 @@ class Searcher:
         return self._run(sql, args, optional=True)
 
     def _run(self, sql: str, args: list[Any] | tuple[Any, ...], optional: bool) -> list[Any] | None:
+        return self._run_on(self._conn(), sql, args, optional)
+
+    def _run_on(self, db: sqlite3.Connection, sql: str, args: list[Any] | tuple[Any, ...],
+                optional: bool) -> list[Any] | None:
         """Rows, or one clear error for an index that is missing or damaged."""
+        if self._stopped():  # asked before each query, and every 10,000 SQLite steps within one
+            raise SearchStopped("the search was stopped before it finished")
         try:
-            return self._conn().execute(sql, args).fetchall()
+            return db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:  # missing, truncated or not SQLite at all
+            if "interrupted" in str(exc) and self._stopped():
+                raise SearchStopped("the search was stopped before it finished") from None
             if optional and "no such" in str(exc):
                 return None
             if "fts5" in str(exc) or "syntax" in str(exc):
@@ -176,7 +256,7 @@ class Searcher:
         cards = self._all_cards()
         if cards is None:
             return {}  # an index from before documents had cards
-        asked = Asked(str(query))
+        asked = Asked(check_query(query))
         words = _words(query)
         titles = {doc: (_stems(card.get("title", "").split(" — ")[0]) - {"versio"}) or _stems(doc)
                   for doc, card in cards.items() if not (card.get("company") and card.get("form"))}
@@ -242,11 +322,13 @@ class Searcher:
     # ---- passages ---------------------------------------------------------------------------
     def search(self, query: str, k: int = 10, doc: str | list[str] | None = None) -> list[Passage]:
         """Up to `k` passages, the best per page and section: BM25 with headings weighted, times
-        a boost for a section the query names and one for a document the query names.
+        a boost for a section the query names and one for a document the query names. A query
+        over QUERY_CHARS or QUERY_TERMS raises QueryTooLong.
 
         When the query names a document well ("Contoso's revenue in fiscal 2023"), the words that
         name it are taken out of the passage query: they picked the document, and on its cover
         page they would outscore the revenue line."""
+        query = check_query(query)
         naming = self.naming(query)
         only = self.reader.select(doc) if doc is not None else None
         if only is not None:
@@ -333,10 +415,8 @@ class Searcher:
         return self._total
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-        for db in self._opened:
+        with self._lock:
+            opened, self._opened, self._spare = self._opened, [], []
+        for db in opened:
             db.close()
-        self._opened.clear()
         self._local = threading.local()

@@ -26,6 +26,11 @@ INDEX = "index.sqlite"
 TEXT = "text.txt"
 TEXT_INDEX = "text.idx"
 PAGE_SEP = "\n\x00\n"
+# The longest document name or glob resolved, and the most names in one list: a name is matched
+# against every document (and a glob's translation is quadratic in its brackets), so a megabyte
+# of '[' would keep whoever asked busy for hours.
+NAME_CHARS = 1_000
+NAMES = 1_000
 
 
 class TextIndex:
@@ -117,6 +122,18 @@ def read_text(path: str) -> str:
     return text
 
 
+def _bounded(name: str) -> str:
+    if len(name) > NAME_CHARS:
+        raise NoSuchDocument(f"a document name or pattern of {len(name):,} characters ({_quoted(name)}): "
+                             f"names and globs are at most {NAME_CHARS:,}")
+    return name
+
+
+def _quoted(name: str) -> str:
+    """A name as error messages show it: quoted, and cut when it is long."""
+    return repr(name if len(name) <= 80 else name[:60] + "...")
+
+
 def _stem(name: str) -> str:
     stem, dot, ext = name.rpartition(".")
     return stem if dot and stem and 0 < len(ext) <= 8 and " " not in ext else name
@@ -177,7 +194,7 @@ class WorkspaceReader:
         an alias's file name); the same ignoring case; the file name or id without its
         extension; the slug of the name; a unique prefix of an id or file name. No match, or
         several, raises NoSuchDocument naming the close matches."""
-        name = str(name)
+        name = _bounded(str(name))
         docs = self.documents
         if name in docs:
             return name
@@ -192,8 +209,10 @@ class WorkspaceReader:
         """Document ids for a name, a glob over ids and file names ('r-*.pdf', '*2023*'; any
         case), or a list of either."""
         if isinstance(pattern, (list, tuple)):
+            if len(pattern) > NAMES:
+                raise NoSuchDocument(f"a list of {len(pattern):,} document names: at most {NAMES:,} at once")
             return list(dict.fromkeys(d for p in pattern for d in self.select(p)))
-        pattern = str(pattern)
+        pattern = _bounded(str(pattern))
         try:
             return [self.resolve(pattern)]  # a name first: 'Notes [final].docx' is a name, not a glob
         except NoSuchDocument:
@@ -205,7 +224,7 @@ class WorkspaceReader:
         found = [doc for doc, rec in self.documents.items()
                  if fnmatch.fnmatchcase(doc.lower(), wanted) or fnmatch.fnmatchcase(str(rec.get("name") or "").lower(), wanted)]
         if not found:
-            raise NoSuchDocument(f"no document matches {pattern!r} ({len(self.documents)} documents; see ls('docs'))")
+            raise NoSuchDocument(f"no document matches {_quoted(pattern)} ({len(self.documents)} documents; see ls('docs'))")
         return found
 
     def _resolve(self, name: str, docs: dict[str, dict[str, Any]]) -> str:
@@ -233,14 +252,14 @@ class WorkspaceReader:
                 return matches[0]
             if len(matches) > 1:
                 shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
-                raise NoSuchDocument(f"{name!r} matches several documents: {shown}")
+                raise NoSuchDocument(f"{_quoted(name)} matches several documents: {shown}")
         raise NoSuchDocument(self._not_found(name, table))
 
     def _not_found(self, name: str, table: list[tuple[str, list[str]]]) -> str:
         import difflib
 
         if not table:
-            return f"no document {name!r}: the workspace is empty"
+            return f"no document {_quoted(name)}: the workspace is empty"
         candidates: dict[str, str] = {}
         for doc, names in table:
             for n in [doc, *names]:
@@ -248,10 +267,10 @@ class WorkspaceReader:
         close = difflib.get_close_matches(name.lower(), list(candidates), n=5, cutoff=0.5)
         if close:
             near = list(dict.fromkeys(candidates[c] for c in close))
-            return f"no document {name!r}; did you mean {', '.join(near)}?"
+            return f"no document {_quoted(name)}; did you mean {', '.join(near)}?"
         some = [doc for doc, _ in table[:10]]
         more = f" and {len(table) - 10} more" if len(table) > 10 else ""
-        return f"no document {name!r}; documents are: {', '.join(some)}{more}"
+        return f"no document {_quoted(name)}; documents are: {', '.join(some)}{more}"
 
     # ---- pages ----------------------------------------------------------------------------
     def pages(self, doc: str) -> int:

@@ -4,7 +4,8 @@ Directories are walked safely: `.gitignore` honoured at every level; version-con
 cache directories skipped; empty files skipped (counted); symlinks that leave the input tree
 skipped with their target named (unless follow_symlinks); symlinked directories not followed
 (followed with follow_symlinks, loops detected); FIFOs, sockets and devices skipped without ever
-being opened (opening a FIFO would block).
+being opened (opening a FIFO would block); rlm workspaces are never walked (ingesting a folder
+that holds one would add its own pages again, and again at every repeat).
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ VCS_DIRS = {".git", ".hg", ".svn", ".bzr", "_darcs", "CVS", ".jj"}
 # Directories of generated or third-party files in code trees.
 SKIP_DIRS = VCS_DIRS | {"node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
                         ".pytest_cache", ".ruff_cache", ".eggs", "build", "dist", ".gradle", ".idea", ".next"}
+
+
+WORKSPACE_MARKS = ("manifest.json", "index.sqlite", "docs")  # what every rlm workspace holds
+
+
+def is_workspace(path: Path) -> bool:
+    return all(os.path.lexists(os.path.join(path, mark)) for mark in WORKSPACE_MARKS)
 
 
 @dataclass
@@ -129,6 +137,9 @@ class _Walk:
         if is_dir and entry.name in SKIP_DIRS:
             out.counts["ignored"] += 1
             return None
+        if is_dir and is_workspace(path):
+            out.skipped.append((self.name(path), "skipped: an rlm workspace (ingest the original files instead)"))
+            return None
         if any(s.match_file(path.relative_to(base).as_posix() + ("/" if is_dir else "")) for base, s in active):
             out.counts["ignored"] += 1
             return None
@@ -177,6 +188,9 @@ def discover(inputs: list[str], stdin: BinaryIO | None = None, follow_symlinks: 
             out.errors.append((raw, describe_os_error(exc)))
             continue
         if stat.S_ISDIR(st.st_mode):
+            if is_workspace(path):
+                out.errors.append((raw, "an rlm workspace: ingest the original files, not its pages"))
+                continue
             label = path.resolve().name or raw
             _Walk(path, label, out, follow_symlinks).run()
         elif special_kind(st.st_mode) is not None:
