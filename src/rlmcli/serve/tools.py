@@ -107,11 +107,19 @@ class Tools:
                 "pages": report.pages, "tokens": report.tokens}
 
     def ask(self, question: str, workspace: str | None, files: list[str] | None,
-            observer: ev.Observer | None) -> dict[str, Any]:
+            observer: ev.Observer | None, schema: dict[str, Any] | str | None = None,
+            schema_multi: bool = False) -> dict[str, Any]:
         from rlmcli.ask import answer_record, run_question
 
         if not question.strip():
             raise ValueError("empty question")
+        shape = None
+        if schema is not None:
+            from rlmcli.schema import AnswerShape
+
+            shape = AnswerShape.from_spec(schema, schema_multi)  # a bad schema: a tool error, nothing spent
+        elif schema_multi:
+            raise ValueError("schema_multi needs a schema")
         if files:
             ws, report = self._ingest(files, workspace)
             if not ws.exists() or not ws.documents():
@@ -119,7 +127,7 @@ class Tools:
                 raise ValueError(f"nothing to ask about: {failed or 'no input could be ingested'}")
         else:
             ws = self.access.open(workspace)
-        return answer_record(run_question(self.settings, ws, question, observer))
+        return answer_record(run_question(self.settings, ws, question, observer, shape=shape))
 
     def repl(self, code: str, session: str | None, workspace: str | None, sample: Sampler | None) -> dict[str, Any]:
         def open_ws() -> Workspace:
