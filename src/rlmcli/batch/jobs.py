@@ -88,3 +88,20 @@ def question_jobs(questions: Path, files: list[str]) -> list[Job]:
     """`--questions Q.txt FILE...`: one job per non-empty line, all over the same files."""
     lines = [q.strip() for q in questions.read_text(encoding="utf-8").splitlines()]
     return [Job(f"q{n}", q, list(files)) for n, q in enumerate(lines, start=1) if q and not q.startswith("#")]
+
+
+def questions_of(text: str) -> list[tuple[int, str]]:
+    """(line number, question) of each non-empty line not starting with '#'."""
+    lines = [q.strip() for q in text.splitlines()]
+    return [(n, q) for n, q in enumerate(lines, start=1) if q and not q.startswith("#")]
+
+
+def jobs_from_questions(questions: list[tuple[int, str]], files: list[str], each: bool) -> list[Job]:
+    """`--questions`: each question over all FILEs (ids q<line>), or with `--each` over each FILE
+    alone (ids: the file's name, plus :q<line> when there are several questions)."""
+    if not each:
+        return [Job(f"q{n}", q, list(files)) for n, q in questions]
+    names = [os.path.basename(f.rstrip("/")) or f for f in files]
+    labels = [name if names.count(name) == 1 else f for name, f in zip(names, files, strict=True)]
+    return [Job(label if len(questions) == 1 else f"{label}:q{n}", q, [f])
+            for label, f in zip(labels, files, strict=True) for n, q in questions]

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import click
 import typer
 
 from rlmcli.cli.app import ExecutorOpt, ShipOpt, app, examples, handle_errors, say, stderr_console
@@ -17,6 +18,7 @@ from rlmcli.options import run_options
              epilog=examples("rlm batch jobs.jsonl -o results.jsonl -j 8 --max-cost 5",
                              "rlm batch --questions questions.txt contract.pdf annex.docx -o results.jsonl",
                              "rlm batch jobs.jsonl -o results.jsonl --rerun-failed",
+                             "rlm batch --questions q.txt contracts/*.pdf --each --schema 'notice_days int, governing_law' -o r.jsonl --format csv > table.csv",
                              "RAY_ADDRESS=head:6379 rlm batch jobs.jsonl -o results.jsonl --executor ray -j 64"))
 @handle_errors
 @run_options(rename={"max_cost": (("--job-max-cost",), "US dollars per job (a job line's max_cost overrides).")},
@@ -30,12 +32,17 @@ def batch(
     batch_max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Batch-wide US dollars: no new job starts once reached."),
     executor: str = ExecutorOpt,
     ship: bool = ShipOpt,
+    each: bool = typer.Option(False, "--each", help="With --questions: ask each question of each FILE alone (one job per file), not of all FILEs together."),
+    schema: Optional[str] = typer.Option(None, "--schema", help="Every answer as a JSON object: a JSON Schema (file or inline JSON) or fields like 'notice_days int, governing_law'."),
+    schema_multi: Optional[str] = typer.Option(None, "--schema-multi", help="Like --schema, for a list of such objects per job ({\"items\": [...]})."),
+    out_format: Optional[str] = typer.Option(None, "--format", click_type=click.Choice(["csv", "jsonl"]),  # type: ignore[call-overload]
+                                             help="When the batch ends, print every row of the results file (resumed ones too) on stdout: csv (one column per schema field) or jsonl."),
     *, flags: dict[str, Any],
 ) -> None:
     """Run many questions over many documents; resumable; one JSON line per finished job."""
     from rlmcli.ask import NO_MODEL, model_config
     from rlmcli.batch.driver import Batch, BatchReport
-    from rlmcli.batch.jobs import parse_jobs, question_jobs
+    from rlmcli.batch.jobs import parse_jobs
     from rlmcli.batch.results import ResultsFile, finished_ids
     from rlmcli.config import Settings
     from rlmcli.engine.gateway import preflight
@@ -44,12 +51,15 @@ def batch(
     settings = Settings.resolve(flags)  # a bad setting stops the batch before any job
     args = args or []
     report = BatchReport()
+    shape = None
+    if schema is not None or schema_multi is not None:
+        from rlmcli.schema import shape_of_flags
+
+        shape = shape_of_flags(schema, schema_multi)
+    if each and questions is None:
+        raise UsageError("--each goes with --questions Q.txt FILE...")
     if questions is not None:
-        if not args:
-            raise UsageError("--questions needs FILE... to ask about")
-        if not questions.is_file():
-            raise UsageError(f"{questions}: no such file")
-        jobs = question_jobs(questions, args)
+        jobs = _question_jobs(questions, args, each)
     else:
         if len(args) != 1:
             raise UsageError("give one JOBS.jsonl file, or --questions Q.txt FILE...")
@@ -80,12 +90,15 @@ def batch(
 
         chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
-    runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None)
+    runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None,
+                   schema=shape.item_schema if shape else None, schema_multi=bool(shape and shape.is_multi))
     try:
         runner.run(todo, results, report)
     finally:
         if bar:
             bar.stop()
+    if out_format is not None:
+        _print_rows(output, jobs, shape, out_format)
     sys.stderr.write(f"rlm batch: {report.done} done, {report.failed} failed, {report.skipped} skipped for budget, "
                      f"{report.already} already in {output}, {report.malformed} malformed lines; "
                      f"${report.cost:.4f}; {report.seconds:.1f}s\n")
@@ -96,6 +109,36 @@ def batch(
         raise typer.Exit(int(ExitStatus.ERROR))
     if report.skipped:
         raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _question_jobs(questions: Path, files: list[str], each: bool) -> list[Any]:
+    """`--questions Q.txt FILE...` (Q.txt may be '-': stdin), with or without --each."""
+    from rlmcli.batch.jobs import jobs_from_questions, questions_of
+    from rlmcli.errors import UsageError
+
+    if not files:
+        raise UsageError("--questions needs FILE... to ask about")
+    if str(questions) == "-":
+        return jobs_from_questions(questions_of(sys.stdin.read()), files, each)
+    if not questions.is_file():
+        raise UsageError(f"{questions}: no such file")
+    return jobs_from_questions(questions_of(questions.read_text(encoding="utf-8")), files, each)
+
+
+def _print_rows(output: Path, jobs: list[Any], shape: Any, out_format: str) -> None:
+    """Every row of the results file (the newest line per id, resumed ones included) on stdout."""
+    import json
+
+    from rlmcli.batch.table import csv_text, latest_rows
+
+    rows = latest_rows(output, [j.id for j in jobs])
+    if out_format == "jsonl":
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    documents = {j.id: "; ".join(Path(f).name for f in j.files) if j.files else str(j.workspace) for j in jobs}
+    sys.stdout.write(csv_text(rows, shape.fields if shape else [], bool(shape and shape.is_multi), documents))
+    sys.stdout.flush()
 
 
 class _BatchProgress:
