@@ -175,3 +175,13 @@ def test_the_mcp_ask_tool_takes_a_schema(served: Path, server: FakeLLM) -> None:
     assert not good.is_error and record["data"] == {"notice_days": 180, "governing_law": "Ireland"}
     assert {c["field"] for c in record["citations"]} == {"notice_days", "governing_law"}
     assert len(server.requests) == 1  # the bad schema cost nothing
+
+
+def test_a_run_cut_by_a_budget_still_yields_the_valid_object(server: FakeLLM) -> None:
+    server.script("root", ["```python\nprint(grep('law'))\n```",
+                           '{"notice_days": 180, "governing_law": "Ireland"}'])  # the last call's reply: JSON only
+    result = _ask(server, "--schema", SCHEMA, "--json", "--max-iterations", "1")
+    record = _record(result)
+    assert result.returncode == 3 and record["limit"] == "max-iterations"
+    assert record["data"] == {"notice_days": 180, "governing_law": "Ireland"} and record["schema_errors"] == []
+    assert "reply now with the JSON answer only" in server.requests[1]["messages"][-1]["content"]
