@@ -5,6 +5,7 @@ scratch directory first; `rlm` is this checkout's."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -40,10 +41,27 @@ def expected_status(line: str) -> int:
 
 
 def _reply(prompt: str) -> str | Reply:
-    """A model that looks first, then answers with a citation."""
+    """A model that looks first, then answers with a citation; asked for JSON (--schema), it fills
+    every field by its type and cites the first document of the workspace."""
+    schema = re.search(r"^JSON Schema: (.+)$", prompt, re.M)
+    if prompt.startswith("Question:") and schema:
+        doc = re.search(r"^- (\S+) \(", prompt, re.M)
+        answer = _fill(json.loads(schema.group(1)), f"[{doc.group(1) if doc else 'contract.pdf'} p.1]")
+        return f"```python\nprint(search('notice', k=1))\nFINAL({answer!r})\n```"
     if prompt.startswith("Question:"):
         return "Let me look.\n```python\nprint(search('termination notice', k=2))\n```"
     return "```python\nFINAL(\"180 days' written notice [contract.pdf p.7]\")\n```"
+
+
+def _fill(schema: dict, cite: str) -> object:
+    """A value valid under a (simple) schema: objects get every property and a _cite per field."""
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {**{k: _fill(v, cite) for k, v in props.items()}, "_cite": {k: cite for k in props}}
+    if kind == "array":
+        return [_fill(schema.get("items", {}), cite)]
+    return {"integer": 180, "number": 1234.5, "boolean": True}.get(str(kind), "Ireland")
 
 
 def _world(home: Path) -> Path:
@@ -57,6 +75,14 @@ def _world(home: Path) -> Path:
     shutil.copy(FIXTURES / "contract.docx", cwd / "annex.docx")
     make_pdf(cwd / "notes.pdf", [["Meeting notes", "The fees change in Annex B from 2027."]])
     (cwd / "notes.txt").write_text("Call notes: the customer wants a shorter notice period.\n")
+    (cwd / "contracts").mkdir()
+    for n in range(1, 11):  # the contract-review example: 10 contracts
+        make_pdf(cwd / "contracts" / f"c{n:02}.pdf", [[f"Services Agreement {n}", f"Either party may end it on {30 * n} days' notice."],
+                                                      ["Governing Law", "This Agreement is governed by the laws of Ireland."]])
+    (cwd / "filings").mkdir()
+    for company, revenue in (("contoso", 1200), ("fabrikam", 840), ("northwind", 310)):  # the filings example
+        make_pdf(cwd / "filings" / f"{company}-2024-10k.pdf", [[f"{company.title()} Inc. Annual Report 2024",
+                                                                f"Total revenue ${revenue} million. Net income ${revenue // 10} million."]])
     (cwd / "questions.txt").write_text("What are the termination clauses?\nWhat are the fees?\n")
     (cwd / "jobs.jsonl").write_text("\n".join(json.dumps(j) for j in (
         {"id": "t1", "question": "What are the termination clauses?", "files": ["contract.pdf"]},
@@ -97,11 +123,20 @@ def test_readme_command_lines_run_as_written(tmp_path: Path) -> None:
                 f"stdout: {result.stdout.decode()[-1500:]}\nstderr: {result.stderr.decode()[-1500:]}")
             assert b"Traceback" not in result.stderr, f"README.md:{number}: {result.stderr.decode()}"
             if re.match(r"rlm ask\b", command) and "--offline" not in command and ">" not in command:
-                assert b"180 days' written notice" in result.stdout, f"README.md:{number}: {result.stdout!r}"
+                if "--schema" in command:
+                    assert isinstance(json.loads(result.stdout), dict), f"README.md:{number}: {result.stdout!r}"
+                else:
+                    assert b"180 days' written notice" in result.stdout, f"README.md:{number}: {result.stdout!r}"
                 asked += 1
     finally:
         server.stop()
     assert asked >= 4 and server.calls("llama3.1"), "the model examples reached the (fake) models they name"
+    review = list(csv.DictReader((cwd / "review.csv").open(encoding="utf-8")))  # the contract-review table
+    assert [r["document"] for r in review] == [f"c{n:02}.pdf" for n in range(1, 11)]
+    assert {(r["status"], r["notice_days"], r["governing_law"]) for r in review} == {("answered", "180", "Ireland")}
+    filings = json.loads((cwd / "filings.json").read_text())  # the filings example
+    assert filings["status"] == "answered" and set(filings["data"]["items"][0]) == {
+        "company", "fiscal_year", "revenue_usd_m", "net_income_usd_m"}
 
 
 def test_the_parser_finds_lines_and_statuses() -> None:

@@ -30,10 +30,14 @@ class Citation:
     ocr: bool = False  # the page's text came from OCR
     file_line: int | None = None  # for [path:line]: the line of the file
     last: int | None = field(default=None, repr=False)  # the last page of a [doc p.3-5] range
+    field_name: str | None = None  # the answer field it supports (structured answers: schema.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("last")
+        name = data.pop("field_name")
+        if name is not None:
+            data["field"] = name
         return data
 
 

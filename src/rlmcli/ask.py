@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlmcli.config import Settings, rlm_home
 from rlmcli.engine import events as ev
@@ -17,6 +17,9 @@ from rlmcli.engine.providers.base import Provider
 from rlmcli.errors import UsageError
 from rlmcli.sandbox.interface import Repl, SandboxFactory
 from rlmcli.workspace.store import Workspace
+
+if TYPE_CHECKING:
+    from rlmcli.schema import AnswerShape
 
 NO_MODEL = ("no model is set: pass --model (any litellm model string, for example openai/gpt-4o-mini or "
             "ollama/llama3.1) or set RLM_MODEL; use --offline to search without a model")
@@ -62,11 +65,14 @@ def sandbox_limits(settings: Settings) -> Any:
 def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.Observer | None = None, *,
                  stream: bool = False, sandbox: Repl | None = None, provider: Provider | None = None,
                  slots: AbstractContextManager[Any] | None = None, refresh: bool = False,
-                 budget: Budget | None = None, focus: list[str] | None = None) -> RunResult:
+                 budget: Budget | None = None, focus: list[str] | None = None, shape: AnswerShape | None = None,
+                 context: str = "", follows: str | None = None) -> RunResult:
     """Run one question over a workspace: trace it, check its citations, return the result.
 
     `sandbox` is a started sandbox to reuse (batch keeps them warm); `provider` replaces the
-    transport (tests); `slots` bounds requests in flight across several runs (batch)."""
+    transport (tests); `slots` bounds requests in flight across several runs (batch). `shape`
+    asks for a structured answer (schema.py); `context` holds earlier questions and answers and
+    `follows` the run they end with (followup.py)."""
     from rlmcli.answer import check_citations
     from rlmcli.engine.cache import ResponseCache
     from rlmcli.trace.store import TraceWriter, new_run_id
@@ -81,7 +87,8 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     cache = ResponseCache(cache_path()) if config.cache else None
     gateway = Gateway(config, budget or Budget(limits), emit, provider=provider, cache=cache, slots=slots)
     engine = Engine(ws.root, config, sandbox_factory(settings), limits, emit, gateway=gateway,
-                    sandbox=sandbox, stream=stream, run_id=run_id, focus=focus)
+                    sandbox=sandbox, stream=stream, run_id=run_id, focus=focus, shape=shape, context=context,
+                    follows=follows)
     ws.touch()
     try:
         result = engine.run(question)
@@ -90,7 +97,13 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
         if cache is not None:
             cache.close()
     result.run_id, result.trace, result.workspace = run_id, str(trace.path), str(ws.root)
-    result.citations = check_citations(result.answer, ws) if result.answer else []
+    result.follows = follows
+    if shape is not None and result.status != "failed":
+        from rlmcli.schema import apply_shape
+
+        apply_shape(shape, result, ws)
+    else:
+        result.citations = check_citations(result.answer, ws) if result.answer else []
     result.calls = gateway.budget.call_list()
     return result
 
@@ -101,7 +114,17 @@ def answer_record(result: RunResult) -> dict[str, Any]:
             "error": result.error, "citations": [c.to_dict() for c in result.citations], "usage": result.usage,
             "model_calls": result.calls, "iterations": result.iterations, "seconds": round(result.seconds, 3),
             "run_id": result.run_id, "trace": result.trace, "workspace": result.workspace,
-            "sandbox": result.sandbox_layers}
+            "sandbox": result.sandbox_layers, **extras_record(result)}
+
+
+def extras_record(result: RunResult) -> dict[str, Any]:
+    """Fields only some runs have: `data` and `schema_errors` (--schema), `follows` (-c, chat)."""
+    extra: dict[str, Any] = {}
+    if result.data is not None or result.schema_errors:
+        extra.update(data=result.data, schema_errors=result.schema_errors)
+    if result.follows:
+        extra["follows"] = result.follows
+    return extra
 
 
 def dry_run_estimate(ws: Workspace, settings: Settings) -> dict[str, Any]:

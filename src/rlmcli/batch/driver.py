@@ -41,11 +41,13 @@ STOPPED = "not started: the results file cannot be written"
 class Batch:
     def __init__(self, settings: Settings, jobs_at_once: int = 4, max_cost: float | None = None,
                  executor: Executor | None = None,
-                 on_update: Callable[[BatchReport, int, int], None] | None = None) -> None:
+                 on_update: Callable[[BatchReport, int, int], None] | None = None,
+                 schema: dict[str, Any] | None = None, schema_multi: bool = False) -> None:
         self.settings = settings
         self.max_cost = max_cost
         self.executor = executor or LocalExecutor(jobs_at_once)
         self.on_update = on_update
+        self.schema, self.schema_multi = schema, schema_multi  # every job's answer must meet it
         self.batch_id = os.urandom(6).hex()
         self.lock = threading.Lock()
         self.spent = 0.0  # finished jobs
@@ -133,7 +135,8 @@ class Batch:
                 report.failed += 1
             else:
                 root = str(self.workspaces[job.inputs_key].root)
-                works.append(Work(job, settings, root, limiter=f"batch-{self.batch_id}", batch_id=self.batch_id))
+                works.append(Work(job, settings, root, limiter=f"batch-{self.batch_id}", batch_id=self.batch_id,
+                                  schema=self.schema, schema_multi=self.schema_multi))
         total = len(jobs)
         try:
             for work, row in self.executor.run(works, self._may_start):

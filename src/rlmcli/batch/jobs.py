@@ -56,6 +56,10 @@ def read_lines(path: Path) -> list[tuple[int, str | None, str]]:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    return decode_lines(data)
+
+
+def decode_lines(data: bytes) -> list[tuple[int, str | None, str]]:
     if data.startswith(b"\xef\xbb\xbf"):  # a byte-order mark some editors write
         data = data[3:]
     out: list[tuple[int, str | None, str]] = []
@@ -130,13 +134,30 @@ def _absent(path: str) -> bool:
     return False
 
 
-def question_jobs(questions: Path, files: list[str]) -> tuple[list[Job], list[JobError]]:
+def question_jobs(questions: Path, files: list[str], each: bool = False) -> tuple[list[Job], list[JobError]]:
     """`--questions Q.txt FILE...`: one job per non-empty line, all over the same files."""
-    jobs: list[Job] = []
+    return question_jobs_from(read_lines(questions), files, each)
+
+
+def question_jobs_from(lines: list[tuple[int, str | None, str]], files: list[str],
+                       each: bool = False) -> tuple[list[Job], list[JobError]]:
+    """Jobs from decoded question lines (see `read_lines`): each question over all FILEs (ids
+    q<line>), or with `each` over each FILE alone (ids: the file's name, plus :q<line> when there
+    are several questions). A line that is not UTF-8 is an error naming it; the rest still run."""
+    questions: list[tuple[int, str]] = []
     errors: list[JobError] = []
-    for number, line, problem in read_lines(questions):
+    for number, line, problem in lines:
         if line is None:
             errors.append(JobError(number, problem))
         elif line.strip() and not line.strip().startswith("#"):
-            jobs.append(Job(f"q{number}", line.strip(), list(files), line=number))
-    return jobs, errors
+            questions.append((number, line.strip()))
+    return jobs_from_questions(questions, files, each), errors
+
+
+def jobs_from_questions(questions: list[tuple[int, str]], files: list[str], each: bool) -> list[Job]:
+    if not each:
+        return [Job(f"q{n}", q, list(files), line=n) for n, q in questions]
+    names = [os.path.basename(f.rstrip("/")) or f for f in files]
+    labels = [name if names.count(name) == 1 else f for name, f in zip(names, files, strict=True)]
+    return [Job(label if len(questions) == 1 else f"{label}:q{n}", q, [f], line=n)
+            for label, f in zip(labels, files, strict=True) for n, q in questions]

@@ -30,6 +30,8 @@ class Work:
     limiter: str = ""  # name of the request limiter shared by the batch's jobs
     batch_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # executor-specific (a Ray limiter handle)
+    schema: dict[str, Any] | None = None  # --schema / --schema-multi: a JSON Schema every answer must meet
+    schema_multi: bool = False
 
 
 # ---- per-process state, found by name ---------------------------------------------------------
@@ -92,11 +94,16 @@ def run_work(work: Work, limiter: LimiterFactory = local_limiter) -> dict[str, A
         ws = Workspace.open(Path(work.workspace))
         slots = limiter(work.limiter, settings.concurrency) if work.limiter else None
         budget = Budget(limits_of(settings))
+        shape = None
+        if work.schema is not None:
+            from rlmcli.schema import AnswerShape
+
+            shape = AnswerShape(work.schema, work.schema_multi)
         sandbox = take_sandbox(str(ws.root), settings)
         with _lock:
             _live.setdefault(work.batch_id, {})[job.id] = budget
         try:
-            result = run_question(settings, ws, job.question, sandbox=sandbox, slots=slots, budget=budget)
+            result = run_question(settings, ws, job.question, sandbox=sandbox, slots=slots, budget=budget, shape=shape)
         finally:
             give_back_sandbox(str(ws.root), settings.sandbox, sandbox)
             with _lock:

@@ -20,7 +20,10 @@ from rlmcli.options import run_options
                              "rlm ask -w deal contract.pdf \"what does clause 6 say?\"   # focus on one document",
                              "rlm ask notes.pdf \"summarise\" --model openai/llama3.1 --api-base http://localhost:11434/v1",
                              "rlm ask contract.pdf \"termination\" --offline",
-                             "rlm ask contract.pdf \"fees?\" --json > answer.json"))
+                             "rlm ask contract.pdf \"fees?\" --json > answer.json",
+                             "rlm ask -w deal \"notice and law\" --schema 'notice_days int, governing_law' --json",
+                             "rlm ask -w deal \"every party\" --schema-multi 'name, role: buyer, seller, ...'",
+                             "rlm ask -w deal -c \"and what notice does each need?\"   # a follow-up"))
 @handle_errors
 @run_options()
 def ask(
@@ -33,6 +36,10 @@ def ask(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the answer."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Full code and outputs in the trace."),
     no_color: bool = typer.Option(False, "--no-color", help="No colour (NO_COLOR is honoured too)."),
+    schema: Optional[str] = typer.Option(None, "--schema", help="Answer as a JSON object: a JSON Schema (file or inline JSON) or fields like 'notice_days int, governing_law: the country'."),
+    schema_multi: Optional[str] = typer.Option(None, "--schema-multi", help="Like --schema, for a list of such objects (one per clause, party, filing...), as {\"items\": [...]}."),
+    cont: bool = typer.Option(False, "-c", "--continue", help="A follow-up: start from the workspace's last run (its questions, answers and what they cited)."),
+    cid: Optional[str] = typer.Option(None, "--cid", help="A follow-up to this run (an id from `rlm runs`, or a unique prefix)."),
     *, flags: dict[str, Any],
 ) -> None:
     """Answer a question about documents: the answer on stdout, the trace on stderr."""
@@ -47,8 +54,14 @@ def ask(
     question, files = args[-1], args[:-1]
     if not question.strip():
         raise UsageError("the question is empty")
-    if not files and workspace is None:
+    follow = cont or cid is not None
+    if not files and workspace is None and not follow:
         raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
+    shape = None
+    if schema is not None or schema_multi is not None:
+        from rlmcli.schema import shape_of_flags
+
+        shape = shape_of_flags(schema, schema_multi)
     settings = Settings.resolve(flags)
     paths, focus = check_files(files, workspace)
     if not offline:
@@ -68,11 +81,19 @@ def ask(
 
         typer.echo(json.dumps(dry_run_estimate(ws, settings), indent=1))
         return
-    _run_and_print(ws, question, settings, refresh, as_json, quiet, verbose, no_color, focus)
+    context, follows = "", None
+    if follow:
+        from rlmcli.followup import budget_chars, context_text, conversation, previous_run
+
+        last = previous_run(ws.root, cid)
+        context, follows = context_text(conversation(ws.root / "runs", last), budget_chars(settings.model or "")), last.stem
+    _run_and_print(ws, question, settings, refresh, as_json, quiet, verbose, no_color, focus,
+                   shape=shape, context=context, follows=follows)
 
 
 def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,
-                   verbose: bool, no_color: bool, focus: list[str]) -> None:
+                   verbose: bool, no_color: bool, focus: list[str], *, shape: Any = None, context: str = "",
+                   follows: str | None = None) -> None:
     import json
 
     from rlmcli.answer import sources_text
@@ -95,17 +116,25 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
         if live is not None:
             live.__enter__()
         result = run_question(settings, ws, question, fanout(*observers) if observers else None,
-                              stream=live is not None, refresh=refresh, focus=focus or None)
+                              stream=live is not None, refresh=refresh, focus=focus or None, shape=shape,
+                              context=context, follows=follows)
     finally:
         if live is not None:
             live.__exit__(None, None, None)
     if as_json:
         typer.echo(json.dumps(answer_record(result), ensure_ascii=False, indent=1))
     elif result.status != "failed":
-        typer.echo(result.answer)
+        typer.echo(json.dumps(result.data, ensure_ascii=False, indent=2) if result.data is not None else result.answer)
     if not quiet and not as_json:
         if result.citations:
-            say(sources_text(result.citations, ws))
+            if shape is not None:
+                from rlmcli.schema import field_sources_text
+
+                say(field_sources_text(result.citations, ws))
+            else:
+                say(sources_text(result.citations, ws))
+        for problem in result.schema_errors[:10]:
+            say(f"rlm: schema: {problem}")
         if live is None and result.status != "failed":
             u = result.usage
             cost = f"${u['cost']:.4f}" if u.get("cost") is not None else "cost unknown"
@@ -120,6 +149,10 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(ExitStatus.INTERRUPTED))  # do not wait for in-flight sub-calls to time out
+    if result.status == "partial" and result.limit == "schema":
+        say(f"rlm: partial answer: still not valid under the schema after {shape.attempts if shape else 0} "
+            "corrections; printed what was valid")
+        raise typer.Exit(int(ExitStatus.PARTIAL))
     if result.status == "partial":
         say(f"rlm: partial answer: the {result.limit} budget was reached")
         raise typer.Exit(int(ExitStatus.PARTIAL))

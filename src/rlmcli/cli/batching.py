@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+import click
 import typer
 
 from rlmcli.cli.app import ExecutorOpt, ShipOpt, app, examples, handle_errors, say, stderr_console
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
              epilog=examples("rlm batch jobs.jsonl -o results.jsonl -j 8 --max-cost 5",
                              "rlm batch --questions questions.txt contract.pdf annex.docx -o results.jsonl",
                              "rlm batch jobs.jsonl -o results.jsonl --rerun-failed",
+                             "rlm batch --questions q.txt contracts/*.pdf --each --schema 'notice_days int, governing_law' -o r.jsonl --format csv > table.csv",
                              "RAY_ADDRESS=head:6379 rlm batch jobs.jsonl -o results.jsonl --executor ray -j 64"))
 @handle_errors
 @run_options(rename={"max_cost": (("--job-max-cost",), "US dollars per job (a job line's max_cost overrides).")},
@@ -36,12 +38,17 @@ def batch(
     batch_max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Batch-wide US dollars: no new job starts once reached."),
     executor: str = ExecutorOpt,
     ship: bool = ShipOpt,
+    each: bool = typer.Option(False, "--each", help="With --questions: ask each question of each FILE alone (one job per file), not of all FILEs together."),
+    schema: Optional[str] = typer.Option(None, "--schema", help="Every answer as a JSON object: a JSON Schema (file or inline JSON) or fields like 'notice_days int, governing_law'."),
+    schema_multi: Optional[str] = typer.Option(None, "--schema-multi", help="Like --schema, for a list of such objects per job ({\"items\": [...]})."),
+    out_format: Optional[str] = typer.Option(None, "--format", click_type=click.Choice(["csv", "jsonl"]),  # type: ignore[call-overload]
+                                             help="When the batch ends, print every row of the results file (resumed ones too) on stdout: csv (one column per schema field) or jsonl."),
     *, flags: dict[str, Any],
 ) -> None:
     """Run many questions over many documents; resumable; one JSON line per finished job."""
     from rlmcli.ask import NO_MODEL, model_config
     from rlmcli.batch.driver import BatchReport
-    from rlmcli.batch.jobs import parse_jobs, question_jobs
+    from rlmcli.batch.jobs import parse_jobs
     from rlmcli.batch.results import ResultsFile, finished_ids, latest_rows
     from rlmcli.config import Settings
     from rlmcli.engine.gateway import preflight
@@ -51,15 +58,15 @@ def batch(
     args = args or []
     report = BatchReport()
     source = str(questions) if questions is not None else (args[0] if len(args) == 1 else "")
+    shape = None
+    if schema is not None or schema_multi is not None:
+        from rlmcli.schema import shape_of_flags
+
+        shape = shape_of_flags(schema, schema_multi)
+    if each and questions is None:
+        raise UsageError("--each goes with --questions Q.txt FILE...")
     if questions is not None:
-        if not args:
-            raise UsageError("--questions needs FILE... to ask about")
-        if not questions.is_file():
-            raise UsageError(f"{questions}: no such file")
-        absent = [a for a in args if a != "-" and not Path(a).exists()]
-        if absent:
-            raise UsageError(f"no such file: {', '.join(absent)}")
-        jobs, errors = question_jobs(questions, args)
+        jobs, errors = _question_jobs(questions, args, each)
     else:
         if len(args) != 1:
             raise UsageError("give one JOBS.jsonl file, or --questions Q.txt FILE...")
@@ -79,11 +86,13 @@ def batch(
         todo = [j for j in jobs if j.id not in done]
         report.already = len(jobs) - len(todo)
         _say_missing(source, todo)
-        _run(settings, todo, results, report, jobs_at_once, batch_max_cost, executor, ship)
+        _run(settings, todo, results, report, jobs_at_once, batch_max_cost, executor, ship, shape)
         latest = latest_rows(output)
         report.earlier_failed = sum(1 for j in jobs if j.id in done and latest.get(j.id, {}).get("status") == "failed")
     finally:
         results.close()
+    if out_format is not None and not report.write_error:
+        _print_rows(output, jobs, shape, out_format)
     if not jobs and not report.malformed:
         sys.stderr.write(f"rlm batch: no jobs in {source}\n")
     earlier = f" ({report.earlier_failed} of them failed)" if report.earlier_failed else ""
@@ -108,7 +117,7 @@ def batch(
 
 
 def _run(settings: Settings, todo: list[Job], results: ResultsFile, report: BatchReport, jobs_at_once: int,
-         batch_max_cost: float | None, executor: str, ship: bool) -> None:
+         batch_max_cost: float | None, executor: str, ship: bool, shape: Any = None) -> None:
     from rlmcli.batch.driver import Batch
 
     if todo:
@@ -124,7 +133,8 @@ def _run(settings: Settings, todo: list[Job], results: ResultsFile, report: Batc
 
         chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
-    runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None)
+    runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None,
+                   schema=shape.item_schema if shape else None, schema_multi=bool(shape and shape.is_multi))
     try:
         runner.run(todo, results, report)
     finally:
@@ -156,6 +166,39 @@ def _say_unwritten(report: BatchReport) -> None:
         trace = f", trace {row['trace']}" if row.get("trace") else ""
         say(f"rlm batch: not written: {row['id']} ({row.get('status')}{trace})")
         sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _question_jobs(questions: Path, files: list[str], each: bool) -> tuple[list[Any], list[Any]]:
+    """`--questions Q.txt FILE...` (Q.txt may be '-': stdin), with or without --each."""
+    from rlmcli.batch.jobs import decode_lines, question_jobs, question_jobs_from
+    from rlmcli.errors import UsageError
+
+    if not files:
+        raise UsageError("--questions needs FILE... to ask about")
+    absent = [a for a in files if a != "-" and not Path(a).exists()]
+    if absent:
+        raise UsageError(f"no such file: {', '.join(absent)}")
+    if str(questions) == "-":
+        return question_jobs_from(decode_lines(sys.stdin.buffer.read()), files, each)
+    if not questions.is_file():
+        raise UsageError(f"{questions}: no such file")
+    return question_jobs(questions, files, each)
+
+
+def _print_rows(output: Path, jobs: list[Any], shape: Any, out_format: str) -> None:
+    """Every row of the results file (the newest line per id, resumed ones included) on stdout."""
+    import json
+
+    from rlmcli.batch.table import csv_text, latest_rows
+
+    rows = latest_rows(output, [j.id for j in jobs])
+    if out_format == "jsonl":
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    documents = {j.id: "; ".join(Path(f).name for f in j.files) if j.files else str(j.workspace) for j in jobs}
+    sys.stdout.write(csv_text(rows, shape.fields if shape else [], bool(shape and shape.is_multi), documents))
     sys.stdout.flush()
 
 

@@ -36,6 +36,7 @@ class RunStarted(Event):
     workspace: str = ""
     sandbox: list[str] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)
+    follows: str | None = None  # the run this one continues (ask -c, chat)
 
 
 @dataclass

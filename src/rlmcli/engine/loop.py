@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rlmcli.engine import events as ev
 from rlmcli.engine.budget import Budget, BudgetExceeded, Limits
@@ -49,6 +49,20 @@ EMPTY_LIMIT = 3  # empty or code-less replies in a row before the run fails
 SEQUENTIAL_LIMIT = 5  # llm_query calls in one cell before the llm_batch hint
 MAX_BATCH = 2000  # prompts in one llm_batch
 MAX_PROMPT_CHARS = 4_000_000  # characters in one sub-call prompt
+LAST_CALL_SHAPED = ("You have reached the iteration limit. Using only what you have found so far, reply now with "
+                    "the JSON answer only, in the format asked for with the question (no code, no prose).")
+
+
+class FinalShape(Protocol):
+    """What a FINAL answer must look like (schema.AnswerShape): told to the model with the
+    question, checked on every FINAL; a rejected answer goes back with `check`'s message."""
+
+    attempts: int  # rejected answers allowed before the run ends partial (limit "schema")
+
+    @property
+    def instructions(self) -> str: ...
+
+    def check(self, answer: str) -> str | None: ...
 
 
 def system_prompt() -> str:
@@ -109,6 +123,10 @@ class RunResult:
     workspace: str = ""
     citations: list[Any] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # structured answers (--schema) and follow-ups (-c, chat)
+    data: Any = None  # the validated object (or, partial, what of it was valid)
+    schema_errors: list[str] = field(default_factory=list)
+    follows: str | None = None  # the run this one continues
 
 
 class Engine:
@@ -118,7 +136,8 @@ class Engine:
                  limits: Limits | None = None, observer: ev.Observer | None = None, *,
                  gateway: Gateway | None = None, sandbox: Repl | None = None, depth: int = 0,
                  focus: list[str] | None = None, stream: bool = False, run_id: str = "",
-                 parent_id: int | None = None) -> None:
+                 parent_id: int | None = None, shape: FinalShape | None = None, context: str = "",
+                 follows: str | None = None) -> None:
         self.root = Path(root)
         self.reader = WorkspaceReader(self.root)
         self.config = config
@@ -132,6 +151,9 @@ class Engine:
         self.origin = Origin(run_id, parent_id, depth)
         self.gateway = gateway or Gateway(config, Budget(self.limits), self.observer)
         self.budget = self.gateway.budget
+        self.shape = shape  # the answer's required form (root run only)
+        self.context = context  # earlier questions and answers, for a follow-up
+        self.follows = follows
         self.cancelled = threading.Event()
         self._iteration = 0
         self._queries_this_cell = 0
@@ -300,9 +322,13 @@ class Engine:
         try:
             result.sandbox_layers = list(sandbox.layers)
             self.emit(ev.RunStarted(question=question, model=model, sub_model=self.gateway.sub_model,
-                                    workspace=str(self.root), sandbox=list(sandbox.layers), limits=vars(self.limits)))
-            messages = [{"role": "system", "content": system_prompt()},
-                        {"role": "user", "content": f"Question: {question}\n\n{describe_workspace(self.reader, self.focus)}"}]
+                                    workspace=str(self.root), sandbox=list(sandbox.layers), limits=vars(self.limits),
+                                    follows=self.follows))
+            first = f"Question: {question}\n\n{describe_workspace(self.reader, self.focus)}"
+            for extra in (self.context, self.shape.instructions if self.shape else ""):
+                if extra:
+                    first += f"\n\n{extra}"
+            messages = [{"role": "system", "content": system_prompt()}, {"role": "user", "content": first}]
             try:
                 self._loop(sandbox, messages, model, result)
             except BudgetExceeded as exc:
@@ -344,6 +370,7 @@ class Engine:
         idle = 0  # empty or code-less replies in a row
         looked = False  # has any cell read the workspace?
         nudged_final = False
+        rejected = 0  # answers the shape check sent back
         for iteration in range(1, self.limits.max_iterations + 1):
             result.iterations = self._iteration = iteration
             self.emit(ev.IterationStarted(iteration=iteration))
@@ -382,6 +409,15 @@ class Engine:
             if not (looked or self._delegated) and not nudged_final:
                 nudged_final = True
                 self._notice(messages, iteration, "early-final", EARLY_FINAL)
+                continue
+            problem = self.shape.check(final) if self.shape is not None else None
+            if problem is not None:
+                assert self.shape is not None
+                rejected += 1
+                if rejected > self.shape.attempts:
+                    result.answer, result.status, result.limit = final, "partial", "schema"
+                    return
+                self._notice(messages, iteration, "schema", problem)
                 continue
             result.answer, result.status = final, "answered"
             return
@@ -430,7 +466,8 @@ class Engine:
         """One last call for the best answer from what was found; the last model text if that fails."""
         try:  # refused at once by the budget when the run stopped on calls, tokens, cost or time
             model = self.config.model if self.depth == 0 else self.gateway.sub_model
-            reply = self.gateway.complete(messages + [{"role": "user", "content": LAST_CALL}], model, self.origin)
+            last = LAST_CALL_SHAPED if self.shape is not None else LAST_CALL
+            reply = self.gateway.complete(messages + [{"role": "user", "content": last}], model, self.origin)
             final = textual_final(reply)
             return final[1] if final and final[0] == "answer" else reply.strip()
         except (BudgetExceeded, ProviderError):

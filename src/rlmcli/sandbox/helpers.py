@@ -6,6 +6,7 @@ Runs inside the sandbox child: only the standard library, reading the workspace 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from bisect import bisect_right
@@ -441,14 +442,14 @@ class Toolkit:
         return str(self.channel.request("rlm_query", {"question": str(question), "target": target}))
 
     def FINAL(self, answer: Any) -> None:  # noqa: N802 - the RLM convention
-        """End the run with this answer (a string; cite pages like [doc p.N])."""
-        raise FinalAnswer(str(answer))
+        """End the run with this answer (a string citing pages like [doc p.N]; a dict or list when a JSON answer is asked for)."""
+        raise FinalAnswer(_answer_text(answer))
 
     def FINAL_VAR(self, name: str) -> None:  # noqa: N802
         """End the run with the value of the variable called `name`."""
         if name not in self.namespace:
             raise NameError(f"FINAL_VAR: no variable named {name!r}")
-        raise FinalAnswer(str(self.namespace[name]))
+        raise FinalAnswer(_answer_text(self.namespace[name]))
 
     def SHOW_VARS(self) -> dict[str, str]:  # noqa: N802
         """List your variables with their types and sizes."""
@@ -467,6 +468,16 @@ class Toolkit:
         names = {name: getattr(self, name) for name in HELPER_NAMES if name not in ("context", "llm_query_batched")}
         names["llm_query_batched"] = self.llm_batch
         return names
+
+
+def _answer_text(answer: Any) -> str:
+    """A dict or list travels as JSON (a structured answer); anything else as its text."""
+    if isinstance(answer, (dict, list, tuple)):
+        try:
+            return json.dumps(answer, ensure_ascii=False, default=str)
+        except (TypeError, ValueError, RecursionError):
+            pass
+    return str(answer)
 
 
 HELPER_NAMES = ("ls", "tree", "read", "grep", "search", "docs", "context", "look", "llm_query", "llm_batch", "llm_query_batched",

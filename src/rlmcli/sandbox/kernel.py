@@ -11,6 +11,7 @@ import ast
 import json
 import linecache
 import os
+import signal
 import sys
 import time
 import traceback
@@ -157,6 +158,19 @@ def _trim_traceback(exc: BaseException) -> str:
 
 
 _touches = [0]  # reads of the workspace by model code: did a cell look at the documents?
+_in_cell = [False]  # SIGINT (the parent stopping a cell after Ctrl-C) counts only while a cell runs
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    if _in_cell[0]:
+        raise KeyboardInterrupt
+
+
+def _interrupted() -> dict[str, Any]:
+    """The result of a cell stopped so late that run_cell could not report it itself."""
+    text = "KeyboardInterrupt: the cell was stopped\n"
+    return {"type": "result", "stdout": "", "stderr": text, "stdout_total": 0, "stderr_total": len(text),
+            "changed": [], "duration": 0.0, "final": None, "error": True, "looked": False}
 
 
 def _watch_reads(workspace: str) -> None:
@@ -185,6 +199,7 @@ def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: 
     sys.stdout, sys.stderr = out, err
     started = time.perf_counter()
     try:
+        _in_cell[0] = True
         tree = ast.parse(code, filename)
         if "context" not in ns and any(isinstance(n, ast.Name) and n.id == "context" for n in ast.walk(tree)):
             ns["context"] = toolkit.context_text()  # loaded on first use: it can be large
@@ -207,6 +222,7 @@ def run_cell(code: str, number: int, ns: dict[str, Any], toolkit: Toolkit, cap: 
         error = True
         err.write(_trim_traceback(exc))
     finally:
+        _in_cell[0] = False
         sys.stdout, sys.stderr = saved
     duration = time.perf_counter() - started
     changed = [k for k, v in ns.items() if not k.startswith("_") and k not in HELPER_NAMES
@@ -245,6 +261,7 @@ def main() -> None:
         return ns, kit
 
     ns, toolkit = fresh()
+    signal.signal(signal.SIGINT, _on_interrupt)
     protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
     number = 0
     while True:
@@ -254,7 +271,12 @@ def main() -> None:
             return
         if message.get("type") == "exec":
             number += 1
-            result = run_cell(str(message.get("code", "")), number, ns, toolkit, cfg["output_cap"], cfg["memory_bytes"] >> 20)
+            try:
+                result = run_cell(str(message.get("code", "")), number, ns, toolkit, cfg["output_cap"],
+                                  cfg["memory_bytes"] >> 20)
+            except KeyboardInterrupt:
+                _in_cell[0] = False
+                result = _interrupted()
             protocol.send(wfd, result)
         elif message.get("type") == "reset":  # a new run in the same process: no variable survives
             ns, toolkit = fresh()

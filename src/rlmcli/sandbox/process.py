@@ -194,6 +194,7 @@ class Sandbox:
         self.layers: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self._rfd = self._wfd = -1
+        self.busy = False  # a cell was sent and its result not read (a Ctrl-C left it running)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -253,6 +254,7 @@ class Sandbox:
             self._restart()
 
     def _kill(self) -> None:
+        self.busy = False
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -313,6 +315,38 @@ class Sandbox:
             self.start()
         limit = self.limits.cell_timeout if timeout is None else max(0.05, min(timeout, self.limits.cell_timeout))
         protocol.send(self._wfd, {"type": "exec", "code": code})
+        self.busy = True
+        result = self._exchange(limit, wall)
+        self.busy = False
+        return result
+
+    def interrupt(self, grace: float = 3.0) -> bool:
+        """Stop the cell a Ctrl-C left running (SIGINT to the child, which raises KeyboardInterrupt
+        in the cell only) and read up to its result, refusing the model requests it still makes.
+        True when the child stopped in time and its variables survived; otherwise it is restarted."""
+        if not self.busy:
+            return True
+        self.busy = False
+        if self.proc is None or self.proc.poll() is not None:
+            self._restart()
+            return False
+        try:
+            os.kill(self.proc.pid, signal.SIGINT)
+            deadline = time.monotonic() + grace
+            while True:
+                message = self._recv(deadline)
+                if message.get("type") == "result":
+                    return True
+                if message.get("type") != "request":
+                    raise protocol.ProtocolError(f"unexpected frame {str(message.get('type'))[:40]!r}")
+                protocol.check(message, {"id": (int,)})
+                protocol.send(self._wfd, {"type": "response", "id": message["id"], "ok": False, "error": "interrupted"})
+        except (EOFError, OSError, TimeoutError, protocol.ProtocolError):
+            self._restart()
+            return False
+
+    def _exchange(self, limit: float, wall: float | None) -> CellResult:
+        """Frames of the running cell until its result: requests served, limits enforced."""
         deadline = time.monotonic() + limit
         try:
             while True:

@@ -142,8 +142,10 @@ def build_server(settings: Settings, access: Access, max_sessions: int = MAX_SES
         files: Annotated[list[Annotated[str, Field(max_length=SPEC_CHARS)]] | None,
                          Field(description="Files to ingest first (under the allowed roots); the question is then asked over them.",
                                max_length=PATHS)] = None,
+        schema: Annotated[dict[str, Any] | str | None, Field(description="Answer as structured data: a JSON Schema object, or fields like 'notice_days int, governing_law: the country'. The result's `data` holds the validated object; each field's citations are checked.")] = None,
+        schema_multi: Annotated[bool, Field(description="With schema: a list of such objects, as {\"items\": [...]}.")] = False,
     ) -> dict[str, Any]:
-        """Answer a question with a full recursive run (the server's model reads, greps and calls sub-models in a sandbox). Returns the answer with page citations checked against the text, status (answered, partial, failed), usage with cost in US dollars, and the run id. Costs model calls within the server's budgets; progress is reported while it runs."""
+        """Answer a question with a full recursive run (the server's model reads, greps and calls sub-models in a sandbox). Returns the answer with page citations checked against the text, status (answered, partial, failed), usage with cost in US dollars, and the run id; with `schema`, the validated object in `data`. Costs model calls within the server's budgets; progress is reported while it runs."""
         token = anyio.lowlevel.current_token()
         steps = [0]
 
@@ -155,7 +157,8 @@ def build_server(settings: Settings, access: Access, max_sessions: int = MAX_SES
             except Exception:  # noqa: BLE001, S110 - progress is best effort; the run goes on
                 pass
 
-        return await off_loop(pools.ask, lambda t: tools.ask(question, workspace, files, progress_messages(report), t))
+        return await off_loop(pools.ask, lambda t: tools.ask(question, workspace, files, progress_messages(report), t,
+                                                             schema, schema_multi))
 
     @server.tool(annotations=read_only)
     async def repl(

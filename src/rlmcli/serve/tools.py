@@ -149,11 +149,19 @@ class Tools:
                 "pages": report.pages, "tokens": report.tokens}
 
     def ask(self, question: str, workspace: str | None, files: list[str] | None,
-            observer: ev.Observer | None, ticket: Ticket | None = None) -> dict[str, Any]:
+            observer: ev.Observer | None, ticket: Ticket | None = None,
+            schema: dict[str, Any] | str | None = None, schema_multi: bool = False) -> dict[str, Any]:
         from rlmcli.ask import answer_record, limits_of, model_config, run_question
 
         if not question.strip():
             raise ValueError("empty question")
+        shape = None
+        if schema is not None:
+            from rlmcli.schema import AnswerShape
+
+            shape = AnswerShape.from_spec(schema, schema_multi)  # a bad schema: a tool error, nothing spent
+        elif schema_multi:
+            raise ValueError("schema_multi needs a schema")
         if files:
             ws, report = self._ingest(files, workspace)
             if not ws.exists() or not ws.documents():
@@ -171,7 +179,7 @@ class Tools:
 
         try:
             with (ticket or Ticket()).hook(stop):
-                result = run_question(self.settings, ws, question, observer, sandbox=sandbox, budget=budget)
+                result = run_question(self.settings, ws, question, observer, sandbox=sandbox, budget=budget, shape=shape)
         finally:
             sandbox.close()
         return answer_record(result)
