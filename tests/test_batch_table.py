@@ -12,7 +12,7 @@ from typing import Any
 
 from pdfgen import make_pdf
 
-from rlmcli.batch.jobs import jobs_from_questions, questions_of
+from rlmcli.batch.jobs import decode_lines, question_jobs_from
 from rlmcli.batch.table import csv_text
 from tests.conftest import run_rlm
 from tests.fakeserver import FakeLLM, Reply
@@ -92,11 +92,11 @@ def test_a_batch_to_csv_with_resume(server: FakeLLM, tmp_path: Path) -> None:
 
 
 def test_each_makes_one_job_per_file_and_question() -> None:
-    one = jobs_from_questions(questions_of("# a comment\nnotice?\n"), ["a/x.pdf", "b/y.pdf"], each=True)
+    one = question_jobs_from(decode_lines("# a comment\nnotice?\n".encode()), ["a/x.pdf", "b/y.pdf"], each=True)[0]
     assert [(j.id, j.question, j.files) for j in one] == [("x.pdf", "notice?", ["a/x.pdf"]), ("y.pdf", "notice?", ["b/y.pdf"])]
-    two = jobs_from_questions(questions_of("notice?\nlaw?\n"), ["a/x.pdf", "b/x.pdf"], each=True)
+    two = question_jobs_from(decode_lines("notice?\nlaw?\n".encode()), ["a/x.pdf", "b/x.pdf"], each=True)[0]
     assert [j.id for j in two] == ["a/x.pdf:q1", "a/x.pdf:q2", "b/x.pdf:q1", "b/x.pdf:q2"]  # same names: paths
-    together = jobs_from_questions(questions_of("notice?\n\nlaw?\n"), ["a/x.pdf", "b/y.pdf"], each=False)
+    together = question_jobs_from(decode_lines("notice?\n\nlaw?\n".encode()), ["a/x.pdf", "b/y.pdf"], each=False)[0]
     assert [(j.id, j.files) for j in together] == [("q1", ["a/x.pdf", "b/y.pdf"]), ("q3", ["a/x.pdf", "b/y.pdf"])]
 
 
