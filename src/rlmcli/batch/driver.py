@@ -13,9 +13,10 @@ from typing import Any
 
 from rlmcli.batch.executors import Executor, LocalExecutor
 from rlmcli.batch.jobs import Job
-from rlmcli.batch.results import ResultsFile
-from rlmcli.batch.work import Work
+from rlmcli.batch.results import BATCH_LIMIT, ResultsFile
+from rlmcli.batch.work import Work, register_spend
 from rlmcli.config import Settings
+from rlmcli.engine.budget import SharedSpend
 from rlmcli.errors import UsageError
 
 
@@ -27,6 +28,7 @@ class BatchReport:
     already: int = 0
     malformed: int = 0
     cost: float = 0.0
+    cost_known: bool = True  # False once a job's cost is unknown (a model without a price)
     seconds: float = 0.0
 
 
@@ -39,6 +41,7 @@ class Batch:
         self.executor = executor or LocalExecutor(jobs_at_once)
         self.on_update = on_update
         self.batch_id = os.urandom(6).hex()
+        self.spend = SharedSpend(max_cost)  # jobs on this machine book each request's worst case here
         self.lock = threading.Lock()
         self.spent = 0.0  # finished jobs
         self.running = 0
@@ -50,7 +53,8 @@ class Batch:
         return spent + self.executor.live_cost(self.batch_id)
 
     def _may_start(self) -> str | None:
-        if self.max_cost is not None and self._cost_so_far() >= self.max_cost:
+        left = self.spend.left()
+        if self.max_cost is not None and (self._cost_so_far() >= self.max_cost or (left is not None and left <= 0)):
             return f"batch budget reached: ${self._cost_so_far():.4f} of --max-cost ${self.max_cost:g}; job not started"
         with self.lock:
             self.running += 1
@@ -90,17 +94,20 @@ class Batch:
                 root = str(self.workspaces[job.inputs_key].root)
                 works.append(Work(job, settings, root, limiter=f"batch-{self.batch_id}", batch_id=self.batch_id))
         total = len(jobs)
+        register_spend(self.batch_id, self.spend)
         try:
             for work, row in self.executor.run(works, self._may_start):
                 row = {"id": work.job.id, "question": work.job.question, **row}
                 results.append(row)
                 status = row.get("status")
+                usage = row.get("usage") or {}
+                if usage.get("calls") and usage.get("cost") is None:
+                    report.cost_known = False
                 with self.lock:
-                    if status != "skipped":
+                    if status != "skipped" or row.get("limit") == BATCH_LIMIT:  # it had started
                         self.running -= 1
-                        usage = row.get("usage") or {}
                         self.spent += float(usage.get("cost") or 0.0)
-                if status == "skipped":
+                if status == "skipped" or row.get("limit") == BATCH_LIMIT:
                     report.skipped += 1
                 elif status == "failed":
                     report.failed += 1
@@ -110,6 +117,7 @@ class Batch:
                 if self.on_update:
                     self.on_update(report, self.running, total)
         finally:
+            register_spend(self.batch_id, None)
             self.executor.close()
         report.seconds = time.monotonic() - started
         report.cost = self._cost_so_far()

@@ -12,18 +12,31 @@ from typing import Any
 
 from rlmcli.errors import UsageError
 
+BATCH_LIMIT = "batch-max-cost"  # the `limit` of a job the batch's --max-cost stopped mid-run
 
-def finished_ids(results: Path, rerun_failed: bool) -> set[str]:
-    """Ids whose latest result line counts as done."""
-    latest: dict[str, str] = {}
+
+def finished_ids(results: Path, rerun_failed: bool, questions: dict[str, str] | None = None) -> set[str]:
+    """Ids whose latest result line counts as done. Never done: jobs the batch budget skipped or
+    cut short (a rerun finishes them), and ids whose recorded question is not `questions[id]`."""
+    latest: dict[str, dict[str, Any]] = {}
     if results.exists():
         for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
-                latest[str(row["id"])] = row.get("status", "failed")
+                latest[str(row["id"])] = row
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by a kill
-    return {i for i, status in latest.items() if not (rerun_failed and status in ("failed", "skipped"))}
+    done = set()
+    for job_id, row in latest.items():
+        status = row.get("status", "failed")
+        if status == "skipped" or row.get("limit") == BATCH_LIMIT or (rerun_failed and status == "failed"):
+            continue
+        asked = row.get("question")
+        if questions is not None and isinstance(asked, str) and job_id in questions and questions[job_id] != asked:
+            continue  # the question under this id changed
+        done.add(job_id)
+    return done
+
 
 
 class ResultsFile:

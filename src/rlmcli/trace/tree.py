@@ -215,10 +215,12 @@ class TraceTree:
     def footer_text(self, now: float | None = None) -> str:
         end = self.finished or now or time.time()
         elapsed = end - (self.started or end)
+        from rlmcli.engine.budget import dollars
+
         if self.cost_unknown:
-            cost = f"${self.cost:.4f} + unpriced calls" if self.cost else "cost unknown"
+            cost = f"{dollars(self.cost)} + unpriced calls" if self.cost else "cost unknown"
         else:
-            cost = f"${self.cost:.4f}"
+            cost = dollars(self.cost)
         cached = f" ({self.cache_hits} cached)" if self.cache_hits else ""
         retried = f" · {self.retries} retries" if self.retries else ""
         warn = f" · ⚠ {', '.join(self.warnings)}" if self.warnings else ""
@@ -361,7 +363,9 @@ def _mentions(node: Node, error: str) -> bool:
 
 
 def _call_detail(e: ev.ModelCall) -> str:
-    cost = "unpriced" if e.cost is None else f"${e.cost:.4f}"
+    from rlmcli.engine.budget import dollars
+
+    cost = dollars(e.cost, "unpriced")
     parts = [f"{e.prompt_tokens:,}+{e.completion_tokens:,} tokens", cost, f"{e.latency:.2f}s"]
     if e.cache_hit:
         parts.append("cached")
