@@ -94,7 +94,8 @@ class FakeLLM:
                     prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
                 with server.lock:
                     server.requests.append({"model": model, "messages": messages, "time": time.time(),
-                                            "auth": self.headers.get("Authorization", "")})
+                                            "auth": self.headers.get("Authorization", ""),
+                                            "params": {k: v for k, v in body.items() if k != "messages"}})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:

@@ -116,9 +116,9 @@ def test_batch_cost_cap_stops_starting_jobs(server: FakeLLM, tmp_path: Path) -> 
     result = _batch_cli(server, str(jobs), "-o", str(out), "-j", "1", "--max-cost", "0.000001")
     assert result.returncode == 3
     statuses = [r["status"] for r in _results(out)]
-    assert statuses == ["answered", "skipped", "skipped", "skipped", "skipped"]
+    assert statuses == ["skipped"] * 5 and server.requests == []  # not even the first request fits in $0.000001
     err = result.stderr.decode()
-    assert "1 done, 0 failed, 4 skipped for budget" in err and "the batch budget (--max-cost 1e-06) was reached" in err
+    assert "0 done, 0 failed, 5 skipped for budget" in err and "the batch budget (--max-cost 1e-06) was reached" in err
 
 
 def test_malformed_lines_are_named_and_the_rest_runs(server: FakeLLM, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def price_help(models: list[str]) -> str:
             "per million tokens; or RLM_PRICES as JSON), or limit tokens with --max-tokens instead")
 
 
-def check_prices(settings: Settings, batch_max_cost: float | None = None) -> list[str]:
+def check_prices(settings: Settings, batch_max_cost: float | None = None, flag: str = "--max-cost") -> list[str]:
     """A dollar budget needs prices. A max_cost given for this run (a flag, a job line) with a model
     whose price is unknown is a usage error before any request; one from the config file or the
     environment is a warning (a global budget must not stop local models), returned as lines."""
@@ -69,7 +69,7 @@ def check_prices(settings: Settings, batch_max_cost: float | None = None) -> lis
         source = settings.source("max_cost")
         name = f"max_cost {settings.max_cost:g} ({source})"
         if source == "flag":
-            name = f"{'--job-max-cost' if batch_max_cost is not None else '--max-cost'} {settings.max_cost:g}"
+            name = f"{flag} {settings.max_cost:g}"
         (ambient if source.startswith(("environment", "config file", "default")) else explicit).append(name)
     if not explicit and not ambient:
         return []

@@ -62,7 +62,7 @@ def batch(
     if settings.model:
         from rlmcli.ask import check_prices
 
-        for line in check_prices(settings, batch_max_cost):  # an unenforceable --max-cost: exit 2 now
+        for line in check_prices(settings, batch_max_cost, "--job-max-cost"):  # an unenforceable --max-cost: exit 2 now
             say(f"rlm: {line}")
         preflight(model_config(settings))  # a missing key: exit 4 now, not a failed row per job
     if batch_max_cost is not None:
@@ -84,7 +84,7 @@ def batch(
     if executor == "ray" and todo:
         from rlmcli.batch.executors_ray import RayExecutor
 
-        chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship)
+        chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship, max_cost=batch_max_cost)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
     runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None)
     try:

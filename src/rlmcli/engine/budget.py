@@ -199,7 +199,7 @@ class Budget:
         self.pending -= 1
         self.pending_tokens -= reservation.tokens
         self.pending_cost -= reservation.cost
-        if self.shared is not None:
+        if self.shared is not None and self.shared.max_cost is not None:
             self.shared.settle(reservation.shared, actual)
 
     def new_warnings(self, threshold: float = 0.8) -> list[tuple[str, float, float]]:

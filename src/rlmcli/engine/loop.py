@@ -351,9 +351,10 @@ class Engine:
         looked = False  # has any cell read the workspace?
         nudged_final = False
         for iteration in range(1, self.limits.max_iterations + 1):
-            result.iterations = self._iteration = iteration
+            self._iteration = iteration
             self.emit(ev.IterationStarted(iteration=iteration))
             reply = self._ask_model(messages, model, iteration)
+            result.iterations = iteration  # counted once the model has replied
             self.emit(ev.ModelText(iteration=iteration, text=reply))
             messages.append({"role": "assistant", "content": reply})
             blocks = code_blocks(reply)
