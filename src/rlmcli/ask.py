@@ -125,12 +125,14 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     ws.touch()
     try:
         result = engine.run(question)
+        result.citations = check_citations(result.answer, ws) if result.answer and result.status != "failed" else []
+        if result.citations:  # the trace keeps the marks the Sources list shows
+            trace(ev.Citations(run_id=run_id, citations=[c.to_dict() for c in result.citations]))
     finally:
         trace.close()
         if cache is not None:
             cache.close()
     result.run_id, result.trace, result.workspace = run_id, str(trace.path), str(ws.root)
-    result.citations = check_citations(result.answer, ws) if result.answer else []
     result.calls = gateway.budget.call_list()
     return result
 
