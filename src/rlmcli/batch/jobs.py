@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -58,7 +59,6 @@ def parse_jobs(path: Path) -> tuple[list[Job], list[JobError]]:
 def _job(raw: Any, number: int, base: Path, seen: set[str]) -> Job:
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
-    job_id = str(raw.get("id") or f"line-{number}")
     question = raw.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("'question' must be a non-empty string")
@@ -70,6 +70,7 @@ def _job(raw: Any, number: int, base: Path, seen: set[str]) -> Job:
     workspace = raw.get("workspace")
     if workspace is not None and not isinstance(workspace, str):
         raise ValueError("'workspace' must be a string")
+    job_id = str(raw.get("id") or question_id(question, [*sorted(files), workspace or ""]))
     if not files and not workspace:
         raise ValueError("a job needs 'files' or 'workspace'")
     if job_id in seen:
@@ -84,7 +85,18 @@ def _job(raw: Any, number: int, base: Path, seen: set[str]) -> Job:
                workspace, overrides)
 
 
+def question_id(question: str, inputs: list[str] | None = None) -> str:
+    """A job's id when its line gives none: a short hash of its question (and of the documents it
+    names), so inserting or moving lines changes no id, and a changed question is a new job."""
+    digest = hashlib.sha256(" ".join(question.split()).encode("utf-8"))
+    for item in inputs or []:
+        digest.update(b"\0" + item.encode("utf-8"))
+    return "q-" + digest.hexdigest()[:10]
+
+
 def question_jobs(questions: Path, files: list[str]) -> list[Job]:
-    """`--questions Q.txt FILE...`: one job per non-empty line, all over the same files."""
+    """`--questions Q.txt FILE...`: one job per distinct non-empty line, all over the same files,
+    its id a hash of its text."""
     lines = [q.strip() for q in questions.read_text(encoding="utf-8").splitlines()]
-    return [Job(f"q{n}", q, list(files)) for n, q in enumerate(lines, start=1) if q and not q.startswith("#")]
+    jobs = {question_id(q): Job(question_id(q), q, list(files)) for q in lines if q and not q.startswith("#")}
+    return list(jobs.values())  # a question written twice is asked once
