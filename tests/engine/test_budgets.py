@@ -190,3 +190,19 @@ def test_partial_answer_after_ctrl_c_of_a_code_only_run_is_a_no_answer_line(serv
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert out.decode() == "no answer: the run was interrupted after 1 iteration\n"
+
+
+def test_prices_come_from_the_environment_too_and_are_checked(server: FakeLLM, tmp_path: Path) -> None:
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text("")
+    env = {"RLM_CONFIG": str(cfg), "RLM_PRICES": json.dumps({PRICED: {"input": 0.15, "output": 0.6}})}
+    estimate = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", PRICED, "--api-base", server.base,
+                       "--dry-run", env=env)
+    assert json.loads(estimate.stdout)["price_known"] is True
+    env["RLM_PRICES"] = json.dumps({PRICED: {"input": -1, "output": 0.6}})
+    bad = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", PRICED, "--api-base", server.base, env=env)
+    assert bad.returncode == 2
+    assert b"prices from the environment (RLM_PRICES) for openai/fake-priced: input must be a number" in bad.stderr
+    served = run_rlm("mcp", "--model", "openai/unpriced", "--max-cost", "1", env={"RLM_CONFIG": str(cfg)})
+    assert served.returncode == 2 and b"cannot be enforced" in served.stderr
+    assert server.requests == []
