@@ -464,7 +464,7 @@ def no_answer(limit: str, iterations: int) -> str:
     return f"no answer: {what} after {iterations} iteration{'s' * (iterations != 1)}"
 
 
-_LITERAL_FINAL = re.compile(r"""\bFINAL\(\s*(?:[rfRF]?)("{3}|'{3}|"|')(.+?)\1\s*\)""", re.S)
+_LITERAL_FINAL = re.compile(r"""\bFINAL\(\s*(?:[rR]?)("{3}|'{3}|"|')(.+?)\1\s*\)""", re.S)
 
 
 def answer_text(reply: str) -> str:
