@@ -182,7 +182,8 @@ class FakeLLM:
                 prompt = server._prompt(model, messages)
                 with server.lock:
                     server.requests.append({"model": model, "messages": messages, "time": time.time(),
-                                            "auth": self.headers.get("Authorization", "")})
+                                            "auth": self.headers.get("Authorization", ""),
+                                            "params": {k: v for k, v in body.items() if k != "messages"}})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:

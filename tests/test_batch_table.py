@@ -92,11 +92,11 @@ def test_a_batch_to_csv_with_resume(server: FakeLLM, tmp_path: Path) -> None:
 
 
 def test_each_makes_one_job_per_file_and_question() -> None:
-    one = question_jobs_from(decode_lines("# a comment\nnotice?\n".encode()), ["a/x.pdf", "b/y.pdf"], each=True)[0]
+    one = question_jobs_from(decode_lines(b"# a comment\nnotice?\n"), ["a/x.pdf", "b/y.pdf"], each=True)[0]
     assert [(j.id, j.question, j.files) for j in one] == [("x.pdf", "notice?", ["a/x.pdf"]), ("y.pdf", "notice?", ["b/y.pdf"])]
-    two = question_jobs_from(decode_lines("notice?\nlaw?\n".encode()), ["a/x.pdf", "b/x.pdf"], each=True)[0]
+    two = question_jobs_from(decode_lines(b"notice?\nlaw?\n"), ["a/x.pdf", "b/x.pdf"], each=True)[0]
     assert [j.id for j in two] == ["a/x.pdf:q1", "a/x.pdf:q2", "b/x.pdf:q1", "b/x.pdf:q2"]  # same names: paths
-    together = question_jobs_from(decode_lines("notice?\n\nlaw?\n".encode()), ["a/x.pdf", "b/y.pdf"], each=False)[0]
+    together = question_jobs_from(decode_lines(b"notice?\n\nlaw?\n"), ["a/x.pdf", "b/y.pdf"], each=False)[0]
     assert [(j.id, j.files) for j in together] == [("q1", ["a/x.pdf", "b/y.pdf"]), ("q3", ["a/x.pdf", "b/y.pdf"])]
 
 

@@ -188,8 +188,8 @@ def _two_step(prompt: str) -> Reply:
 
 def test_the_batch_budget_counts_what_running_ray_jobs_have_spent(
         ray_head: str, server: FakeLLM, tmp_path: Path) -> None:
-    """job1 finishes while job2 has made one paid call and waits on its second: with the cap
-    between job1's cost and job1's plus that call, no further job may start, on Ray as locally."""
+    """job1 and job2 run at once against a cap of 1.2 times job1's cost: on Ray as locally, the
+    batch never spends more than the cap, and what it could not finish is left to a rerun."""
     server.responder("gpt-4o-mini", _two_step)
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({"id": "job1", "files": [str(FIXTURES / "contract.pdf")], "question": "question 1"}) + "\n")
@@ -206,9 +206,13 @@ def test_the_batch_budget_counts_what_running_ray_jobs_have_spent(
         done = _batch(server, _ray_env(ray_head), str(jobs), "-o", str(out), "-j", "2",
                       "--max-cost", f"{job1_cost * 1.2:.10f}", *extra)
         assert done.returncode == 3, done.stderr.decode()[-2000:]
-        statuses = {r["id"]: r["status"] for r in _results(out)}
-        assert statuses == {"job1": "answered", "job2": "answered", "job3": "skipped", "job4": "skipped",
-                            "job5": "skipped"}, (name, statuses)
+        rows = _results(out)
+        answered = [r["id"] for r in rows if r["status"] == "answered"]
+        # Every request books its worst case with the batch (on Ray, with the limiter actor) before
+        # it is sent: job1 and job2 run at once, so at most one of them can finish within the cap.
+        assert len(answered) <= 1 and set(answered) <= {"job1", "job2"}, (name, rows)
+        assert all(r["status"] == "skipped" or r.get("limit") == "batch-max-cost" for r in rows if r["status"] != "answered")
+        assert sum((r.get("usage") or {}).get("cost") or 0 for r in rows) <= job1_cost * 1.2, name
 
 
 def _ray_daemons() -> set[int]:

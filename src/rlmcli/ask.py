@@ -31,8 +31,11 @@ def cache_path() -> Path:
 
 
 def model_config(settings: Settings, refresh: bool = False) -> ModelConfig:
+    from rlmcli.engine.providers import catalog
+
     if not settings.model:
         raise UsageError(NO_MODEL)
+    catalog.set_prices(settings.prices)
     return ModelConfig(model=settings.model, sub_model=settings.sub_model, sub_models=list(settings.sub_models or []),
                        vision_model=settings.vision_model,
                        api_base=settings.api_base, api_key_env=settings.api_key_env,
@@ -44,7 +47,43 @@ def model_config(settings: Settings, refresh: bool = False) -> ModelConfig:
 def limits_of(settings: Settings) -> Limits:
     return Limits(max_iterations=settings.max_iterations, max_depth=settings.max_depth, max_calls=settings.max_calls,
                   max_tokens=settings.max_tokens, max_cost=settings.max_cost, timeout=settings.timeout,
-                  concurrency=settings.concurrency)
+                  concurrency=settings.concurrency, max_output_tokens=settings.max_output_tokens)
+
+
+def unpriced_models(settings: Settings) -> list[str]:
+    from rlmcli.engine.providers import catalog
+
+    return [m for m in model_config(settings).allowed_models if not catalog.priced(m)]
+
+
+def price_help(models: list[str]) -> str:
+    example = models[0] if models else "openai/my-model"
+    return (f"give a price in the config file ([prices] \"{example}\" = {{input = 0.15, output = 0.60}}, US dollars "
+            "per million tokens; or RLM_PRICES as JSON), or limit tokens with --max-tokens instead")
+
+
+def check_prices(settings: Settings, batch_max_cost: float | None = None, flag: str = "--max-cost") -> list[str]:
+    """A dollar budget needs prices. A max_cost given for this run (a flag, a job line) with a model
+    whose price is unknown is a usage error before any request; one from the config file or the
+    environment is a warning (a global budget must not stop local models), returned as lines."""
+    explicit = [f"--max-cost {batch_max_cost:g}"] if batch_max_cost is not None else []
+    ambient: list[str] = []
+    if settings.max_cost is not None:
+        source = settings.source("max_cost")
+        name = f"max_cost {settings.max_cost:g} ({source})"
+        if source == "flag":
+            name = f"{flag} {settings.max_cost:g}"
+        (ambient if source.startswith(("environment", "config file", "default")) else explicit).append(name)
+    if not explicit and not ambient:
+        return []
+    unpriced = unpriced_models(settings)
+    if not unpriced:
+        return []
+    what = f"no price is known for {', '.join(unpriced)}"
+    if explicit:
+        raise UsageError(f"{explicit[0]} cannot be enforced: {what}; {price_help(unpriced)}")
+    return [f"warning: {ambient[0]} cannot be enforced: {what} (its calls are not counted against it); "
+            f"{price_help(unpriced)}"]
 
 
 def sandbox_factory(settings: Settings) -> SandboxFactory:
@@ -78,6 +117,7 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     from rlmcli.trace.store import TraceWriter, new_run_id
 
     config = model_config(settings, refresh)
+    check_prices(settings)  # an unenforceable --max-cost fails before any request
     if provider is None:
         preflight(config)  # a missing key fails now, not after retries
     limits = limits_of(settings)
@@ -92,18 +132,20 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     ws.touch()
     try:
         result = engine.run(question)
+        result.follows = follows
+        if shape is not None and result.status != "failed":
+            from rlmcli.schema import apply_shape
+
+            apply_shape(shape, result, ws)  # the object, and its fields' citations checked
+        else:
+            result.citations = check_citations(result.answer, ws) if result.answer and result.status != "failed" else []
+        if result.citations:  # the trace keeps the marks the Sources list shows
+            trace(ev.Citations(run_id=run_id, citations=[c.to_dict() for c in result.citations]))
     finally:
         trace.close()
         if cache is not None:
             cache.close()
     result.run_id, result.trace, result.workspace = run_id, str(trace.path), str(ws.root)
-    result.follows = follows
-    if shape is not None and result.status != "failed":
-        from rlmcli.schema import apply_shape
-
-        apply_shape(shape, result, ws)
-    else:
-        result.citations = check_citations(result.answer, ws) if result.answer else []
     result.calls = gateway.budget.call_list()
     return result
 
@@ -142,12 +184,13 @@ def dry_run_estimate(ws: Workspace, settings: Settings) -> dict[str, Any]:
         info = catalog.model_info(model)
         window = catalog.context_window(model) or 128_000
         max_out = int(info.get("max_output_tokens") or 4096)
-        cost = catalog.cost(model, window, min(max_out, 4096))
+        cost = catalog.cost(model, window, min(max_out, limits.max_output_tokens))
         if cost is None:
-            known, cost = False, 0.0
-        cost *= calls
-        out[role] = {"model": model, "calls": calls, "context_window": window, "worst_case_cost": round(cost, 4)}
-        total += cost
-    out["worst_case_cost"] = round(min(total, limits.max_cost) if limits.max_cost else total, 4)
+            known = False
+        else:
+            total += cost * calls
+        out[role] = {"model": model, "calls": calls, "context_window": window,
+                     "worst_case_cost": None if cost is None else round(cost * calls, 4)}  # null: price unknown
+    out["worst_case_cost"] = (round(min(total, limits.max_cost) if limits.max_cost else total, 4) if known else None)
     out["price_known"] = known
     return out

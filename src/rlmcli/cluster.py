@@ -136,20 +136,38 @@ def _deadline(seconds: float, message: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def make_limiter(concurrency: int) -> Any:
-    """One actor for the batch across the whole cluster: it bounds provider requests in flight
-    and adds up what running jobs have spent (for the batch budget)."""
+def make_limiter(concurrency: int, max_cost: float | None = None) -> Any:
+    """One actor for the batch across the whole cluster: it bounds provider requests in flight,
+    adds up what running jobs have spent, and books each request's worst case against the
+    batch's --max-cost (a SharedSpend), so jobs on many machines cannot overshoot it together."""
     ray = connect()
 
     @ray.remote(num_cpus=0)
     class Slots:
-        def __init__(self, n: int) -> None:
+        def __init__(self, n: int, max_cost: float | None) -> None:
             import asyncio
+
+            from rlmcli.engine.budget import SharedSpend
 
             self.free = asyncio.Semaphore(max(1, n))
             self.busy = 0
             self.peak = 0
             self.spend: dict[str, float] = {}  # running job -> US dollars so far
+            self.ledger = SharedSpend(max_cost)
+
+        async def book(self, prompt_cost: float, reply_price: float, cap: int, least: int) -> tuple[int, float] | None:
+            from rlmcli.engine.budget import BudgetExceeded
+
+            try:
+                return self.ledger.book(prompt_cost, reply_price, cap, least)
+            except BudgetExceeded:
+                return None
+
+        async def settle(self, booked: float, actual: float | None) -> None:
+            self.ledger.settle(booked, actual)
+
+        async def left(self) -> float | None:
+            return self.ledger.left()
 
         async def acquire(self) -> None:
             await self.free.acquire()
@@ -172,7 +190,37 @@ def make_limiter(concurrency: int) -> Any:
         async def running_cost(self) -> float:
             return sum(self.spend.values())
 
-    return Slots.remote(concurrency)  # type: ignore[attr-defined]
+    return Slots.remote(concurrency, max_cost)  # type: ignore[attr-defined]
+
+
+class ActorSpend:
+    """The limiter actor's ledger, as a job's Budget expects of its `shared` (a SharedSpend)."""
+
+    def __init__(self, actor: Any, max_cost: float | None) -> None:
+        self.actor = actor
+        self.max_cost = max_cost
+
+    def book(self, prompt_cost: float, reply_price: float, cap: int, least: int) -> tuple[int, float]:
+        import ray
+
+        from rlmcli.engine.budget import BudgetExceeded
+
+        granted = ray.get(self.actor.book.remote(prompt_cost, reply_price, cap, least))
+        if granted is None:
+            raise BudgetExceeded("max-cost", f"the batch's ${self.max_cost:g} is spent or booked by requests in "
+                                 "flight", batch=True)
+        return int(granted[0]), float(granted[1])
+
+    def settle(self, booked: float, actual: float | None) -> None:
+        import ray
+
+        ray.get(self.actor.settle.remote(booked, actual))
+
+    def left(self) -> float | None:
+        import ray
+
+        left = ray.get(self.actor.left.remote())
+        return None if left is None else float(left)
 
 
 class ActorSlots:

@@ -110,6 +110,27 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return check
 
 
+def _prices(value: Any) -> str | None:
+    """{"openai/my-model": {"input": 0.15, "output": 0.60}}: US dollars per million tokens."""
+    if value is None:
+        return None
+    for model, price in value.items():
+        problem = _model(model)
+        if problem:
+            return f"names a model that {problem}"
+        if not isinstance(price, dict) or not {"input", "output"} <= set(price) or set(price) - PRICE_KEYS:
+            return (f"for {model} must be a table with input and output (and optionally cached_input): US dollars "
+                    f"per million tokens, like {{input = 0.15, output = 0.60}}, not {price!r}")
+        for key, number in price.items():
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
+                    or number < 0:
+                return f"for {model}: {key} must be a number of US dollars per million tokens, not {number!r}"
+    return None
+
+
+PRICE_KEYS = {"input", "output", "cached_input"}
+
+
 def _models(value: Any) -> str | None:
     if value is None:
         return None
@@ -160,6 +181,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_calls", int, 200, "Model calls in all, at every depth.", ("--max-calls",), _at_least(1)),
     Spec("max_tokens", int, None, "Prompt + completion tokens in all.", ("--max-tokens",), _at_least(1)),
     Spec("max_cost", float, None, "US dollars in all.", ("--max-cost",), _at_least(0)),
+    Spec("prices", dict, None, "Prices of models litellm does not know, US dollars per million tokens: "
+         "[prices] \"openai/my-model\" = {input = 0.15, output = 0.60} (config file; RLM_PRICES as JSON).", (),
+         _prices),
+    Spec("max_output_tokens", int, 4096, "Tokens one model reply may hold while --max-cost or --max-tokens is set: "
+         "sent as the request's cap and counted in its worst case.", (), _at_least(16)),
     Spec("timeout", float, None, "Wall seconds for the whole run.", ("--timeout",), _at_least(0, strict=True)),
     Spec("concurrency", int, 16, "Model requests in flight at once.", ("--concurrency",), _at_least(1)),
     Spec("cache", bool, True, "Do not use or fill the response cache.", ("--no-cache",), negate=True),
@@ -182,7 +208,8 @@ SPEC = {s.name: s for s in SPECS}
 def _convert(spec: Spec, raw: Any, where: str) -> Any:
     """A value from text (environment) or TOML, as the setting's type; a UsageError otherwise."""
     kind = spec.kind
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list of strings"}
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list of strings",
+             dict: "a table (in the environment, a JSON object)"}
     if raw is None:
         return None
     try:
@@ -206,6 +233,14 @@ def _convert(spec: Spec, raw: Any, where: str) -> Any:
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise ValueError(raw)
             return [i.strip() for i in items if i.strip()]
+        if kind is dict:
+            if isinstance(raw, str):
+                import json
+
+                raw = json.loads(raw)
+            if not isinstance(raw, dict):
+                raise ValueError(raw)
+            return dict(raw)
         if not isinstance(raw, str):
             raise ValueError(raw)
         return raw
@@ -252,6 +287,7 @@ def write_setting(name: str, raw: str | None) -> None:
         if problem:
             raise UsageError(f"{name} {problem}")
         literal = ("true" if value else "false") if isinstance(value, bool) else (
+            _toml_table(value) if isinstance(value, dict) else
             _json.dumps(value) if isinstance(value, (str, list)) else repr(value))
         line = f"{name} = {literal}"
     path = config_path()
@@ -264,6 +300,15 @@ def write_setting(name: str, raw: str | None) -> None:
     tmp.write_text("\n".join(kept) + ("\n" if kept else ""), encoding="utf-8")
     load_config_file(tmp)  # the file must still parse before it replaces the old one
     tmp.replace(path)
+
+
+def _toml_table(value: dict[str, Any]) -> str:
+    """An inline TOML table: {"a/b" = {input = 1.0, output = 2.0}}."""
+    import json as _json
+
+    def one(item: Any) -> str:
+        return _toml_table(item) if isinstance(item, dict) else _json.dumps(item)
+    return "{" + ", ".join(f"{_json.dumps(k)} = {one(v)}" for k, v in value.items()) + "}"
 
 
 def _describe(spec: Spec, source: str) -> str:
@@ -287,6 +332,8 @@ class Settings:
     max_calls: int = 200
     max_tokens: int | None = None
     max_cost: float | None = None
+    prices: dict[str, Any] | None = None
+    max_output_tokens: int = 4096
     timeout: float | None = None
     concurrency: int = 16
     cache: bool = True

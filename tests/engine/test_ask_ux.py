@@ -113,12 +113,12 @@ def test_citations_verified_and_wrong_quote_marked(ws: Workspace) -> None:
     missing = "See [nonexistent.pdf p.3] and [contract.pdf p.99]."
     cites = check_citations(f"{good}\n{wrong}\n{missing}", ws)
     assert [(c.doc, c.page, c.status) for c in cites] == [
-        ("contract.pdf", 7, "verified"), ("contract.pdf", 4, "unverified"), (None, 3, "unresolved"),
-        ("contract.pdf", 99, "unresolved")]
+        ("contract.pdf", 7, "verified"), ("contract.pdf", 4, "failed"), (None, 3, "failed"),
+        ("contract.pdf", 99, "failed")]
     assert cites[0].line == 9 and cites[1].quote == "EUR 99,999 per day"
     listing = sources_text(cites, ws)
     assert "✓ contract.pdf p.7 l.9: insolvent, enters liquidation" in listing
-    assert '? contract.pdf p.4 l.1: 3. Fees and Payment  (quoted text not found on this page: "EUR 99,999 per day")' in listing
+    assert '✗ contract.pdf p.4: quoted text not on this page: "EUR 99,999 per day"' in listing
     assert "✗ [nonexistent.pdf p.3]: no document 'nonexistent.pdf'" in listing
     assert "✗ [contract.pdf p.99]: contract.pdf has 8 pages" in listing
 
@@ -141,7 +141,7 @@ def test_json_output_schema(server: FakeLLM) -> None:
     assert all(c["cached"] is False for c in data["model_calls"])
     assert data["status"] == "answered" and data["limit"] is None and data["iterations"] == 3
     assert data["citations"] == [{"text": "[contract.pdf p.7]", "doc": "contract.pdf", "page": 7, "line": 9,
-                                  "status": "verified", "note": "", "quote": "enters liquidation", "ocr": False,
+                                  "status": "verified", "note": "quote found on the page", "quote": "enters liquidation", "ocr": False,
                                   "file_line": None}]
     assert set(data["usage"]["per_model"]) == {"openai/gpt-4o-mini", "openai/sub"}
     assert set(data["usage"]["per_depth"]) == {"0", "1"}
@@ -271,10 +271,13 @@ def test_a_quote_belongs_to_the_citation_after_it_and_sources_are_listed_once(ws
     answer = ('Ends on insolvency, "enters liquidation" [contract.pdf p.7]; the fee is EUR 48,500 [contract.pdf p.4]; '
               'and again [contract.pdf p.7] and [contract.pdf p.7].')
     cites = check_citations(answer, ws)
-    assert [(c.page, c.quote, c.line) for c in cites] == [(7, "enters liquidation", 9), (4, None, 1), (7, None, 1), (7, None, 1)]
+    assert [(c.page, c.quote, c.line, c.status) for c in cites] == [
+        (7, "enters liquidation", 9, "verified"), (4, None, None, "unchecked"), (7, None, None, "unchecked"),
+        (7, None, None, "unchecked")]
     listing = sources_text(cites, ws).splitlines()
     assert listing == ["Sources:", "  ✓ contract.pdf p.7 l.9: insolvent, enters liquidation or has a receiver appointed over its assets.",
-                       "  ✓ contract.pdf p.4 l.1: 3. Fees and Payment", "  ✓ contract.pdf p.7 l.1: 6. Termination"]
+                       "  ○ contract.pdf p.4: cited, not checked", "  ○ contract.pdf p.7: cited, not checked",
+                       "  (✓ quote found on the page · ○ cited, not checked (no quotation))"]
 
 
 @pytest.mark.parametrize("args, env, config, message", [

@@ -14,9 +14,10 @@ from typing import Any
 
 from rlmcli.batch.executors import Executor, LocalExecutor
 from rlmcli.batch.jobs import Job
-from rlmcli.batch.results import ResultsFile, ResultsWriteError
-from rlmcli.batch.work import Work
+from rlmcli.batch.results import BATCH_LIMIT, ResultsFile, ResultsWriteError
+from rlmcli.batch.work import Work, register_spend
 from rlmcli.config import Settings
+from rlmcli.engine.budget import SharedSpend
 from rlmcli.errors import UsageError
 
 
@@ -28,6 +29,7 @@ class BatchReport:
     already: int = 0
     malformed: int = 0
     cost: float = 0.0
+    cost_known: bool = True  # False once a job's cost is unknown (a model without a price)
     seconds: float = 0.0
     write_error: str | None = None  # the results file stopped taking lines: why
     unwritten: list[dict[str, Any]] = field(default_factory=list)  # finished rows it could not take
@@ -49,6 +51,7 @@ class Batch:
         self.on_update = on_update
         self.schema, self.schema_multi = schema, schema_multi  # every job's answer must meet it
         self.batch_id = os.urandom(6).hex()
+        self.spend = SharedSpend(max_cost)  # jobs on this machine book each request's worst case here
         self.lock = threading.Lock()
         self.spent = 0.0  # finished jobs
         self.running = 0
@@ -64,7 +67,8 @@ class Batch:
     def _may_start(self) -> str | None:
         if self.write_error is not None:
             return STOPPED
-        if self.max_cost is not None and self._cost_so_far() >= self.max_cost:
+        left = self.spend.left()
+        if self.max_cost is not None and (self._cost_so_far() >= self.max_cost or (left is not None and left <= 0)):
             return f"batch budget reached: ${self._cost_so_far():.4f} of --max-cost ${self.max_cost:g}; job not started"
         with self.lock:
             self.running += 1
@@ -138,6 +142,7 @@ class Batch:
                 works.append(Work(job, settings, root, limiter=f"batch-{self.batch_id}", batch_id=self.batch_id,
                                   schema=self.schema, schema_multi=self.schema_multi))
         total = len(jobs)
+        register_spend(self.batch_id, self.spend)
         try:
             for work, row in self.executor.run(works, self._may_start):
                 status = row.get("status")
@@ -148,12 +153,14 @@ class Batch:
                 if self._skipped_files(work.job):
                     row["files_skipped"] = self._skipped_files(work.job)
                 self._record(results, row, report)
+                usage = row.get("usage") or {}
+                if usage.get("calls") and usage.get("cost") is None:
+                    report.cost_known = False
                 with self.lock:
-                    if status != "skipped":
+                    if status != "skipped" or row.get("limit") == BATCH_LIMIT:  # it had started
                         self.running -= 1
-                        usage = row.get("usage") or {}
                         self.spent += float(usage.get("cost") or 0.0)
-                if status == "skipped":
+                if status == "skipped" or row.get("limit") == BATCH_LIMIT:
                     report.skipped += 1
                 elif status == "failed":
                     report.failed += 1
@@ -163,6 +170,7 @@ class Batch:
                 if self.on_update:
                     self.on_update(report, self.running, total)
         finally:
+            register_spend(self.batch_id, None)
             self.executor.close()
         report.seconds = time.monotonic() - started
         report.cost = self._cost_so_far()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.batch.executors import Result, start_more
-from rlmcli.batch.work import Work, close_idle_sandboxes, live_cost, run_work
-from rlmcli.cluster import ActorSlots, connect, disconnect, make_limiter
+from rlmcli.batch.work import Work, close_idle_sandboxes, live_cost, register_spend, run_work
+from rlmcli.cluster import ActorSlots, ActorSpend, connect, disconnect, make_limiter
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
@@ -79,6 +79,7 @@ def _remote_run(work: Work) -> dict[str, Any]:
         work = replace(work, workspace=unpack_workspace(key, ray.get(ref)))
     if actor is None:
         return run_work(work)
+    register_spend(work.batch_id, ActorSpend(actor, work.extra.get("max_cost")))  # the batch's --max-cost
     stop = threading.Event()
 
     def report() -> None:
@@ -97,17 +98,18 @@ def _remote_run(work: Work) -> dict[str, Any]:
 class RayExecutor:
     """Up to `jobs_at_once` jobs in flight on the cluster; results yielded as each finishes."""
 
-    def __init__(self, jobs_at_once: int, concurrency: int, ship: bool = False) -> None:
+    def __init__(self, jobs_at_once: int, concurrency: int, ship: bool = False, max_cost: float | None = None) -> None:
         self.ray = connect()
         self.n = max(1, jobs_at_once)
         self.ship = ship
-        self.slots = make_limiter(concurrency)
+        self.max_cost = max_cost
+        self.slots = make_limiter(concurrency, max_cost)
         # A job mostly waits on the model: a quarter CPU each, so a 2-CPU node runs 8 (-j bounds the total).
         self.task = self.ray.remote(num_cpus=JOB_CPUS, max_retries=0)(_remote_run)
         self.packed: dict[str, tuple[str, Any]] = {}
 
     def _prepare(self, work: Work) -> Work:
-        extra = dict(work.extra, slots=self.slots)
+        extra = dict(work.extra, slots=self.slots, max_cost=self.max_cost)
         if self.ship:
             if work.workspace not in self.packed:
                 key, data = pack_workspace(work.workspace)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -93,7 +94,6 @@ def parse_jobs(path: Path) -> tuple[list[Job], list[JobError]]:
 def _job(raw: Any, number: int, base: Path, seen: set[str]) -> Job:
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
-    job_id = str(raw.get("id") or f"line-{number}")
     question = raw.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("'question' must be a non-empty string")
@@ -105,6 +105,7 @@ def _job(raw: Any, number: int, base: Path, seen: set[str]) -> Job:
     workspace = raw.get("workspace")
     if workspace is not None and not isinstance(workspace, str):
         raise ValueError("'workspace' must be a string")
+    job_id = str(raw.get("id") or question_id(question, [*sorted(files), workspace or ""]))
     if not files and not workspace:
         raise ValueError("a job needs 'files' or 'workspace'")
     on_missing = raw.get("missing", "fail")
@@ -134,16 +135,25 @@ def _absent(path: str) -> bool:
     return False
 
 
+def question_id(question: str, inputs: list[str] | None = None) -> str:
+    """A job's id when its line gives none: a short hash of its question (and of the documents it
+    names), so inserting or moving lines changes no id, and a changed question is a new job."""
+    digest = hashlib.sha256(" ".join(question.split()).encode("utf-8"))
+    for item in inputs or []:
+        digest.update(b"\0" + item.encode("utf-8"))
+    return "q-" + digest.hexdigest()[:10]
+
+
 def question_jobs(questions: Path, files: list[str], each: bool = False) -> tuple[list[Job], list[JobError]]:
-    """`--questions Q.txt FILE...`: one job per non-empty line, all over the same files."""
+    """`--questions Q.txt FILE...`: one job per distinct non-empty line, all over the same files,
+    its id a hash of its text."""
     return question_jobs_from(read_lines(questions), files, each)
 
 
 def question_jobs_from(lines: list[tuple[int, str | None, str]], files: list[str],
                        each: bool = False) -> tuple[list[Job], list[JobError]]:
-    """Jobs from decoded question lines (see `read_lines`): each question over all FILEs (ids
-    q<line>), or with `each` over each FILE alone (ids: the file's name, plus :q<line> when there
-    are several questions). A line that is not UTF-8 is an error naming it; the rest still run."""
+    """Jobs from decoded question lines (see `read_lines`). A line that is not UTF-8 is an error
+    naming it; the rest still run."""
     questions: list[tuple[int, str]] = []
     errors: list[JobError] = []
     for number, line, problem in lines:
@@ -155,9 +165,19 @@ def question_jobs_from(lines: list[tuple[int, str | None, str]], files: list[str
 
 
 def jobs_from_questions(questions: list[tuple[int, str]], files: list[str], each: bool) -> list[Job]:
+    """Each question over all FILEs (id: the question's hash), or with `each` over each FILE alone
+    (id: the file's name, plus `:` and the question's hash when there are several questions). A
+    question written twice is asked once."""
+    jobs: dict[str, Job] = {}
     if not each:
-        return [Job(f"q{n}", q, list(files), line=n) for n, q in questions]
+        for n, q in questions:
+            jobs.setdefault(question_id(q), Job(question_id(q), q, list(files), line=n))
+        return list(jobs.values())
     names = [os.path.basename(f.rstrip("/")) or f for f in files]
     labels = [name if names.count(name) == 1 else f for name, f in zip(names, files, strict=True)]
-    return [Job(label if len(questions) == 1 else f"{label}:q{n}", q, [f], line=n)
-            for label, f in zip(labels, files, strict=True) for n, q in questions]
+    distinct = {question_id(q) for _, q in questions}
+    for label, f in zip(labels, files, strict=True):
+        for n, q in questions:
+            job_id = label if len(distinct) == 1 else f"{label}:{question_id(q)}"
+            jobs.setdefault(job_id, Job(job_id, q, [f], line=n))
+    return list(jobs.values())

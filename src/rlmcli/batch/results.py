@@ -40,12 +40,22 @@ def latest_rows(results: Path) -> dict[str, dict[str, Any]]:
             continue
     return latest
 
+BATCH_LIMIT = "batch-max-cost"  # the `limit` of a job the batch's --max-cost stopped mid-run
 
-def finished_ids(results: Path, rerun_failed: bool) -> set[str]:
-    """Ids a re-run leaves alone: answered and partial ones, and failed ones unless rerun_failed.
-    Jobs skipped for the batch budget never ran, so a re-run runs them."""
-    return {i for i, row in latest_rows(results).items()
-            if row.get("status") != "skipped" and not (rerun_failed and row.get("status", "failed") == "failed")}
+def finished_ids(results: Path, rerun_failed: bool, questions: dict[str, str] | None = None) -> set[str]:
+    """Ids whose latest result line counts as done. Never done: jobs the batch budget skipped or
+    cut short (a rerun finishes them), failed ones with `rerun_failed`, and ids whose recorded
+    question is not `questions[id]` (the question under this id changed)."""
+    done = set()
+    for job_id, row in latest_rows(results).items():
+        status = row.get("status", "failed")
+        if status == "skipped" or row.get("limit") == BATCH_LIMIT or (rerun_failed and status == "failed"):
+            continue
+        asked = row.get("question")
+        if questions is not None and isinstance(asked, str) and job_id in questions and questions[job_id] != asked:
+            continue
+        done.add(job_id)
+    return done
 
 
 def _lock(path: Path) -> int:

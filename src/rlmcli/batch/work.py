@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.batch.jobs import Job
+from rlmcli.batch.results import BATCH_LIMIT
 from rlmcli.config import Settings
 
 
@@ -39,6 +40,7 @@ _lock = threading.Lock()
 _limiters: dict[str, AbstractContextManager[Any]] = {}
 _idle: dict[tuple[str, str], list[Any]] = {}
 _live: dict[str, dict[str, Any]] = {}  # batch id -> job id -> Budget of a running job
+_spend: dict[str, Any] = {}  # batch id -> the SharedSpend its jobs in this process book requests on
 LimiterFactory = Callable[[str, int], AbstractContextManager[Any]]
 
 
@@ -55,6 +57,15 @@ def live_cost(batch_id: str, job_id: str | None = None) -> float:
         running = _live.get(batch_id, {})
         budgets = list(running.values()) if job_id is None else [b for j, b in running.items() if j == job_id]
     return sum(sum(c.cost or 0.0 for c in b.calls if not c.cache_hit) for b in budgets)
+
+
+def register_spend(batch_id: str, spend: Any) -> None:
+    """The batch's --max-cost ledger (a SharedSpend) for jobs run in this process; None removes it."""
+    with _lock:
+        if spend is None:
+            _spend.pop(batch_id, None)
+        else:
+            _spend[batch_id] = spend
 
 
 def close_idle_sandboxes() -> None:
@@ -93,7 +104,9 @@ def run_work(work: Work, limiter: LimiterFactory = local_limiter) -> dict[str, A
         settings = Settings.from_dict(work.settings).override(job.overrides, f"job {job.id}")
         ws = Workspace.open(Path(work.workspace))
         slots = limiter(work.limiter, settings.concurrency) if work.limiter else None
-        budget = Budget(limits_of(settings))
+        with _lock:
+            shared = _spend.get(work.batch_id)
+        budget = Budget(limits_of(settings), shared=shared)
         shape = None
         if work.schema is not None:
             from rlmcli.schema import AnswerShape
@@ -108,6 +121,12 @@ def run_work(work: Work, limiter: LimiterFactory = local_limiter) -> dict[str, A
             give_back_sandbox(str(ws.root), settings.sandbox, sandbox)
             with _lock:
                 _live.get(work.batch_id, {}).pop(job.id, None)
-        return answer_record(result)
+        row = answer_record(result)
+        if budget.stopped_by_batch and result.limit == "max-cost":  # the batch's, not the job's: rerun it
+            row["limit"] = BATCH_LIMIT
+            if not any(not c.cache_hit for c in budget.calls):
+                return {"status": "skipped", "limit": BATCH_LIMIT, "usage": row["usage"],
+                        "error": "batch budget reached: its first request did not fit in what the batch had left"}
+        return row
     except Exception as exc:  # noqa: BLE001 - a job fails alone, with its reason
         return {"status": "failed", "error": str(exc) or type(exc).__name__}

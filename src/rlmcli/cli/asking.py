@@ -66,6 +66,11 @@ def ask(
     paths, focus = check_files(files, workspace)
     if not offline:
         config = model_config(settings)  # no model: a usage error before any work
+        if not dry_run:
+            from rlmcli.ask import check_prices
+
+            for line in check_prices(settings):  # an unenforceable --max-cost: exit 2 before any work
+                say(f"rlm: {line}")
         from rlmcli.engine.providers import uses_fast_path
 
         if not all(uses_fast_path(m, settings.transport) for m in config.allowed_models):
@@ -98,6 +103,7 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
 
     from rlmcli.answer import sources_text
     from rlmcli.ask import answer_record, run_question
+    from rlmcli.engine.budget import dollars
     from rlmcli.engine.events import fanout
 
     observers: list[Any] = []
@@ -137,7 +143,7 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
             say(f"rlm: schema: {problem}")
         if live is None and result.status != "failed":
             u = result.usage
-            cost = f"${u['cost']:.4f}" if u.get("cost") is not None else "cost unknown"
+            cost = dollars(u.get("cost"))
             cached = f" ({u['cache_hits']} from the cache)" if u.get("cache_hits") else ""
             say(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls{cached}, "
                 f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "

@@ -77,12 +77,18 @@ def batch(
     if not settings.model and not all("model" in j.overrides for j in jobs):
         raise UsageError(NO_MODEL)
     if settings.model:
+        from rlmcli.ask import check_prices
+
+        for line in check_prices(settings, batch_max_cost, "--job-max-cost"):  # an unenforceable --max-cost: exit 2 now
+            say(f"rlm: {line}")
         preflight(model_config(settings))  # a missing key: exit 4 now, not a failed row per job
+    if batch_max_cost is not None:
+        _check_job_prices(settings, jobs, batch_max_cost)
     results = ResultsFile(output)  # locked: a second batch on this file stops here
     try:
         if results.repaired:
             say(f"rlm batch: removed a cut last line ({results.repaired} bytes) from {output}")
-        done = finished_ids(output, rerun_failed)
+        done = finished_ids(output, rerun_failed, {j.id: j.question for j in jobs})
         todo = [j for j in jobs if j.id not in done]
         report.already = len(jobs) - len(todo)
         _say_missing(source, todo)
@@ -95,16 +101,19 @@ def batch(
         _print_rows(output, jobs, shape, out_format)
     if not jobs and not report.malformed:
         sys.stderr.write(f"rlm batch: no jobs in {source}\n")
+    from rlmcli.engine.budget import dollars
+
     earlier = f" ({report.earlier_failed} of them failed)" if report.earlier_failed else ""
     sys.stderr.write(f"rlm batch: {report.done} done, {report.failed} failed, {report.skipped} skipped for budget, "
                      f"{report.already} already in {output}{earlier}, {report.malformed} malformed lines; "
-                     f"${report.cost:.4f}; {report.seconds:.1f}s\n")
+                     f"{dollars(report.cost if report.cost_known else None)}; {report.seconds:.1f}s\n")
     if report.write_error:
         _say_unwritten(report)
         raise typer.Exit(int(ExitStatus.USAGE))
     if report.skipped:
-        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {batch_max_cost:g}) was reached; "
-                         "run again with a higher --max-cost to finish\n")
+        sys.stderr.write(f"rlm batch: the batch budget (--max-cost {batch_max_cost:g}) was reached; the skipped jobs "
+                         "are recorded as skipped: run the same command again (each run may spend its --max-cost) "
+                         "to finish them\n")
     failed = report.failed + report.earlier_failed
     if failed:
         sys.stderr.write(f"rlm batch: {failed} jobs have failed"
@@ -131,7 +140,7 @@ def _run(settings: Settings, todo: list[Job], results: ResultsFile, report: Batc
     if executor == "ray" and todo:
         from rlmcli.batch.executors_ray import RayExecutor
 
-        chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship)
+        chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship, max_cost=batch_max_cost)
     bar = _BatchProgress(len(todo)) if sys.stderr.isatty() else None
     runner = Batch(settings, jobs_at_once, batch_max_cost, executor=chosen, on_update=bar.update if bar else None,
                    schema=shape.item_schema if shape else None, schema_multi=bool(shape and shape.is_multi))
@@ -202,6 +211,21 @@ def _print_rows(output: Path, jobs: list[Any], shape: Any, out_format: str) -> N
     sys.stdout.flush()
 
 
+def _check_job_prices(settings: Any, jobs: list[Any], batch_max_cost: float) -> None:
+    """The batch's --max-cost must be enforceable for the models job lines name, too."""
+    from rlmcli.ask import price_help, unpriced_models
+    from rlmcli.errors import UsageError
+
+    unpriced: dict[str, None] = {}
+    for job in jobs:
+        chosen = {k: job.overrides[k] for k in ("model", "sub_model") if k in job.overrides}
+        if chosen:
+            unpriced.update(dict.fromkeys(unpriced_models(settings.override(chosen, f"job {job.id}"))))
+    if unpriced:
+        raise UsageError(f"--max-cost {batch_max_cost:g} cannot be enforced: no price is known for "
+                         f"{', '.join(unpriced)} (named by job lines); {price_help(list(unpriced))}")
+
+
 class _BatchProgress:
     """done / failed / running / cost / ETA on a terminal."""
 
@@ -215,8 +239,11 @@ class _BatchProgress:
         self.progress.start()
 
     def update(self, report: Any, running: int, total: int) -> None:
+        from rlmcli.engine.budget import dollars
+
         self.progress.update(self.task, completed=report.done + report.failed + report.skipped,
-                             info=f"{report.failed} failed · {running} running · ${report.cost:.4f}")
+                             info=f"{report.failed} failed · {running} running · "
+                                  f"{dollars(report.cost if report.cost_known else None)}")
 
     def stop(self) -> None:
         self.progress.stop()

@@ -13,7 +13,9 @@ from rlmcli.cli.app import JsonOpt, WorkspaceOpt, app, emit_json, examples, hand
 
 def _row(r: Any) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
-    cost = f"${r.cost:.4f}" if r.cost is not None else "-"
+    from rlmcli.engine.budget import dollars
+
+    cost = dollars(r.cost, "unknown")
     secs = f"{r.seconds:.1f}s" if r.seconds is not None else "-"
     return f"{r.run_id}\t{when}\t{r.status}\t{cost}\t{secs}\t{r.question}"
 

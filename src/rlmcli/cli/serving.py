@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from rlmcli.cli.app import WorkspaceOpt, app, examples, handle_errors
+from rlmcli.cli.app import WorkspaceOpt, app, examples, handle_errors, say
 from rlmcli.options import run_options
 
 
@@ -32,6 +32,11 @@ def mcp_cmd(
     from rlmcli.errors import UsageError
 
     settings = Settings.resolve(flags)
+    if settings.model:
+        from rlmcli.ask import check_prices
+
+        for line in check_prices(settings):  # an unenforceable --max-cost: exit 2 before serving
+            say(f"rlm: {line}")
     try:
         import mcp  # noqa: F401
     except ImportError:

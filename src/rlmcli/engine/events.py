@@ -194,9 +194,20 @@ class RunFinished(Event):
     usage: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Citations(Event):
+    """The answer's citations as checked once the run ended (rlmcli.answer): each a dict with
+    text, doc, page, line, status (verified | unchecked | failed), note and quote. Written to the
+    trace, so `rlm trace` and the HTML page show the same marks as the Sources list."""
+
+    kind: ClassVar[str] = "citations"
+    citations: list[dict[str, Any]] = field(default_factory=list)
+
+
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
     RunStarted, IterationStarted, ModelDelta, ModelText, CodeCell, CellOutput, Notice, SubcallStarted,
-    SubcallProgress, SubcallFinished, ModelCall, ModelRetry, ModelError, BudgetWarning, FinalAnswer, RunFinished)}
+    SubcallProgress, SubcallFinished, ModelCall, ModelRetry, ModelError, BudgetWarning, FinalAnswer, RunFinished,
+    Citations)}
 
 Observer = Callable[[Event], None]
 

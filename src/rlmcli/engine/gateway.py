@@ -5,6 +5,7 @@ so the fast path and litellm retry, account and fail the same way.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmcli.engine import events as ev
-from rlmcli.engine.budget import Budget, BudgetExceeded, CallRecord
+from rlmcli.engine.budget import Budget, BudgetExceeded, CallRecord, Reservation
 from rlmcli.engine.cache import ResponseCache
 from rlmcli.engine.providers.base import ERROR_KINDS, Completion, Provider, ProviderError, Request
 from rlmcli.errors import redact
@@ -165,8 +166,10 @@ class Gateway:
 
     # ---- one completion -----------------------------------------------------------------------
     def complete(self, messages: list[dict[str, Any]], model: str, origin: Origin,
-                 on_delta: Callable[[str, bool], None] | None = None, call_id: int | None = None) -> str:
-        """One completion's text. With `on_delta`, the reply streams: on_delta(text, reset)."""
+                 on_delta: Callable[[str, bool], None] | None = None, call_id: int | None = None,
+                 reply_cap: int | None = None) -> str:
+        """One completion's text. With `on_delta`, the reply streams: on_delta(text, reset).
+        `reply_cap` lowers max_output_tokens for this call (used while a token or cost limit is set)."""
         self.budget.check()
         params: dict[str, Any] = {}
         if self.config.temperature is not None:
@@ -179,23 +182,49 @@ class Gateway:
                 usage: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 done = Completion(hit["content"], int(usage.get("prompt_tokens", 0)),
                                   int(usage.get("completion_tokens", 0)), int(usage.get("cached_tokens", 0)), 0.0)
-                self._record(model, origin, call_id, done, 0.0, True, 0, messages, reserved=False)
+                self._record(model, origin, call_id, done, 0.0, True, 0, messages)
                 return done.text
         started = time.monotonic()
         with self.slots:
-            self.budget.check(reserve=True)  # after the wait: it may have used up the time budget
+            reservation = self._reserve(messages, model, reply_cap)  # after the wait: it may have used up the time budget
+            send = dict(params)
+            if reservation.cap is not None:
+                send[self._cap_param(model)] = reservation.cap
             try:
-                completion, retries = self._with_retries(messages, model, params, origin, call_id, on_delta)
+                completion, retries = self._with_retries(messages, model, send, origin, call_id, on_delta)
             except BaseException:
-                self.budget.release()
+                self.budget.release(reservation)
                 raise
         self._record(model, origin, call_id, completion, time.monotonic() - started, False, retries, messages,
-                     reserved=True)
+                     reservation=reservation)
         if self.cache is not None and completion.text:
             self.cache.put(key, {"content": completion.text, "usage": {
                 "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
                 "cached_tokens": completion.cached_tokens}})
         return completion.text
+
+    def _reserve(self, messages: list[dict[str, Any]], model: str, reply_cap: int | None = None) -> Reservation:
+        """Book the request's worst case with the budget; counting the prompt only when a token or
+        cost limit needs it."""
+        from rlmcli.engine.providers import catalog
+
+        limits, shared = self.budget.limits, self.budget.shared
+        prices = catalog.unit_prices(model)
+        by_cost = prices is not None and (limits.max_cost is not None
+                                          or (shared is not None and shared.max_cost is not None))
+        if limits.max_tokens is None and not by_cost:
+            return self.budget.reserve()
+        return self.budget.reserve(prompt_tokens(messages), prices, reply_cap)
+
+    def _cap_param(self, model: str) -> str:
+        """OpenAI's own API wants max_completion_tokens (its reasoning models refuse max_tokens);
+        other OpenAI-compatible servers and litellm take max_tokens."""
+        from rlmcli.engine.providers import catalog, uses_fast_path
+
+        if self.provider is None and not self.config.api_base and catalog.provider_of(model) == "openai" \
+                and uses_fast_path(model, self.config.transport):
+            return "max_completion_tokens"
+        return "max_tokens"
 
     def _with_retries(self, messages: list[dict[str, Any]], model: str, params: dict[str, Any], origin: Origin,
                       call_id: int | None, on_delta: Callable[[str, bool], None] | None) -> tuple[Completion, int]:
@@ -290,11 +319,15 @@ class Gateway:
         return float(self.config.retry_base * (2 ** attempt) * (0.8 + 0.4 * random.random()))
 
     def _record(self, model: str, origin: Origin, call_id: int | None, done: Completion, latency: float,
-                cache_hit: bool, retries: int, messages: list[dict[str, Any]], reserved: bool) -> None:
+                cache_hit: bool, retries: int, messages: list[dict[str, Any]],
+                reservation: Reservation | None = None) -> None:
+        from rlmcli.engine.providers import catalog
+
+        cost = (0.0 if catalog.priced(model) else None) if cache_hit else done.cost  # unknown stays unknown
         record = CallRecord(model=model, depth=origin.depth, prompt_tokens=done.prompt_tokens,
                             completion_tokens=done.completion_tokens, cached_tokens=done.cached_tokens,
-                            latency=latency, cost=0.0 if cache_hit else done.cost, cache_hit=cache_hit, retries=retries)
-        self.budget.add(record, reserved)
+                            latency=latency, cost=cost, cache_hit=cache_hit, retries=retries)
+        self.budget.add(record, reservation)
         last = messages[-1].get("content", "") if messages else ""
         prompt = last if isinstance(last, str) else _describe_parts(last)
         self.observer(ev.ModelCall(origin.run_id, origin.parent_id, origin.depth, call_id=call_id, model=model,
@@ -305,6 +338,35 @@ class Gateway:
         for limit, used, top in self.budget.new_warnings():
             self.observer(ev.BudgetWarning(origin.run_id, origin.parent_id, origin.depth, limit=limit,
                                            used=round(used, 6), max=top))
+
+
+IMAGE_TOKENS = 2_000  # a page image's worst case in a prompt (a 1024-px image is ~800-1,100 tokens)
+MESSAGE_TOKENS = 4  # the chat format's tokens around each message
+
+
+@functools.lru_cache(maxsize=512)
+def _text_tokens(text: str) -> int:
+    from rlmcli.tokens import count_tokens
+
+    return count_tokens(text)
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """An upper estimate of a conversation's prompt tokens (tiktoken's count, 5 % over, plus the
+    chat format's overhead); messages already counted come from a cache."""
+    total = 3
+    for message in messages:
+        content = message.get("content", "")
+        if isinstance(content, str):
+            total += _text_tokens(content) + MESSAGE_TOKENS
+        else:
+            for part in content if isinstance(content, list) else []:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    total += IMAGE_TOKENS
+                elif isinstance(part, dict):
+                    total += _text_tokens(str(part.get("text", "")))
+            total += MESSAGE_TOKENS
+    return int(total * 1.05) + 16
 
 
 def _describe_parts(parts: Any) -> str:

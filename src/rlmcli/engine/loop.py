@@ -39,8 +39,9 @@ EMPTY = "Your reply was empty. Write a ```python code block that explores the wo
 EARLY_FINAL = ("You called FINAL before any code looked at the documents, so the answer is unchecked. Look first: "
                "search(), grep() or read() the pages that support it, then call FINAL again, citing them "
                "like [doc p.N]. If you are sure without looking, call FINAL again.")
-LAST_CALL = ("You have reached the iteration limit. Using only what you have found so far, give your best "
+LAST_CALL = ("You have reached {limit}. Using only what you have found so far, give your best "
              "answer now, citing pages like [doc p.N]. Reply with the answer text only, no code.")
+LAST_CALL_TOKENS = 1024  # the reply cap of that last call while a token or cost limit is set
 SEQUENTIAL_HINT = ("Note: this cell called llm_query {n} times one after another. llm_batch(prompts) sends them "
                    "concurrently and is much faster: build the list of prompts, then one llm_batch call.")
 TRIMMED = "[output of an earlier cell removed: the conversation exceeded the model's context window]"
@@ -49,7 +50,7 @@ EMPTY_LIMIT = 3  # empty or code-less replies in a row before the run fails
 SEQUENTIAL_LIMIT = 5  # llm_query calls in one cell before the llm_batch hint
 MAX_BATCH = 2000  # prompts in one llm_batch
 MAX_PROMPT_CHARS = 4_000_000  # characters in one sub-call prompt
-LAST_CALL_SHAPED = ("You have reached the iteration limit. Using only what you have found so far, reply now with "
+LAST_CALL_SHAPED = ("You have reached {limit}. Using only what you have found so far, reply now with "
                     "the JSON answer only, in the format asked for with the question (no code, no prose).")
 
 
@@ -333,7 +334,7 @@ class Engine:
                 self._loop(sandbox, messages, model, result)
             except BudgetExceeded as exc:
                 result.status, result.limit = "partial", exc.limit
-                result.answer = result.answer or self._best_effort(messages)
+                result.answer = result.answer or self._best_effort(messages, exc.limit, result.iterations)
             except ProviderError as exc:
                 result.status, result.error, result.error_kind = "failed", str(exc), exc.kind
             except KeyboardInterrupt:
@@ -341,12 +342,17 @@ class Engine:
                     raise  # the root run owns the interrupt
                 self.cancelled.set()
                 result.status, result.limit = "partial", "interrupted"
-                result.answer = result.answer or self._last_text(messages)
+                result.answer = result.answer or self._last_prose(messages) or no_answer("interrupted",
+                                                                                         result.iterations)
         finally:
             if owned:
                 sandbox.close()
         result.seconds = time.monotonic() - started
-        result.usage = self.budget.usage(int(self.reader.totals().get("tokens", 0))) if self.depth == 0 else {}
+        if self.depth == 0:
+            from rlmcli.engine.providers import catalog
+
+            known = all(catalog.priced(m) for m in (model, self.gateway.sub_model))
+            result.usage = self.budget.usage(int(self.reader.totals().get("tokens", 0)), price_known=known)
         self.emit(ev.FinalAnswer(answer=result.answer, status=result.status, limit=result.limit))
         self.emit(ev.RunFinished(status=result.status, limit=result.limit, error=result.error,
                                  iterations=result.iterations, seconds=round(result.seconds, 3), usage=result.usage))
@@ -372,9 +378,10 @@ class Engine:
         nudged_final = False
         rejected = 0  # answers the shape check sent back
         for iteration in range(1, self.limits.max_iterations + 1):
-            result.iterations = self._iteration = iteration
+            self._iteration = iteration
             self.emit(ev.IterationStarted(iteration=iteration))
             reply = self._ask_model(messages, model, iteration)
+            result.iterations = iteration  # counted once the model has replied
             self.emit(ev.ModelText(iteration=iteration, text=reply))
             messages.append({"role": "assistant", "content": reply})
             blocks = code_blocks(reply)
@@ -423,7 +430,7 @@ class Engine:
             return
         self.budget.hit("max-iterations")
         result.limit, result.status = "max-iterations", "partial"
-        result.answer = self._best_effort(messages)
+        result.answer = self._best_effort(messages, "max-iterations", result.iterations)
 
     def _run_blocks(self, sandbox: Repl, blocks: list[str], iteration: int) -> tuple[str | None, list[str], bool]:
         """Run a reply's code blocks in order, stopping at an error: (final, outputs shown, looked)."""
@@ -462,26 +469,54 @@ class Engine:
         self.emit(ev.Notice(iteration=iteration, reason=reason, text=text))
         messages.append({"role": "user", "content": text})
 
-    def _best_effort(self, messages: list[dict[str, Any]]) -> str:
-        """One last call for the best answer from what was found; the last model text if that fails."""
-        try:  # refused at once by the budget when the run stopped on calls, tokens, cost or time
+    def _best_effort(self, messages: list[dict[str, Any]], limit: str, iterations: int) -> str:
+        """A partial answer in words, never code: one short last call for the best answer when the
+        budget still has room for it, else the model's last prose, else a line saying there is none."""
+        try:  # refused at once when the budget left cannot pay for the call
             model = self.config.model if self.depth == 0 else self.gateway.sub_model
-            last = LAST_CALL_SHAPED if self.shape is not None else LAST_CALL
-            reply = self.gateway.complete(messages + [{"role": "user", "content": last}], model, self.origin)
-            final = textual_final(reply)
-            return final[1] if final and final[0] == "answer" else reply.strip()
+            what = "the iteration limit" if limit == "max-iterations" else f"this run's {limit} budget"
+            last = LAST_CALL_SHAPED.format(limit=what) if self.shape is not None else LAST_CALL.format(limit=what)
+            reply = self.gateway.complete(messages + [{"role": "user", "content": last}], model,
+                                          self.origin, reply_cap=LAST_CALL_TOKENS)
+            # a shaped answer is JSON, often in a ```json fence, which the schema reader takes apart
+            text = reply.strip() if self.shape is not None else answer_text(reply)
+            if text:
+                return text
         except (BudgetExceeded, ProviderError):
             pass
-        return self._last_text(messages)
+        return self._last_prose(messages) or no_answer(limit, iterations)
 
     @staticmethod
-    def _last_text(messages: list[dict[str, Any]]) -> str:
-        """The model's last words, without its code blocks (the best partial answer without a call)."""
+    def _last_prose(messages: list[dict[str, Any]]) -> str:
+        """The model's latest words outside code (its best statement without another call)."""
         for message in reversed(messages):
-            if message["role"] == "assistant" and message["content"].strip():
-                prose = re.sub(r"```.*?(```|$)", "", message["content"], flags=re.S).strip()
-                return prose or message["content"].strip()
+            if message["role"] == "assistant" and isinstance(message["content"], str):
+                text = answer_text(message["content"])
+                if text:
+                    return text
         return ""
+
+
+def no_answer(limit: str, iterations: int) -> str:
+    what = "the run was interrupted" if limit == "interrupted" else f"the {limit} budget was reached"
+    return f"no answer: {what} after {iterations} iteration{'s' * (iterations != 1)}"
+
+
+_LITERAL_FINAL = re.compile(r"""\bFINAL\(\s*(?:[rR]?)("{3}|'{3}|"|')(.+?)\1\s*\)""", re.S)
+
+
+def answer_text(reply: str) -> str:
+    """What a reply says as an answer: a textual FINAL, a FINAL("...") with a literal inside its
+    code, else its words outside code blocks; "" when it is only code."""
+    final = textual_final(reply)
+    if final is not None and final[0] == "answer" and final[1].strip():
+        return final[1].strip()
+    literal = _LITERAL_FINAL.search(reply)
+    if literal and literal.group(2).strip():
+        return literal.group(2).strip()
+    prose = re.sub(r"```.*?(```|$)", "", reply, flags=re.S)
+    prose = "\n".join(line for line in prose.splitlines() if not line.lstrip().startswith(("FINAL(", "FINAL_VAR(")))
+    return prose.strip()
 
 
 def _trim_outputs(messages: list[dict[str, Any]]) -> bool:

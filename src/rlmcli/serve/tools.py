@@ -34,11 +34,18 @@ class Stoppable(Budget):
 
     stopped: bool = False
 
-    def check(self, reserve: bool = False) -> None:
+    def check(self) -> None:
+        self._stop_if_cancelled()
+        super().check()
+
+    def reserve(self, *args: Any, **kwargs: Any) -> Any:
+        self._stop_if_cancelled()  # before a request is booked, so a cancelled run sends nothing more
+        return super().reserve(*args, **kwargs)
+
+    def _stop_if_cancelled(self) -> None:
         if self.stopped:
             self.hit("cancelled")
             raise BudgetExceeded("cancelled", "the client cancelled the call")
-        super().check(reserve)
 
 
 def cite(doc: str, page: int, line: int | None = None) -> str:

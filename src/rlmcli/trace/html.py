@@ -48,6 +48,11 @@ def _node(node: Node) -> str:
         mark = "" if node.ok is None else (" ✓" if node.ok else " ✗")
         retried = f" · {node.retries} retries" if node.retries else ""
         return f"<details><summary>{esc(node.call)} → {esc(node.model)}{count}{mark}{retried}</summary>{body}</details>"
+    if node.kind == "sources":
+        return f"<div class='sources'><b>Sources</b><ul>{body}</ul></div>"
+    if node.kind == "citation":
+        cls = {"verified": "ok", "unchecked": "note"}.get(node.status, "err")
+        return f"<li class='{cls}' data-status='{esc(node.status)}'>{esc(node.text)}</li>"
     if node.kind == "final":
         cls = "final" if node.status == "answered" else "partial"
         return f"<div class='{cls}'>FINAL ({esc(node.status)}): <pre>{esc(node.text)}</pre></div>"

@@ -57,8 +57,9 @@ class PlainView:
             self._out(e.depth, f"budget warning: {e.limit} at {e.used:g} of {e.max:g}")
         elif isinstance(e, ev.RunFinished) and e.depth == 0:
             u = e.usage or {}
-            cost = u.get("cost")
-            money = f"${cost:.4f}" if cost is not None else "cost unknown"
+            from rlmcli.engine.budget import dollars
+
+            money = dollars(u.get("cost"))
             limit = f" ({e.limit})" if e.limit else ""
             self._out(0, f"{e.status}{limit} after {e.iterations} iterations, {u.get('calls', 0)} calls, "
                          f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {money}, {e.seconds:.1f}s")

@@ -101,7 +101,7 @@ class TraceTree:
                 ev.Notice: self._notice, ev.SubcallStarted: self._subcall, ev.SubcallProgress: self._progress,
                 ev.SubcallFinished: self._progress, ev.ModelRetry: self._retry, ev.ModelError: self._error,
                 ev.ModelCall: self._call, ev.BudgetWarning: self._warning, ev.FinalAnswer: self._final,
-                ev.RunFinished: self._finished}
+                ev.RunFinished: self._finished, ev.Citations: self._citations}
 
     def _run_started(self, e: ev.RunStarted) -> None:
         node = Node("run", question=e.question, model=e.model, sandbox=list(e.sandbox), depth=e.depth)
@@ -202,6 +202,13 @@ class TraceTree:
         if run is not None:
             run.add(Node("final", text=e.answer, status=e.status, limit=e.limit))
 
+    def _citations(self, e: ev.Citations) -> None:
+        run = self.runs.get(e.run_id)
+        if run is not None and e.citations:
+            sources = run.add(Node("sources"))
+            for c in e.citations:
+                sources.add(Node("citation", text=citation_label(c), status=str(c.get("status", ""))))
+
     def _finished(self, e: ev.RunFinished) -> None:
         run = self.runs.get(e.run_id)
         if e.error and run is not None and not _mentions(run, e.error):
@@ -215,10 +222,12 @@ class TraceTree:
     def footer_text(self, now: float | None = None) -> str:
         end = self.finished or now or time.time()
         elapsed = end - (self.started or end)
+        from rlmcli.engine.budget import dollars
+
         if self.cost_unknown:
-            cost = f"${self.cost:.4f} + unpriced calls" if self.cost else "cost unknown"
+            cost = f"{dollars(self.cost)} + unpriced calls" if self.cost else "cost unknown"
         else:
-            cost = f"${self.cost:.4f}"
+            cost = dollars(self.cost)
         cached = f" ({self.cache_hits} cached)" if self.cache_hits else ""
         retried = f" · {self.retries} retries" if self.retries else ""
         warn = f" · ⚠ {', '.join(self.warnings)}" if self.warnings else ""
@@ -311,6 +320,11 @@ class TraceTree:
         if node.kind == "model_call":
             return Text.assemble(("call", "dim"), f" {node.model} · {node.detail}\n", ("prompt: ", "dim"),
                                  _clip(node.text, 300), "\n", ("reply: ", "dim"), _clip(node.reply, 300))
+        if node.kind == "sources":
+            return Text("Sources (✓ quote found on the page · ○ cited, not checked · ✗ failed)", style="bold")
+        if node.kind == "citation":
+            style = {"verified": "green", "unchecked": "yellow"}.get(node.status, "red")
+            return Text(node.text, style=style)
         if node.kind == "final":
             style = "bold green" if node.status == "answered" else "bold yellow"
             extra = f" (partial: {node.limit})" if node.status == "partial" else ""
@@ -360,8 +374,26 @@ def _mentions(node: Node, error: str) -> bool:
     return (node.kind == "error" and node.text == error) or any(_mentions(c, error) for c in node.children)
 
 
+CITATION_MARKS = {"verified": "✓", "unchecked": "○"}  # anything else: ✗ (failed, and older traces' states)
+
+
+def citation_label(c: dict[str, Any]) -> str:
+    """One line for a checked citation (a Citations event's dict): mark, place, and what was checked."""
+    status = str(c.get("status", ""))
+    mark = CITATION_MARKS.get(status, "✗")
+    place = str(c.get("text", ""))
+    if status == "verified":
+        return f"{mark} {place}: quote found: \"{c.get('quote')}\"" + (f" (l.{c['line']})" if c.get("line") else "")
+    if status == "unchecked":
+        return f"{mark} {place}: cited, not checked (no quotation)"
+    quote = f": \"{c['quote']}\"" if c.get("quote") else ""
+    return f"{mark} {place}: {c.get('note', '')}{quote}"
+
+
 def _call_detail(e: ev.ModelCall) -> str:
-    cost = "unpriced" if e.cost is None else f"${e.cost:.4f}"
+    from rlmcli.engine.budget import dollars
+
+    cost = dollars(e.cost, "unpriced")
     parts = [f"{e.prompt_tokens:,}+{e.completion_tokens:,} tokens", cost, f"{e.latency:.2f}s"]
     if e.cache_hit:
         parts.append("cached")

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rlmcli.errors import ExtractError
 from rlmcli.tokens import TokenCounter
@@ -83,6 +83,23 @@ class IngestOptions:
     follow_symlinks: bool = False
 
 
+OCR_KINDS = {"pdf", "eml", "mbox", "msg"}  # PDFs, and mail whose attachments may be PDFs
+
+
+def extraction_key(kind: str, options: IngestOptions) -> str:
+    """The options that change a document's extracted text, as stored with it: a re-ingest whose
+    options give another key extracts again ('unchanged' means same bytes and same options)."""
+    return f"ocr={options.ocr}" if kind in OCR_KINDS else ""
+
+
+def stale(record: dict[str, Any], options: IngestOptions) -> bool:
+    """Whether a committed document was extracted with options other than these (a record
+    without the field was extracted with the defaults)."""
+    kind = str(record.get("type", ""))
+    stored = record.get("extraction", extraction_key(kind, IngestOptions()))
+    return bool(stored != extraction_key(kind, options))
+
+
 Builder = Callable[..., DocumentBuild]  # build_document's signature: extracts one source (here, or on Ray)
 MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail: its attachments stop here
 
@@ -125,6 +142,7 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
         pages=pages, tokens=tokens,
         outline=[(o.level, o.page, o.title) for o in result.outline],
         warnings=result.warnings, metadata=result.metadata, extra=dict(result.extra),
+        extraction=extraction_key(kind, options),
     )
     if source.depth < MAX_ATTACHMENT_DEPTH:
         build.attachments = [Source(f"{source.name}/{a.name}", None, data=a.data, key=f"{source.key}#{a.name}",

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from rlmcli.errors import ExtractError, Interrupted
 from rlmcli.tokens import TokenCounter
-from rlmcli.workspace.build import Builder, IngestOptions, Progress, build_document, source_sha, source_stat
+from rlmcli.workspace.build import Builder, IngestOptions, Progress, build_document, source_sha, source_stat, stale
 from rlmcli.workspace.sources import Source, describe_os_error
 from rlmcli.workspace.store import Workspace, WorkspaceWriter
 
@@ -94,7 +94,7 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
 
     def ahead() -> None:  # the next PDF extracts on both cores while this document commits
         if builder is build_document and queue:
-            _start_ahead(writer, queue[0])
+            _start_ahead(writer, queue[0], options)
 
     while queue:
         source = queue.pop(0)
@@ -116,7 +116,7 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
             progress.file_done(source.name, pages)
 
 
-def _start_ahead(writer: WorkspaceWriter, source: Source) -> None:
+def _start_ahead(writer: WorkspaceWriter, source: Source, options: IngestOptions) -> None:
     """Start extracting `source` early when it is a PDF that will need extracting."""
     if source.path is None or source.data is not None or source.path.suffix.lower() != ".pdf":
         return
@@ -125,7 +125,8 @@ def _start_ahead(writer: WorkspaceWriter, source: Source) -> None:
     except OSError:
         return
     existing = writer.find_by_source(source.key)
-    if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == (size, mtime_ns):
+    if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == (size, mtime_ns) \
+            and not stale(writer.documents[existing], options):
         return  # unchanged: nothing to extract
     from rlmcli.workspace.extract.pdf import start_ahead
 
@@ -140,18 +141,19 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
     key = source.key
     size, mtime_ns = source_stat(source)
     existing = writer.find_by_source(key)
-    if existing and source.data is None:
+    other_options = existing is not None and stale(writer.documents[existing], options)  # --ocr changed
+    if existing and source.data is None and not other_options:
         rec = writer.documents[existing]
         if rec["size"] == size and rec["mtime_ns"] == mtime_ns:
             report.unchanged.append(existing)  # fast path: no read at all
             return 0, []
     sha = sha or source_sha(source)
-    if existing and writer.documents[existing]["sha256"] == sha:
+    if existing and writer.documents[existing]["sha256"] == sha and not other_options:
         if writer.documents[existing]["mtime_ns"] != mtime_ns:
             writer.update_record(existing, mtime_ns=mtime_ns)  # touched, not changed
         report.unchanged.append(existing)
         return 0, []
-    same = writer.find_by_sha(sha)
+    same = writer.find_by_sha(sha) if key != "-" else None  # stdin keeps its name, whatever it repeats
     if same and same != existing:
         rec = writer.documents[same]
         if key not in rec["aliases"] and key != rec["source"]:

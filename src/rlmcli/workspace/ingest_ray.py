@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.cluster import connect, disconnect
-from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat
+from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat, stale
 from rlmcli.workspace.sources import Source
 from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
 
@@ -62,7 +62,7 @@ class RayBuilder:
                     st = os.stat(source.path)
                     existing = writer.find_by_source(source.key)
                     if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == \
-                            (st.st_size, st.st_mtime_ns):
+                            (st.st_size, st.st_mtime_ns) and not stale(writer.documents[existing], options):
                         continue  # unchanged: the driver will not read it at all
                     if not source.explicit:
                         with open(source.path, "rb") as fh:

@@ -74,6 +74,7 @@ class DocumentBuild:
     metadata: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # more meta.json fields (ocr_pages, ...)
     attachments: list[Any] = field(default_factory=list)  # Sources found inside this one (a mail's files)
+    extraction: str = ""  # the options that shaped its text ("ocr=always"): part of its identity
 
     def page_tokens(self) -> list[int]:
         if callable(self.tokens):
@@ -425,7 +426,7 @@ class WorkspaceWriter:
         # Rebuilt only when the documents change: O(1) lookups keep 10,000-file ingests linear.
         if self._by_source is None or self._by_sha is None:
             self._by_source = {rec["source"]: doc for doc, rec in self.documents.items()}
-            self._by_sha = {rec["sha256"]: doc for doc, rec in self.documents.items()}
+            self._by_sha = {rec["sha256"]: doc for doc, rec in self.documents.items() if rec["source"] != "-"}
         return self._by_source, self._by_sha
 
     def find_by_source(self, source: str) -> str | None:
@@ -442,7 +443,8 @@ class WorkspaceWriter:
         self.documents[doc] = record
         if self._by_source is not None and self._by_sha is not None:
             self._by_source[record["source"]] = doc
-            self._by_sha[record["sha256"]] = doc
+            if record["source"] != "-":  # stdin is its own document, never the original of a duplicate
+                self._by_sha[record["sha256"]] = doc
 
     def _unique_id(self, name: str) -> str:
         base = slugify(name)
@@ -513,6 +515,7 @@ class WorkspaceWriter:
             "chars": build.chars(), "tokens": sum(tokens),
             "page_tokens": tokens, "warnings": build.warnings, "metadata": build.metadata,
             "outline": [list(o) for o in build.outline], "card": card, "ingested_at": time.time(),
+            "extraction": build.extraction,
         }
         meta.update(build.extra)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -658,6 +661,8 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
         summary["card"] = meta["card"]  # title, company, form, fiscal year: `rlm ls --json`, docs()
     if meta.get("ocr_pages"):
         summary["ocr_pages"] = meta["ocr_pages"]  # listed in the manifest: citations mark these pages
+    if meta.get("extraction"):
+        summary["extraction"] = meta["extraction"]  # a re-ingest with other options re-extracts
     return summary
 
 

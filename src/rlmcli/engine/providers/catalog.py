@@ -91,13 +91,46 @@ def supports_vision(model: str) -> bool | None:
     return bool(info["supports_vision"]) if "supports_vision" in info else None
 
 
-def cost(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
-    """US dollars for one call, as litellm computes it for plain chat; None when unpriced."""
+_user_prices: dict[str, dict[str, float]] = {}  # the `prices` setting: model -> USD per million tokens
+
+
+def set_prices(prices: dict[str, Any] | None) -> None:
+    """Prices the user gave (`prices` in config), used before litellm's map: per million tokens."""
+    _user_prices.clear()
+    _user_prices.update({model: dict(price) for model, price in (prices or {}).items()})
+
+
+def user_price(model: str) -> dict[str, float] | None:
+    return _user_prices.get(model) or _user_prices.get(bare_name(model))
+
+
+def unit_prices(model: str) -> tuple[float, float] | None:
+    """(US dollars per prompt token, per completion token), or None when the price is unknown."""
+    mine = user_price(model)
+    if mine is not None:
+        return float(mine["input"]) / 1e6, float(mine["output"]) / 1e6
     info = model_info(model)
     price_in, price_out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
     if not isinstance(price_in, (int, float)) or not isinstance(price_out, (int, float)):
         return None
-    cached_price = info.get("cache_read_input_token_cost")
+    return float(price_in), float(price_out)
+
+
+def priced(model: str) -> bool:
+    return unit_prices(model) is not None
+
+
+def cost(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
+    """US dollars for one call, as litellm computes it for plain chat; None when unpriced."""
+    units = unit_prices(model)
+    if units is None:
+        return None
+    price_in, price_out = units
+    mine = user_price(model)
+    if mine is not None:
+        cached_price = mine["cached_input"] / 1e6 if "cached_input" in mine else None
+    else:
+        cached_price = model_info(model).get("cache_read_input_token_cost")
     cached = min(cached_tokens, prompt_tokens) if isinstance(cached_price, (int, float)) else 0
     total = (prompt_tokens - cached) * float(price_in) + completion_tokens * float(price_out)
     if cached and isinstance(cached_price, (int, float)):

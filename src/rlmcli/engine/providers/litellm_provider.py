@@ -91,11 +91,12 @@ class LiteLLMProvider:
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
         cached = int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0)
-        cost: float | None
-        try:
-            cost = float(lib.completion_cost(completion_response=response, model=request.model))
-        except Exception:  # noqa: BLE001 - no price known for this model
-            cost = catalog.cost(request.model, prompt, completion, cached)
+        cost: float | None = catalog.cost(request.model, prompt, completion, cached)
+        if catalog.user_price(request.model) is None:  # the user's `prices` win over litellm's
+            try:
+                cost = float(lib.completion_cost(completion_response=response, model=request.model))
+            except Exception:  # noqa: BLE001 - no price known for this model
+                pass
         return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
                           cost=cost)
 

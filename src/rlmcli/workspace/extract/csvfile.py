@@ -11,8 +11,9 @@ from typing import Any
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted
+from rlmcli.workspace.extract.encoding import SNIFF_BYTES, sniff
 from rlmcli.workspace.extract.tables import table_pages
-from rlmcli.workspace.extract.text import SNIFF_BYTES, looks_binary, sniff_codec
+from rlmcli.workspace.extract.text import looks_binary
 
 csv.field_size_limit(16 << 20)  # one cell may be long; a larger one is not a table
 
@@ -37,10 +38,10 @@ def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extra
     if looks_binary(head[:8192]):
         raw.close()
         raise ExtractError("binary file, not CSV text")
-    codec, warning = sniff_codec(head)
+    how = sniff(head, partial=True)
     raw.seek(0)
-    text = io.TextIOWrapper(raw, encoding=codec, errors="replace", newline="")
-    sample = head.decode(codec, errors="replace")
+    text = io.TextIOWrapper(raw, encoding=how.codec, errors=how.errors, newline="")
+    sample = head.decode(how.codec, errors=how.errors)
 
     def pages() -> Iterator[str]:
         seen = False
@@ -54,6 +55,6 @@ def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extra
             raise ExtractError("no rows: the file holds only whitespace")
 
     result = Extracted(pages=pages(), extractor="csv")
-    if warning:
-        result.warnings.append(warning)
+    if how.warning:
+        result.warnings.append(how.warning)
     return result

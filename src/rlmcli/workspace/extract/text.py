@@ -2,7 +2,7 @@
 
 Files up to STREAM_BYTES are read whole; larger ones are streamed: decoded in chunks and cut
 into pages as they arrive, so memory stays flat whatever the file's size. Their encoding is
-judged from the first megabyte.
+judged from the first megabyte (encoding.py decides).
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from typing import BinaryIO
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted
+from rlmcli.workspace.extract.encoding import BOMS, FALLBACK_USES, SNIFF_BYTES, Decoding, decode, fallback_handler, sniff
 from rlmcli.workspace.extract.split import Lines, MarkdownOutline, Sections, markdown_outline, split_text
+
+__all__ = ["SNIFF_BYTES", "decode", "extract", "extract_text", "looks_binary", "stream_text"]
 
 STREAM_BYTES = 8 << 20
 CODE_SUFFIXES = {".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".scala", ".go",
@@ -23,15 +26,6 @@ CODE_SUFFIXES = {".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".
                  ".jl", ".lua", ".sh", ".bash", ".sql", ".css", ".scss", ".vue", ".svelte", ".ex", ".exs", ".erl",
                  ".hs", ".ml", ".clj", ".dart", ".zig", ".proto", ".tf", ".yaml", ".yml", ".toml", ".json"}
 CHUNK_BYTES = 4 << 20
-SNIFF_BYTES = 1 << 20
-
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 # Bytes that never occur in text, apart from the usual \t \n \f \r and ESC.
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 
@@ -40,32 +34,12 @@ def looks_binary(head: bytes) -> bool:
     """A NUL byte, or many control bytes, in the first few KB means binary (as git decides)."""
     if not head:
         return False
-    if any(head.startswith(bom) for bom, _ in _BOMS):
+    if any(head.startswith(bom) for bom, _ in BOMS):
         return False
     if b"\x00" in head:
         return True
     controls = len(head) - len(head.translate(None, _CONTROL))
     return controls / len(head) > 0.10
-
-
-def decode(data: bytes) -> tuple[str, str | None]:
-    """Text and, when it was not UTF-8, a warning naming the encoding that was detected."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data.decode(codec, errors="replace"), None
-    try:
-        return data.decode("utf-8"), None
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data[:1_000_000]).best()
-    codec = best.encoding if best is not None else "latin-1"
-    try:
-        text = data.decode(codec, errors="replace")
-    except LookupError:
-        codec, text = "latin-1", data.decode("latin-1")
-    return text, f"not UTF-8: decoded as {codec}"
 
 
 def read_bytes(path: Path, data: bytes | None) -> bytes:
@@ -96,31 +70,15 @@ def extract_text(path: Path, data: bytes | None = None) -> Extracted:
     return result
 
 
-def sniff_codec(head: bytes) -> tuple[str, str | None]:
-    """The codec for a stream from its first bytes, and a warning when it is not UTF-8."""
-    for bom, codec in _BOMS:
-        if head.startswith(bom):
-            return codec, None
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        return "utf-8", None
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(head).best()
-    codec = best.encoding if best is not None else "latin-1"
-    try:
-        codecs.lookup(codec)
-    except LookupError:
-        codec = "latin-1"
-    return codec, f"not UTF-8: decoded as {codec} (judged from the first MB)"
-
-
-def decoded_chunks(fh: BinaryIO, head: bytes, codec: str) -> Iterator[str]:
+def decoded_chunks(fh: BinaryIO, head: bytes, how: Decoding, late: list[int] | None = None) -> Iterator[str]:
     """The stream as text, chunk by chunk, with universal newlines (a \r\n split between two
-    chunks included)."""
-    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    chunks included). A stream judged UTF-8 from its head decodes later non-UTF-8 bytes as cp1252
+    and counts them in `late[0]`."""
+    errors = how.errors
+    if how.codec == "utf-8" and errors == "replace":
+        errors = fallback_handler("cp1252")
+    used_before = FALLBACK_USES[errors]
+    decoder = codecs.getincrementaldecoder(how.codec)(errors=errors)
     carry = ""
     data = head
     while True:
@@ -132,6 +90,8 @@ def decoded_chunks(fh: BinaryIO, head: bytes, codec: str) -> Iterator[str]:
         if text:
             yield text.replace("\r\n", "\n").replace("\r", "\n")
         if final:
+            if late is not None and how.errors == "replace":
+                late[0] = FALLBACK_USES[errors] - used_before
             return
         data = fh.read(CHUNK_BYTES)
 
@@ -142,15 +102,16 @@ def stream_text(path: Path, data: bytes | None = None) -> Extracted:
     if looks_binary(head[:8192]):
         fh.close()
         raise ExtractError("binary file, not text")
-    codec, warning = sniff_codec(head)
+    how = sniff(head, partial=True)
     markdown = path.suffix.lower() in {".md", ".markdown"}
+    late = [0]
     outline = MarkdownOutline()
 
     def pages() -> Iterator[str]:
         lines, sections = Lines(), Sections()
         number, seen_text = 0, False
         try:
-            for chunk in decoded_chunks(fh, head, codec):
+            for chunk in decoded_chunks(fh, head, how, late):
                 seen_text = seen_text or bool(chunk.strip())
                 for line in lines.feed(chunk):
                     for page in sections.add(line):
@@ -173,10 +134,13 @@ def stream_text(path: Path, data: bytes | None = None) -> Extracted:
             fh.close()
         if not seen_text:
             raise ExtractError("no text: the file holds only whitespace")
+        if late[0]:  # meta.json is written after the last page: the warning still reaches it
+            result.warnings.append(f"mixed encodings: UTF-8 in the first MB, but {late[0]:,} byte runs after it "
+                                   "were not UTF-8 and were decoded as cp1252")
 
     result = Extracted(pages=pages(), extractor="text (streamed)", outline=outline.entries)
-    if warning:
-        result.warnings.append(warning)
+    if how.warning:
+        result.warnings.append(how.warning)
     return result
 
 
