@@ -12,7 +12,7 @@ from typing import Any
 
 from pdfgen import make_pdf
 
-from rlmcli.batch.jobs import decode_lines, question_jobs_from
+from rlmcli.batch.jobs import decode_lines, question_id, question_jobs_from
 from rlmcli.batch.table import csv_text
 from tests.conftest import run_rlm
 from tests.fakeserver import FakeLLM, Reply
@@ -69,7 +69,7 @@ def test_a_batch_to_csv_with_resume(server: FakeLLM, tmp_path: Path) -> None:
     assert [(r["id"], r["status"]) for r in rows] == [("alpha.pdf", "answered"), ("beta.pdf", "failed"),
                                                      ("gamma.pdf", "answered")]
     assert rows[0]["notice_days"] == "90" and rows[0]["governing_law"] == "Ireland" and rows[0]["document"] == "alpha.pdf"
-    assert rows[0]["citations"] == "notice_days: [alpha.pdf p.1] ✓; governing_law: [alpha.pdf p.2] ✓"
+    assert rows[0]["citations"] == "notice_days: [alpha.pdf p.1] ○; governing_law: [alpha.pdf p.2] ✓"  # ○: no quote
     assert rows[1]["notice_days"] == "" and rows[1]["error"]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert {line["id"]: line.get("data") for line in lines}["gamma.pdf"] == {"notice_days": 60, "governing_law": "Delaware"}
@@ -95,9 +95,11 @@ def test_each_makes_one_job_per_file_and_question() -> None:
     one = question_jobs_from(decode_lines(b"# a comment\nnotice?\n"), ["a/x.pdf", "b/y.pdf"], each=True)[0]
     assert [(j.id, j.question, j.files) for j in one] == [("x.pdf", "notice?", ["a/x.pdf"]), ("y.pdf", "notice?", ["b/y.pdf"])]
     two = question_jobs_from(decode_lines(b"notice?\nlaw?\n"), ["a/x.pdf", "b/x.pdf"], each=True)[0]
-    assert [j.id for j in two] == ["a/x.pdf:q1", "a/x.pdf:q2", "b/x.pdf:q1", "b/x.pdf:q2"]  # same names: paths
+    assert [j.id.split(":")[0] for j in two] == ["a/x.pdf", "a/x.pdf", "b/x.pdf", "b/x.pdf"]  # same names: paths
+    assert all(j.id.split(":")[1].startswith("q-") for j in two) and len({j.id for j in two}) == 4
     together = question_jobs_from(decode_lines(b"notice?\n\nlaw?\n"), ["a/x.pdf", "b/y.pdf"], each=False)[0]
-    assert [(j.id, j.files) for j in together] == [("q1", ["a/x.pdf", "b/y.pdf"]), ("q3", ["a/x.pdf", "b/y.pdf"])]
+    assert [(j.id, j.files) for j in together] == [(question_id("notice?"), ["a/x.pdf", "b/y.pdf"]),
+                                                   (question_id("law?"), ["a/x.pdf", "b/y.pdf"])]
 
 
 def test_schema_multi_rows_are_one_per_item() -> None:
@@ -119,5 +121,5 @@ def test_without_a_schema_the_csv_has_the_answer(server: FakeLLM, tmp_path: Path
     result = run_rlm("batch", "--questions", "-", *files, "-o", str(out), "--format", "csv", "--model", "openai/root",
                      "--api-base", server.base, "--no-cache", input=b"Which law?\n")
     assert result.returncode == 0, result.stderr
-    assert _table(result.stdout) == [{"id": "q1", "document": "alpha.pdf", "status": "answered",
-                                      "answer": "Ireland [alpha.pdf p.2]", "citations": "[alpha.pdf p.2] ✓", "error": ""}]
+    assert _table(result.stdout) == [{"id": question_id("Which law?"), "document": "alpha.pdf", "status": "answered",
+                                      "answer": "Ireland [alpha.pdf p.2]", "citations": "[alpha.pdf p.2] ○", "error": ""}]

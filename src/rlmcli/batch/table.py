@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-MARKS = {"verified": "✓", "unverified": "?", "unresolved": "✗"}
+MARKS = {"verified": "✓", "unchecked": "○", "failed": "✗"}  # the marks of answer.py
 _ITEM = re.compile(r"items\[(\d+)\]\.?(.*)")
 
 
