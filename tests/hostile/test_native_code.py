@@ -26,7 +26,7 @@ import pytest
 
 from rlmcli.sandbox import Sandbox
 from rlmcli.sandbox.process import SandboxLimits
-from tests.hostile.test_sandbox_hostile import _alive, _children
+from tests.hostile.test_sandbox_hostile import _alive, _descendants
 from tests.sandbox.test_isolation import KERNEL
 
 ATTACK_C = r"""
@@ -203,15 +203,6 @@ FOOL = ("import os, signal, threading, time\nparent = os.getppid()\nos.getppid =
         "for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):\n    signal.signal(s, signal.SIG_IGN)\n"
         "def linger():\n    while True:\n        time.sleep(0.1)\n"
         "threading.Thread(target=linger).start()  # not a daemon: the interpreter waits for it at exit\n")
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        kids = _children(todo.pop())
-        found += kids
-        todo += kids
-    return found
 
 
 @pytest.mark.parametrize("config", ["auto", "kernel-only"])

@@ -354,6 +354,11 @@ class Engine:
         finally:
             if owned:
                 sandbox.close()
+            else:  # a borrowed sandbox goes back with a fresh process already booting for the next run
+                try:
+                    sandbox.reset()
+                except OSError:
+                    pass  # the next run's reset tries again
         result.seconds = time.monotonic() - started
         result.usage = self.budget.usage(int(self.reader.totals().get("tokens", 0))) if self.depth == 0 else {}
         self.emit(ev.FinalAnswer(answer=result.answer, status=result.status, limit=result.limit))

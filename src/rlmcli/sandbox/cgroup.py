@@ -2,8 +2,9 @@
 
 RLIMIT_NPROC bounds a sandbox's threads only for a non-root user inside its own user namespace
 (the kernel exempts root). A pids cgroup bounds them for whoever may create one: root, or a user
-with a delegated cgroup v2 subtree. The parent creates the group and removes it; the launcher
-moves itself in before it confines itself, so every thread of the kernel is counted.
+with a delegated cgroup v2 subtree. The parent creates the group, moves each launcher into it
+before the launcher forks or execs the kernel (so every thread of the kernel is counted), and
+removes it.
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ def create(name: str, max_tasks: int) -> str | None:
     return path
 
 
-def join(path: str) -> None:
-    """Move this process (and so every task it starts) into the group; OSError if refused."""
+def add(path: str, pid: int) -> None:
+    """Move process `pid` (and so every task it starts later) into the group; OSError if refused."""
     with open(os.path.join(path, "cgroup.procs"), "w") as fh:
-        fh.write(str(os.getpid()))
+        fh.write(str(pid))
 
 
 def remove(path: str, wait: float = 0.5) -> None:

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any, NoReturn
 
 if __name__ == "__main__":  # run by path with -I: make the package importable
@@ -112,7 +113,8 @@ def relay(child: int, cfg: dict[str, Any]) -> NoReturn:
         sig = os.WTERMSIG(status)
         if sig == signal.SIGKILL and usage.ru_utime + usage.ru_stime >= cfg["cpu_seconds"]:
             sig = signal.SIGXCPU
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)
     os._exit(os.waitstatus_to_exitcode(status))
@@ -125,13 +127,13 @@ def main() -> None:
     try:
         guard.parent_death_signal(cfg["parent_pid"], cfg["lifeline"])
         if cfg.get("cgroup"):
-            from rlmcli.sandbox import cgroup
-
-            try:
-                cgroup.join(cfg["cgroup"])
+            # The parent moved us into our pids cgroup while this interpreter started (a cgroup v1
+            # move can wait ~15 ms for the kernel); it says whether that worked before we fork.
+            moved = protocol.recv(cfg["rfd"], deadline=time.monotonic() + 10)
+            if moved.get("type") == "cgroup" and moved.get("joined") is True:
                 layers.append("pids-cgroup")
-            except OSError as exc:
-                problems.append(f"pids-cgroup: {exc}")
+            else:
+                problems.append(f"pids-cgroup: {moved.get('error', 'not joined')}")
         made = namespaces(cfg, problems)
         if "pidns" in made:
             child = os.fork()

@@ -220,7 +220,7 @@ class Sandbox:
     def __init__(self, workspace: Path | str, level: str = "auto", limits: SandboxLimits | None = None,
                  on_request: RequestHandler | None = None, disable: tuple[str, ...] = ()) -> None:
         """`disable` skips named layers ('audit', 'netns', 'mountns', 'ipcns', 'pidns', 'landlock',
-        'seccomp'): only for tests that prove each remaining layer holds by itself."""
+        'seccomp', 'pids-cgroup'): only for tests that prove each remaining layer holds by itself."""
         if level not in LEVELS:
             raise SandboxError(f"unknown sandbox level {level!r} (choose {', '.join(LEVELS)})")
         self.workspace = os.path.realpath(workspace)
@@ -272,10 +272,21 @@ class Sandbox:
         }
 
         def spawn() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(cfg)], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=err_w, pass_fds=(to_child_r, from_child_w, life_r),
                 env=_clean_env(self.scratch), cwd=self.base, start_new_session=True)
+            if self.cgroup is not None:  # while the launcher's interpreter starts; it waits for word
+                moved: dict[str, Any] = {"type": "cgroup", "joined": True}
+                try:
+                    cgroup.add(self.cgroup, proc.pid)
+                except OSError as exc:
+                    moved = {"type": "cgroup", "joined": False, "error": str(exc)[:200]}
+                try:
+                    protocol.send(to_child_w, moved)
+                except OSError:
+                    pass  # the launcher is gone already: waiting for its ready frame says why
+            return proc
 
         try:
             self.proc = _spawner.run(spawn)
