@@ -247,7 +247,9 @@ def main() -> None:
         quota = None if cfg["quota_by_kernel"] else (cfg["scratch_bytes"], cfg["scratch_files"])
         hidden = [os.path.join(cfg["cwd"], name) for name in HIDDEN] if cfg["hide"] else []
         audit.install(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], [cfg["cwd"]], quota, hidden,
-                      native_roots=cfg["native_roots"], max_threads=cfg["max_threads"])
+                      # the standard library as the parent resolved it and as this interpreter found it
+                      native_roots=cfg["native_roots"] + [os.path.dirname(os.__file__)],
+                      max_threads=cfg["max_threads"])
         layers.append("audit")
     channel = ParentChannel(rfd, wfd)
 
