@@ -83,3 +83,22 @@ def test_a_reply_the_child_never_reads_cannot_hang_the_parent(server: FakeLLM, t
     refusal = int(err.split("refusal of ", 1)[1].split()[0])
     assert refusal < 1000, "the refusal echoed the 300,000-character name"
     assert "stopped reading" in err and "still standing" in result.stdout.decode()
+
+
+STRING_BATCH = ("import json, os, struct, sys\ncfg = json.loads(sys.argv[1])\n"
+                "body = json.dumps({'type': 'request', 'id': 1, 'kind': 'llm_batch', "
+                "'payload': {'prompts': 'x' * 10_000_000, 'model': None}}).encode()\n"
+                "os.write(cfg['wfd'], struct.pack('>I', len(body)) + body)\n"
+                "size = struct.unpack('>I', os.read(cfg['rfd'], 4))[0]\nreply = b''\n"
+                "while len(reply) < size:\n    reply += os.read(cfg['rfd'], size - len(reply))\n"
+                "print('reply:', json.loads(reply).get('error'))")
+
+
+def test_a_batch_that_is_one_long_string_is_refused_before_it_is_split(server: FakeLLM) -> None:
+    """Ten million one-character prompts would be ~800 MB of strings in the parent."""
+    server.responder("sub", lambda prompt: "y")
+    result, _ = ask(server, [LOOK, cell(STRING_BATCH), FINISH], "--sub-model", "openai/sub")
+    err = outputs(result)
+    assert result.returncode == 0, err
+    assert "reply: llm_batch failed: llm_batch takes a list of prompts" in err, err
+    assert server.calls("sub") == []

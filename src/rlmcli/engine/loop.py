@@ -171,11 +171,13 @@ class Engine:
                                          error=None if ok else answer))
             return answer
         if kind == "llm_batch":
-            prompts = [str(p) for p in payload.get("prompts", [])]
-            if len(prompts) > MAX_BATCH:
-                raise ValueError(f"llm_batch takes at most {MAX_BATCH:,} prompts, not {len(prompts):,}: "
+            given = payload.get("prompts", [])
+            if not isinstance(given, list):  # a string would become one prompt per character
+                raise TypeError("llm_batch takes a list of prompts")
+            if len(given) > MAX_BATCH:
+                raise ValueError(f"llm_batch takes at most {MAX_BATCH:,} prompts, not {len(given):,}: "
                                  "split the work, or combine small pieces into fewer prompts")
-            return self._batch(prompts, model, call_id)
+            return self._batch([str(p) for p in given], model, call_id)
         if kind == "rlm_query":
             question = str(payload.get("question", ""))
             target = self._rlm_target(payload.get("target"))
@@ -280,6 +282,9 @@ class Engine:
     def _recurse(self, question: str, target: str | list[str], model: str, call_id: int) -> str:
         if self.depth + 1 >= self.limits.max_depth:
             if isinstance(target, str):
+                if len(question) + len(target) > MAX_PROMPT_CHARS:  # known before joining them
+                    return (f"ERROR: this prompt is {len(question) + len(target):,} characters; the limit is "
+                            f"{MAX_PROMPT_CHARS:,}. Split the text into pieces (llm_batch over chunks).")
                 context = target
             else:
                 size = self._docs_size(target)
