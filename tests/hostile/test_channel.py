@@ -4,6 +4,9 @@ run goes on."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.fakeserver import FakeLLM
@@ -50,3 +53,27 @@ def test_model_code_cannot_pick_an_endpoint_or_a_model(server: FakeLLM) -> None:
     assert result.returncode == 0
     assert err.count("refused: llm_query failed: model") == len(attempts)
     assert {r["model"] for r in server.requests} == {"gpt-4o-mini"}  # nothing else was ever asked
+
+
+SURROGATE = {
+    "in a result's output": "{'type': 'result', 'stdout': '\\ud800', 'stderr': '', 'stdout_total': 1, 'stderr_total': 0, "
+                            "'changed': [], 'duration': 0.1, 'final': None, 'error': False, 'looked': True}",
+    "in a final answer": "{'type': 'result', 'stdout': '', 'stderr': '', 'stdout_total': 0, 'stderr_total': 0, "
+                         "'changed': [], 'duration': 0.1, 'final': 'forged \\udfff answer', 'error': False, 'looked': True}",
+    "in a request": "{'type': 'request', 'id': 1, 'kind': 'llm_query', 'payload': {'prompt': '\\ud800x', 'model': None}}",
+}
+
+
+@pytest.mark.parametrize("where", list(SURROGATE))
+def test_a_lone_surrogate_is_a_breach_and_the_trace_is_finished(server: FakeLLM, tmp_path: Path, where: str) -> None:
+    """Valid JSON, invalid Unicode: `\\ud800` decodes to a lone surrogate that no UTF-8 writer accepts."""
+    forge = PIPE + f"body = json.dumps({SURROGATE[where]}).encode()\nos.write(wfd, struct.pack('>I', len(body)) + body)\n" \
+                   "time.sleep(60)"
+    ws = tmp_path / "ws"
+    result, _ = ask(server, [LOOK, cell(forge), FINISH], "-w", str(ws))
+    err = outputs(result)
+    assert result.returncode == 0, err
+    assert result.stdout.decode() == "still standing [contract.pdf p.1]\n"
+    assert "SandboxError: sandbox protocol breach" in err and "forged" not in result.stdout.decode()
+    trace = next((ws / "runs").glob("*.jsonl")).read_text(encoding="utf-8").splitlines()
+    assert json.loads(trace[-1])["kind"] == "run_finished"

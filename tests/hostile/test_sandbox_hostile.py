@@ -43,6 +43,15 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/status").read_text()
@@ -59,7 +68,8 @@ def test_kill_9_of_rlm_takes_the_sandbox_with_it(server: FakeLLM, tmp_path: Path
     deadline = time.time() + 60
     kernels: list[int] = []
     while time.time() < deadline and not (len(server.requests) >= 2 and kernels):
-        kernels = [c for c in _children(proc.pid) if b"kernel.py" in _cmdline(c)]
+        # the launcher, and (in a PID namespace) the kernel it forked
+        kernels = [c for c in _descendants(proc.pid) if b"kernel.py" in _cmdline(c)]
         time.sleep(0.1)
     assert kernels, "the sandbox never started"
     bases = glob.glob(os.path.join(tempfile.gettempdir(), f"rlm-sandbox-{proc.pid}-*"))

@@ -154,7 +154,7 @@ def test_output_beyond_the_hard_cap_is_cut_and_said(workspace: Path) -> None:
     with Sandbox(workspace, limits=SandboxLimits(output_cap=1000)) as sb:
         result = sb.run("print('y' * 5000)")
     assert result.stdout_total == 5001 and len(result.stdout) == 1000
-    assert "[stdout cut at 1,000 characters; 5,001 were printed]" in result.full_output()
+    assert "[stdout cut at 1,000 bytes; 5,001 bytes were printed]" in result.full_output()
 
 
 def test_helper_reference_is_generated_from_docstrings() -> None:
@@ -165,14 +165,18 @@ def test_helper_reference_is_generated_from_docstrings() -> None:
     assert "max_hits: int = 200" in ref
 
 
-def test_reset_forgets_variables_but_keeps_the_process(workspace: Path) -> None:
+def test_reset_forgets_everything_in_a_fresh_process(workspace: Path) -> None:
     with Sandbox(workspace) as sb:
         sb.run("secret = 'from the previous job'\nimport json")
         pid = sb.proc.pid if sb.proc else None
         sb.reset()
         result = sb.run("print('secret' in dir(), 'json' in dir(), len(grep('insolvent')))")
         assert result.stdout == "False False 2\n"
-        assert sb.proc is not None and sb.proc.pid == pid
+        assert sb.proc is not None and sb.proc.pid != pid
+        sb.reset()
+        booted = sb.proc.pid if sb.proc else None
+        sb.reset()  # no cell ran in the fresh process: it is kept
+        assert sb.proc is not None and sb.proc.pid == booted
 
 
 def test_docs_ranks_documents_by_how_the_query_names_them(sandbox: Sandbox) -> None:

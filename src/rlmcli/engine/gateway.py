@@ -126,13 +126,16 @@ class Gateway:
 
         return provider_for(model, self.config.transport)
 
-    def allowed(self, requested: str | None) -> str:
-        """The model model code asked for, if the user allowed it (root, sub, sub_models)."""
+    def allowed(self, requested: object) -> str:
+        """The model model code asked for, if the user allowed it (root, sub, sub_models). The
+        refusal names it only in part: model code chooses its length."""
         if requested is None or requested == "":
             return self.sub_model
-        if requested in self.config.allowed_models:
+        if isinstance(requested, str) and requested in self.config.allowed_models:
             return requested
-        raise PermissionError(f"model {requested!r} is not allowed; allowed: {', '.join(self.config.allowed_models)} "
+        shown = repr(requested)
+        shown = shown if len(shown) <= 80 else f"{shown[:60]}… ({len(shown):,} characters)"
+        raise PermissionError(f"model {shown} is not allowed; allowed: {', '.join(self.config.allowed_models)} "
                               "(the user can add more with sub_models in the config file)")
 
     def vision_model(self) -> str:
@@ -195,6 +198,7 @@ class Gateway:
             except BaseException:
                 self.budget.release(reservation)
                 raise
+        completion.text = _valid_text(completion.text)
         self._record(model, origin, call_id, completion, time.monotonic() - started, False, retries, messages,
                      reservation=reservation)
         if self.cache is not None and completion.text:
@@ -379,6 +383,18 @@ def _describe_parts(parts: Any) -> str:
             url = str((part.get("image_url") or {}).get("url", ""))
             out.append(f"[image: {len(url) * 3 // 4 // 1024:,} KB]")
     return "\n".join(out)
+
+
+def _valid_text(text: str) -> str:
+    """A reply as valid Unicode: a provider's JSON may carry lone surrogates (`\\ud800`), which
+    no terminal, trace or pipe can write; they become U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _bounded(text: str, limit: int = TRACE_TEXT) -> str:

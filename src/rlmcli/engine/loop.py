@@ -64,6 +64,12 @@ class FinalShape(Protocol):
     def instructions(self) -> str: ...
 
     def check(self, answer: str) -> str | None: ...
+MAX_CELLS_PER_REPLY = 8  # code blocks of one reply that run; the rest are not run (and the model is told)
+MAX_RLM_DOCS = 100  # documents one rlm_query may name
+MAX_NAME_CHARS = 1000  # characters of one document name in a request
+MAX_RLM_TEXT_CHARS = 16_000_000  # characters of a text one rlm_query may hand over
+CELLS_CUT = ("Only the first {n} code blocks of a reply run; the other {more} were not run. Put the work in fewer, "
+             "larger blocks.")
 
 
 def system_prompt() -> str:
@@ -188,15 +194,18 @@ class Engine:
                                          error=None if ok else answer))
             return answer
         if kind == "llm_batch":
-            prompts = [str(p) for p in payload.get("prompts", [])]
-            if len(prompts) > MAX_BATCH:
-                raise ValueError(f"llm_batch takes at most {MAX_BATCH:,} prompts, not {len(prompts):,}: "
+            given = payload.get("prompts", [])
+            if not isinstance(given, list):  # a string would become one prompt per character
+                raise TypeError("llm_batch takes a list of prompts")
+            if len(given) > MAX_BATCH:
+                raise ValueError(f"llm_batch takes at most {MAX_BATCH:,} prompts, not {len(given):,}: "
                                  "split the work, or combine small pieces into fewer prompts")
-            return self._batch(prompts, model, call_id)
+            return self._batch([str(p) for p in given], model, call_id)
         if kind == "rlm_query":
             question = str(payload.get("question", ""))
-            target = payload.get("target")
-            self.emit(ev.SubcallStarted(call_id=call_id, call=kind, model=model, size=len(str(target))))
+            target = self._rlm_target(payload.get("target"))
+            size = len(target) if isinstance(target, str) else sum(len(d) for d in target)
+            self.emit(ev.SubcallStarted(call_id=call_id, call=kind, model=model, size=size))
             answer = self._recurse(question, target, model, call_id)
             ok = not answer.startswith("ERROR:")
             self.emit(ev.SubcallFinished(call_id=call_id, call=kind, ok=ok, done=1, total=1,
@@ -276,25 +285,60 @@ class Engine:
         except ProviderError as exc:
             return f"ERROR: the model call failed: {exc}"
 
-    def _recurse(self, question: str, target: Any, model: str, call_id: int) -> str:
+    def _rlm_target(self, target: Any) -> str | list[str]:
+        """What rlm_query is over, bounded before any work: a text of at most MAX_RLM_TEXT_CHARS,
+        or at most MAX_RLM_DOCS document names (resolved, each named once)."""
+        if isinstance(target, str):
+            if len(target) > MAX_RLM_TEXT_CHARS:
+                raise ValueError(f"rlm_query takes a text of at most {MAX_RLM_TEXT_CHARS:,} characters, not "
+                                 f"{len(target):,}: pass document names instead")
+            return target
+        if not isinstance(target, list) or not all(isinstance(d, str) for d in target):
+            raise TypeError("rlm_query(question, text_or_docs): a text or a list of document names")
+        if len(target) > MAX_RLM_DOCS:
+            raise ValueError(f"rlm_query takes at most {MAX_RLM_DOCS} documents, not {len(target):,}: split the "
+                             "question, or use llm_batch over the pieces you need")
+        if any(len(d) > MAX_NAME_CHARS for d in target):
+            raise ValueError(f"rlm_query: a document name longer than {MAX_NAME_CHARS:,} characters")
+        return list(dict.fromkeys(self.reader.resolve(d) for d in target))
+
+    def _recurse(self, question: str, target: str | list[str], model: str, call_id: int) -> str:
         if self.depth + 1 >= self.limits.max_depth:
             if isinstance(target, str):
+                if len(question) + len(target) > MAX_PROMPT_CHARS:  # known before joining them
+                    return (f"ERROR: this prompt is {len(question) + len(target):,} characters; the limit is "
+                            f"{MAX_PROMPT_CHARS:,}. Split the text into pieces (llm_batch over chunks).")
                 context = target
             else:
-                context = "\n\n".join(self._doc_text(str(d)) for d in (target or []))
+                size = self._docs_size(target)
+                if size > MAX_PROMPT_CHARS:
+                    return (f"ERROR: rlm_query: those documents hold {size:,} characters, more than one sub-call takes "
+                            f"({MAX_PROMPT_CHARS:,}). Name fewer documents, or grep()/search() for the pages you "
+                            "need and llm_batch over them.")
+                context = "\n\n".join(self._doc_text(d) for d in target)
             return self._plain(f"{question}\n\n---\n{context}", model, call_id)
         if isinstance(target, str):  # a text: a temporary workspace of its own, removed afterwards
             from rlmcli.workspace.ingest import ingest
 
             with tempfile.TemporaryDirectory(prefix="rlm-sub-") as tmp:
-                child_ws, _ = ingest(["-"], Path(tmp) / "ws", stdin=io.BytesIO(target.encode("utf-8")))
+                # read as the text it is, whatever it looks like: model-chosen bytes never reach
+                # a PDF or office parser in this process
+                child_ws, _ = ingest(["-"], Path(tmp) / "ws", stdin=io.BytesIO(target.encode("utf-8", "replace")),
+                                     as_text=True)
                 result = self._child(child_ws.root, None, call_id).run(question)
         else:
-            docs = [self.reader.resolve(str(d)) for d in (target or [])]
-            result = self._child(self.root, docs, call_id).run(question)
+            result = self._child(self.root, target, call_id).run(question)
         if result.status == "failed":
             return f"ERROR: the recursive run failed: {result.error}"
         return result.answer
+
+    def _docs_size(self, docs: list[str]) -> int:
+        """Characters `_doc_text` would join, from the manifest (nothing is read)."""
+        total = 0
+        for doc in docs:
+            rec = self.reader.documents[doc]
+            total += int(rec.get("chars", 0)) + int(rec.get("pages", 0)) * (len(doc) + 16)
+        return total
 
     def _child(self, root: Path, focus: list[str] | None, call_id: int) -> Engine:
         """A run one level deeper, sharing this run's gateway: one budget, one request bound."""
@@ -302,11 +346,7 @@ class Engine:
                       depth=self.depth + 1, focus=focus, run_id=f"{self.origin.run_id}/{call_id}",
                       parent_id=call_id)
 
-    def _doc_text(self, doc: str) -> str:
-        try:
-            doc_id = self.reader.resolve(doc)
-        except Exception as exc:  # noqa: BLE001
-            return f"(no document {doc}: {exc})"
+    def _doc_text(self, doc_id: str) -> str:
         pages = self.reader.pages(doc_id)
         return "\n".join(f"[{doc_id} p.{n}]\n{self.reader.read_page(doc_id, n)}" for n in range(1, pages + 1))
 
@@ -347,6 +387,11 @@ class Engine:
         finally:
             if owned:
                 sandbox.close()
+            else:  # a borrowed sandbox goes back with a fresh process already booting for the next run
+                try:
+                    sandbox.reset()
+                except OSError:
+                    pass  # the next run's reset tries again
         result.seconds = time.monotonic() - started
         if self.depth == 0:
             from rlmcli.engine.providers import catalog
@@ -433,9 +478,15 @@ class Engine:
         result.answer = self._best_effort(messages, "max-iterations", result.iterations)
 
     def _run_blocks(self, sandbox: Repl, blocks: list[str], iteration: int) -> tuple[str | None, list[str], bool]:
-        """Run a reply's code blocks in order, stopping at an error: (final, outputs shown, looked)."""
+        """Run a reply's code blocks in order (at most MAX_CELLS_PER_REPLY), stopping at an error:
+        (final, outputs shown, looked)."""
         shown: list[str] = []
         looked = False
+        if len(blocks) > MAX_CELLS_PER_REPLY:
+            cut = CELLS_CUT.format(n=MAX_CELLS_PER_REPLY, more=len(blocks) - MAX_CELLS_PER_REPLY)
+            self.emit(ev.Notice(iteration=iteration, reason="cells-cut", text=cut))
+            blocks = blocks[:MAX_CELLS_PER_REPLY]
+            shown.append(cut)
         for index, code in enumerate(blocks, start=1):
             self.emit(ev.CodeCell(iteration=iteration, index=index, code=code))
             with self._lock:

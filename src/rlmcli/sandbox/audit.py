@@ -2,7 +2,10 @@
 layers also stop (and, at `basic`, stands alone as a seat belt).
 
 Each kind of action has a named check; `AuditPolicy.hook` looks the event up once and caches
-which check (if any) applies, so the hook costs a dict lookup for events nobody polices.
+which check (if any) applies, so the hook costs a dict lookup for events nobody polices. Calls
+CPython raises no event for (FIFOs, device nodes, memfds, terminals, scheduling other processes,
+starting threads) are wrapped to raise one (`raise_missing_events`); SQLite connections get an
+authorizer that refuses ATTACH (which VACUUM INTO also uses).
 """
 
 from __future__ import annotations
@@ -30,9 +33,21 @@ WRITE_EVENTS = {  # event: the argument positions that are paths written to
     "os.mkdir": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.symlink": (0, 1),
     "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,), "os.truncate": (0,),
     "os.chflags": (0,), "os.lchflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
-    "os.mkfifo": (0,), "os.mknod": (0,), "shutil.rmtree": (0,), "shutil.move": (0, 1),
+    "shutil.rmtree": (0,), "shutil.move": (0, 1),
     "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.make_archive": (0,),
 }
+REFUSED_EVENTS = {  # events of calls model code has no use for, with the reason given
+    "os.mkfifo": "making FIFOs is disabled in the rlm sandbox",
+    "os.mknod": "making device nodes and FIFOs is disabled in the rlm sandbox",
+    "os.openpty": "terminals are disabled in the rlm sandbox",
+    "os.memfd_create": "memory files (memfd_create) are disabled in the rlm sandbox: they hold memory outside its limits",
+}
+SCHEDULING_EVENTS = {"os.setpriority": 1, "os.sched_setscheduler": 0, "os.sched_setparam": 0,
+                     "os.sched_setaffinity": 0}  # event: position of the pid (0 or our own pid allowed)
+# Functions CPython runs without an audit event, and the event the kernel raises for them.
+MISSING_EVENTS = ("mkfifo", "mknod", "openpty", "memfd_create", "setpriority", "sched_setscheduler",
+                  "sched_setparam", "sched_setaffinity")
+SQLITE_ATTACH, SQLITE_DENY, SQLITE_OK = 24, 1, 0
 LIST_EVENTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0, "os.chdir": 0, "os.listxattr": 0,
                "os.getxattr": 0}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -51,8 +66,13 @@ class AuditPolicy:
 
     def __init__(self, read_roots: list[str], write_roots: list[str], python_roots: list[str],
                  list_roots: list[str] | None = None, quota: tuple[int, int] | None = None,
-                 hidden: list[str] | None = None) -> None:
+                 hidden: list[str] | None = None, native_roots: list[str] | None = None,
+                 max_threads: int = 0) -> None:
         list_roots = list_roots or []
+        # Extension modules load only from here (the interpreter's standard library), whatever
+        # their name or loader: the path is checked as given and as resolved.
+        self.native_roots = _dirs(native_roots if native_roots is not None else python_roots)
+        self.max_threads = max_threads
         self.hidden = _dirs(hidden or [])  # bookkeeping under a listable root: not even listed
         # Where no tmpfs enforces the scratch quota, it is accounted here: files created are
         # counted, and the bytes in scratch are summed every QUOTA_EVERY writes (approximate).
@@ -165,9 +185,21 @@ class AuditPolicy:
         if module in FORBIDDEN_IMPORTS or module.split(".")[0] in FORBIDDEN_IMPORTS:
             raise ImportError(f"module {module!r} is not available in the rlm sandbox")
         filename = args[1] if len(args) > 1 else None
-        if isinstance(filename, str) and filename.endswith((".so", ".pyd", ".dylib")):
-            if not self.inside(os.path.realpath(filename), self.pyroots):
-                raise ImportError(f"native module {module!r} outside the Python installation is refused")
+        if filename is not None:  # CPython names a file only when it loads an extension module
+            self.native_module(module, filename)
+
+    def native_module(self, module: str, filename: Any) -> None:
+        """Refuse an extension module unless its path, as given (absolute, no '..') and resolved,
+        lies in the standard library: a link swapped between the check and the load cannot
+        point elsewhere, since model code cannot write there."""
+        try:
+            path = os.fsdecode(os.fspath(filename))
+        except TypeError:
+            path = ""
+        given = os.path.normpath(os.path.join(os.getcwd(), path)) if path else ""
+        if not path or ".." in path.split("/") or not self.inside(given, self.native_roots) \
+                or not self.inside(os.path.realpath(given), self.native_roots):
+            raise ImportError(f"native module {module!r} outside the Python installation is refused")
 
     @staticmethod
     def native_code(args: tuple[Any, ...]) -> None:
@@ -181,6 +213,29 @@ class AuditPolicy:
     @staticmethod
     def thread_signal(args: tuple[Any, ...]) -> None:
         raise PermissionError("sending signals to other processes is disabled in the rlm sandbox")
+
+    @staticmethod
+    def refused(reason: str) -> Check:
+        def check(args: tuple[Any, ...]) -> None:
+            raise PermissionError(reason)
+        return check
+
+    def scheduling(self, position: int) -> Check:
+        def check(args: tuple[Any, ...]) -> None:
+            if position < len(args) and args[position] not in (0, self.pid):
+                raise PermissionError("changing the scheduling of other processes is disabled in the rlm sandbox")
+        return check
+
+    def thread(self, args: tuple[Any, ...]) -> None:
+        if self.max_threads and _thread_count() >= self.max_threads:
+            raise RuntimeError(f"can't start new thread: the rlm sandbox allows {self.max_threads} threads")
+
+    @staticmethod
+    def sqlite_handle(args: tuple[Any, ...]) -> None:
+        """A connection made other than by `sqlite3.connect` (which gives each one the authorizer
+        refusing ATTACH, see `guard_sqlite`): the class itself, a fresh copy of `_sqlite3`."""
+        if _thread.get_ident() not in _sqlite_opening:
+            raise PermissionError("open SQLite databases with sqlite3.connect() in the rlm sandbox")
 
     @staticmethod
     def resource_limits(args: tuple[Any, ...]) -> None:
@@ -244,6 +299,14 @@ class AuditPolicy:
             return self.resource_limits
         if event == "sqlite3.connect":
             return self.sqlite_connect
+        if event == "sqlite3.connect/handle":
+            return self.sqlite_handle
+        if event in REFUSED_EVENTS:
+            return self.refused(REFUSED_EVENTS[event])
+        if event in SCHEDULING_EVENTS:
+            return self.scheduling(SCHEDULING_EVENTS[event])
+        if event == "_thread.start_new_thread":
+            return self.thread
         if event in ("shutil.copyfile", "shutil.copytree"):
             return self.copier(WRITE_EVENTS[event])
         if event in WRITE_EVENTS:
@@ -265,18 +328,89 @@ class AuditPolicy:
             check(args)
 
 
+_sqlite_opening: set[int] = set()  # threads inside the guarded sqlite3.connect
+
+
+def _sqlite_authorizer(action: int, *args: Any) -> int:
+    return SQLITE_DENY if action == SQLITE_ATTACH else SQLITE_OK
+
+
+def guard_sqlite() -> None:
+    """`sqlite3.connect` gives every connection an authorizer that refuses ATTACH, so no SQL
+    opens a second database file (an outside one, the index read-write, or VACUUM INTO's
+    target). The audit event of a new connection cannot set it (the object is not initialized
+    yet), so the event only checks that the connection came through here."""
+    import _sqlite3
+    import sqlite3
+    import sqlite3.dbapi2
+
+    original = _sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        me = _thread.get_ident()
+        _sqlite_opening.add(me)
+        try:
+            conn = original(*args, **kwargs)
+        finally:
+            _sqlite_opening.discard(me)
+        conn.set_authorizer(_sqlite_authorizer)
+        return conn
+
+    connect.__doc__ = original.__doc__
+    for module in (sqlite3, sqlite3.dbapi2, _sqlite3):
+        setattr(module, "connect", connect)  # noqa: B010 - the module's own function, replaced
+
+
+def _thread_count() -> int:
+    """Threads alive now, the main one included."""
+    count = getattr(_thread, "_count", None)
+    if count is not None:
+        return int(count()) + 1
+    import threading
+
+    return threading.active_count()
+
+
+def _audited(event: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        sys.audit(event, *args)
+        return function(*args, **kwargs)
+    call.__name__, call.__doc__ = function.__name__, function.__doc__
+    return call
+
+
+def raise_missing_events() -> None:
+    """Make the calls CPython runs silently raise an audit event the policy can check: in `os`
+    and `posix` (the same functions), and thread starts in `_thread` and `threading`. A seat belt:
+    a fresh copy of a built-in module (`_imp.create_builtin`) has the originals back, which is
+    why the kernel layers refuse the same calls themselves."""
+    import posix
+    import threading
+
+    for name in MISSING_EVENTS:
+        original = getattr(posix, name, None)
+        if original is not None:
+            wrapped = _audited(f"os.{name}", original)
+            setattr(posix, name, wrapped)
+            setattr(os, name, wrapped)
+    for module_name, alias in (("start_new_thread", "_start_new_thread"), ("start_joinable_thread", "_start_joinable_thread"),
+                               ("start_new", None)):
+        original = getattr(_thread, module_name, None)
+        if original is None:
+            continue
+        wrapped = _audited("_thread.start_new_thread", original)
+        setattr(_thread, module_name, wrapped)
+        if alias and getattr(threading, alias, None) is original:
+            setattr(threading, alias, wrapped)
+
+
 def install(read_roots: list[str], write_roots: list[str], python_roots: list[str],
             list_roots: list[str] | None = None, quota: tuple[int, int] | None = None,
-            hidden: list[str] | None = None) -> AuditPolicy:
+            hidden: list[str] | None = None, native_roots: list[str] | None = None,
+            max_threads: int = 0) -> AuditPolicy:
     """Install the hook for good (audit hooks cannot be removed)."""
-    policy = AuditPolicy(read_roots, write_roots, python_roots, list_roots, quota, hidden)
+    policy = AuditPolicy(read_roots, write_roots, python_roots, list_roots, quota, hidden, native_roots, max_threads)
+    raise_missing_events()
+    guard_sqlite()
     sys.addaudithook(policy.hook)
     return policy
-
-
-def forget_modules() -> None:
-    """Drop forbidden modules that setup imported, so model code must import them anew (which the
-    hook refuses: an import served from sys.modules raises no audit event)."""
-    for name in list(sys.modules):
-        if name.split(".")[0] in FORBIDDEN_IMPORTS:
-            del sys.modules[name]

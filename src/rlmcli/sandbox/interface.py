@@ -18,7 +18,7 @@ RequestHandler = Callable[[str, dict[str, Any]], Any]
 class CellResult:
     stdout: str = ""
     stderr: str = ""
-    stdout_total: int = 0  # characters produced, including any beyond the cap
+    stdout_total: int = 0  # bytes (UTF-8) printed, including any beyond the cap
     stderr_total: int = 0
     changed: list[str] = field(default_factory=list)
     duration: float = 0.0
@@ -34,8 +34,9 @@ class CellResult:
         for text, total, name in ((self.stdout, self.stdout_total, "stdout"), (self.stderr, self.stderr_total, "stderr")):
             if text:
                 parts.append(text)
-            if total > len(text):
-                parts.append(f"\n[{name} cut at {len(text):,} characters; {total:,} were printed]\n")
+            kept = len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+            if total > kept:
+                parts.append(f"\n[{name} cut at {kept:,} bytes; {total:,} bytes were printed]\n")
         return "".join(parts)
 
     def for_model(self, limit: int) -> str:
@@ -67,7 +68,7 @@ class Repl(Protocol):
         ...
 
     def reset(self) -> None:
-        """Forget every variable (a new run in the same warm process)."""
+        """Start over for a new run in a fresh process: nothing earlier code did survives."""
         ...
 
     def close(self) -> None: ...

@@ -2,7 +2,8 @@
 
 Exec'd by launcher.py (which applied the kernel layers) as `python -I -S kernel.py CONFIG_JSON`;
 installs the audit hook and talks to the parent only over the two pipe descriptors named in the
-config (stdout is /dev/null; model output is captured).
+config (stdout is /dev/null, stderr a pipe the parent reads with a cap; model output is captured).
+It serves one run: whatever model code does to this interpreter dies with it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ PRELOAD = ("re", "json", "math", "itertools", "collections", "functools", "glob"
 
 
 class CappedIO:
-    """A text sink that keeps the first `cap` characters and counts the rest."""
+    """A text sink that keeps the first `cap` bytes (UTF-8) and counts every byte written: a
+    million emoji are 4 MB, and the cap says so."""
 
     encoding = "utf-8"
     errors = "replace"
@@ -42,11 +44,18 @@ class CappedIO:
 
     def write(self, s: str) -> int:
         s = str(s)
-        self.total += len(s)
+        data = None if s.isascii() else s.encode("utf-8", "replace")
+        size = len(s) if data is None else len(data)
+        self.total += size
         if self.kept < self.cap:
-            piece = s[: self.cap - self.kept]
+            room = self.cap - self.kept
+            if size <= room:
+                piece = s
+            else:  # cut at a character boundary
+                piece = s[:room] if data is None else data[:room].decode("utf-8", "ignore")
+                size = len(piece) if data is None else len(piece.encode("utf-8", "replace"))
             self.parts.append(piece)
-            self.kept += len(piece)
+            self.kept += size
         return len(s)
 
     def writelines(self, lines: Any) -> None:
@@ -135,16 +144,21 @@ def _hide_bookkeeping(root: str) -> None:
     os.listdir, os.scandir = listdir, scandir
 
 
-def _watchdog(parent: int) -> None:
-    """End with the parent even while a cell runs (the parent-death signal covers a crash; this
-    covers the rest), checking four times a second."""
+def _watchdog(lifeline: int) -> None:
+    """End with the parent even while a cell runs. The parent-death signal covers a crash; this
+    covers the rest: a thread blocked reading a pipe whose only writer is the `rlm` process. The
+    read holds that pipe however model code renumbers its descriptors, and signals cannot
+    interrupt it (the thread blocks them all); EOF or any error ends the process."""
+    import signal
     import threading
 
     def watch() -> None:
-        while True:
-            time.sleep(0.25)
-            if os.getppid() != parent:
-                os._exit(0)
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))
+        try:
+            while os.read(lifeline, 1):
+                pass
+        finally:
+            os._exit(0)
 
     threading.Thread(target=watch, name="rlm-watchdog", daemon=True).start()
 
@@ -236,7 +250,7 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     rfd, wfd = cfg["rfd"], cfg["wfd"]
     os.chdir(cfg["cwd"])
-    _watchdog(cfg["parent_pid"])
+    _watchdog(cfg["lifeline"])
     for name in PRELOAD:
         __import__(name)
     _watch_reads(cfg["cwd"])
@@ -248,27 +262,25 @@ def main() -> None:
 
         quota = None if cfg["quota_by_kernel"] else (cfg["scratch_bytes"], cfg["scratch_files"])
         hidden = [os.path.join(cfg["cwd"], name) for name in HIDDEN] if cfg["hide"] else []
-        audit.install(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], [cfg["cwd"]], quota, hidden)
+        audit.install(cfg["read_roots"], [cfg["scratch"]], cfg["python_roots"], [cfg["cwd"]], quota, hidden,
+                      # the standard library as the parent resolved it and as this interpreter found it
+                      native_roots=cfg["native_roots"] + [os.path.dirname(os.__file__)],
+                      max_threads=cfg["max_threads"])
         layers.append("audit")
     channel = ParentChannel(rfd, wfd)
 
-    reader = WorkspaceReader(".")  # outlives resets: its caches are the same workspace's
-
-    def fresh() -> tuple[dict[str, Any], Toolkit]:
-        ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
-        kit = Toolkit(channel, ns, reader)
-        ns.update(kit.bind())
-        return ns, kit
-
-    ns, toolkit = fresh()
-    signal.signal(signal.SIGINT, _on_interrupt)
-    protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
+    # One run per process: a new run gets a new process (Sandbox.reset), never this one again.
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "SCRATCH": cfg["scratch"]}
+    toolkit = Toolkit(channel, ns, WorkspaceReader("."))
+    ns.update(toolkit.bind())
+    signal.signal(signal.SIGINT, _on_interrupt)  # Sandbox.interrupt: stops the running cell only
+    protocol.send(wfd, {"type": "ready", "layers": layers})
     number = 0
     while True:
         try:
             message = protocol.recv(rfd)
-        except EOFError:
-            return
+        except (EOFError, OSError, protocol.ProtocolError):
+            os._exit(0)  # the parent is gone (no thread model code left behind may keep us alive)
         if message.get("type") == "exec":
             number += 1
             try:
@@ -278,12 +290,8 @@ def main() -> None:
                 _in_cell[0] = False
                 result = _interrupted()
             protocol.send(wfd, result)
-        elif message.get("type") == "reset":  # a new run in the same process: no variable survives
-            ns, toolkit = fresh()
-            number = 0
-            protocol.send(wfd, {"type": "ready", "layers": layers, "pid": os.getpid()})
         elif message.get("type") == "shutdown":
-            return
+            os._exit(0)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,17 @@
 JSON, never pickle: the parent must not deserialize objects chosen by model-written code. Model
 code can reach the child's end of the pipe, so everything the parent reads is untrusted: the
 declared size is checked before anything is allocated, a frame that starts must finish within
-FRAME_SECONDS, and nesting too deep for the decoder is a breach like any other malformed frame.
+FRAME_SECONDS, nesting too deep for the decoder is a breach like any other malformed frame, and
+so is text that is not valid Unicode (bytes that are not UTF-8, or a `\ud800` escape: valid
+JSON that decodes to a lone surrogate no UTF-8 writer accepts). What we send never holds one
+(replaced by '?'), and a reply the other side does not read within FRAME_SECONDS is a breach.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import struct
 import time
@@ -38,13 +42,40 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
-def send(fd: int, message: dict[str, Any]) -> None:
-    data = json.dumps(message, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+def send(fd: int, message: dict[str, Any], deadline: float | None = None) -> None:
+    """Write one message. With `deadline` (monotonic; `fd` must be non-blocking), a reader that
+    stops reading is a ProtocolError instead of a write that blocks for ever."""
+    data = json.dumps(message, ensure_ascii=False).encode("utf-8", errors="replace")
     frame = struct.pack(">I", len(data)) + data
     view = memoryview(frame)
     while view:
-        written = os.write(fd, view)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise ProtocolError(f"the other side stopped reading ({len(view):,} bytes of a reply unread)")
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            continue
         view = view[written:]
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _valid_text(value: Any) -> bool:
+    """No lone surrogate in any string (json pairs escaped surrogates; what is left is lone)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_text(k) and _valid_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_text(v) for v in value)
+    return True
 
 
 def recv(fd: int, limit: int = MAX_MESSAGE, deadline: float | None = None) -> dict[str, Any]:
@@ -59,11 +90,19 @@ def recv(fd: int, limit: int = MAX_MESSAGE, deadline: float | None = None) -> di
     except TimeoutError:
         raise ProtocolError(f"a frame stopped arriving (declared {length:,} bytes)") from None
     try:
-        message = json.loads(body.decode("utf-8", errors="replace"))
+        message = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed frame: not UTF-8") from None
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"malformed frame: {type(exc).__name__}: {str(exc)[:100]}") from None
     if not isinstance(message, dict):
         raise ProtocolError("malformed frame: not an object")
+    try:
+        valid = not _SURROGATE_ESCAPE.search(body) or _valid_text(message)
+    except RecursionError:
+        valid = False
+    if not valid:
+        raise ProtocolError("malformed frame: text that is not valid Unicode (a lone surrogate)")
     return message
 
 

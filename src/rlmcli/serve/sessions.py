@@ -40,6 +40,8 @@ LOST = "The sandbox was restarted: all variables were lost."
 
 Sampler = Callable[[str], str]  # prompt -> the client's model's reply
 
+SAMPLED_BATCH = 100  # prompts of one llm_batch answered by the client's sampling, one request each
+
 
 @dataclass
 class Session:
@@ -189,7 +191,13 @@ class Sessions:
             if kind == "llm_query":
                 return sample(str(payload.get("prompt", "")))
             if kind == "llm_batch":
-                return [sample(str(p)) for p in payload.get("prompts", [])]
+                prompts = payload.get("prompts", [])
+                if not isinstance(prompts, list):  # a string would become one request per character
+                    raise TypeError("llm_batch takes a list of prompts")
+                if len(prompts) > SAMPLED_BATCH:  # each one is a request to the client's model
+                    raise ValueError(f"llm_batch through the client's sampling takes at most {SAMPLED_BATCH} "
+                                     f"prompts, not {len(prompts):,}")
+                return [sample(str(p)) for p in prompts]
             raise PermissionError(f"{kind} needs a model configured on the server (rlm mcp --model ...)")
 
         return by_sampling

@@ -7,10 +7,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
-from rlmcli.engine.events import Event, ModelDelta, RunFinished, RunStarted, from_dict
+from rlmcli.engine.events import Event, FinalAnswer, ModelDelta, Notice, RunFinished, RunStarted, from_dict
 from rlmcli.errors import RlmError
+
+TRACE_MAX_BYTES = 32 << 20  # of one run's trace (every depth); then only its end is recorded
 
 
 def new_run_id() -> str:
@@ -18,23 +20,59 @@ def new_run_id() -> str:
 
 
 class TraceWriter:
-    """An observer appending every event to the run's JSONL file as it happens (a crash keeps them)."""
+    """An observer appending every event to the run's JSONL file as it happens (a crash keeps them).
 
-    def __init__(self, path: Path) -> None:
+    It never stops the run: text that is not valid Unicode is written with '?' in its place, a
+    write that fails ends the trace there (`error` says why), and past `max_bytes` a notice says
+    the trace was cut and only the run's answer and end are recorded."""
+
+    def __init__(self, path: Path, max_bytes: int = TRACE_MAX_BYTES) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh: TextIO | None = open(path, "a", encoding="utf-8")
+        self.max_bytes = max_bytes
+        self.written = 0
+        self.cut = False
+        self.error: str | None = None
+        self._fh: BinaryIO | None = open(path, "ab")
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, ModelDelta):
+        if isinstance(event, ModelDelta) or self._fh is None:
             return  # the whole reply follows as model_text; deltas would only bloat the file
-        if self._fh is not None:
-            self._fh.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
-            self._fh.flush()
+        try:
+            data = self._line(event)
+            if self.written + len(data) > self.max_bytes and not self._is_end(event):
+                if not self.cut:
+                    self.cut = True
+                    note = Notice(run_id=event.run_id, reason="trace-cut", text=(
+                        f"the trace reached its {self.max_bytes >> 20} MB cap: later events are not recorded "
+                        "(the run went on); its answer and end follow"))
+                    self._write(self._line(note))
+                return
+            self._write(data)
+        except Exception as exc:  # noqa: BLE001 - the trace must never crash the run
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.close()
+
+    @staticmethod
+    def _line(event: Event) -> bytes:
+        return (json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
+
+    @staticmethod
+    def _is_end(event: Event) -> bool:
+        return isinstance(event, (FinalAnswer, RunFinished)) and event.depth == 0
+
+    def _write(self, data: bytes) -> None:
+        assert self._fh is not None
+        self._fh.write(data)
+        self._fh.flush()
+        self.written += len(data)
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
             self._fh = None
 
 

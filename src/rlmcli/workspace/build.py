@@ -81,6 +81,7 @@ def _spool(writer: WorkspaceWriter, pages: Iterator[str], counter: TokenCounter,
 class IngestOptions:
     ocr: str = "auto"  # auto | always | never: OCR for PDF pages without a usable text layer
     follow_symlinks: bool = False
+    as_text: bool = False  # every source is plain text, whatever its bytes look like (rlm_query's texts)
 
 
 OCR_KINDS = {"pdf", "eml", "mbox", "msg"}  # PDFs, and mail whose attachments may be PDFs
@@ -117,7 +118,7 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
             head = fh.read(8192)
     if size == 0:
         raise ExtractError("empty file (0 bytes)")
-    kind = detect_type(path, head, source.data)
+    kind = "text" if options.as_text else detect_type(path, head, source.data)
     if kind == "binary":
         raise ExtractError("binary file: not a supported document type")
     if kind == "text" and size > MAX_TEXT_BYTES:

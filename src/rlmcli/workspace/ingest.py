@@ -209,12 +209,14 @@ def ingest(
     ocr: str = "auto",
     executor: str = "local",
     ship: bool = False,
+    as_text: bool = False,
 ) -> tuple[Workspace, IngestReport]:
-    """Ingest files, directories and `-` into a workspace (automatic when `workspace` is None)."""
+    """Ingest files, directories and `-` into a workspace (automatic when `workspace` is None).
+    `as_text`: read every input as plain text, never as a PDF or office file."""
     from rlmcli.config import auto_workspaces_dir
     from rlmcli.workspace.sources import discover
 
-    options = IngestOptions(ocr=ocr, follow_symlinks=follow_symlinks)
+    options = IngestOptions(ocr=ocr, follow_symlinks=follow_symlinks, as_text=as_text)
     found = discover(inputs, stdin, follow_symlinks)
     report = IngestReport(failed=list(found.errors), skipped=list(found.skipped),
                           skipped_ignored=found.counts["ignored"], skipped_empty=found.counts["empty"])
