@@ -76,4 +76,4 @@ def test_a_lone_surrogate_is_a_breach_and_the_trace_is_finished(server: FakeLLM,
     assert result.stdout.decode() == "still standing [contract.pdf p.1]\n"
     assert "SandboxError: sandbox protocol breach" in err and "forged" not in result.stdout.decode()
     trace = next((ws / "runs").glob("*.jsonl")).read_text(encoding="utf-8").splitlines()
-    assert json.loads(trace[-1])["kind"] == "run_finished"
+    assert "run_finished" in [json.loads(line)["kind"] for line in trace[-2:]]  # (the citations' marks may follow)

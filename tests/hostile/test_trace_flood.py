@@ -47,7 +47,9 @@ def test_the_run_trace_has_a_byte_cap(server: FakeLLM, tmp_path: Path) -> None:
     assert trace.stat().st_size < (32 << 20) + (4 << 20)
     events = [json.loads(line) for line in lines]
     assert any(e["kind"] == "notice" and e["reason"] == "trace-cut" for e in events)
-    assert events[-1]["kind"] == "run_finished" and events[-1]["status"] == "answered"
+    # the run's end is traced (its citations' marks may follow it)
+    ends = [e for e in events[-2:] if e["kind"] == "run_finished"]
+    assert ends and ends[0]["status"] == "answered"
 
 
 def test_the_stream_cap_counts_bytes(workspace: Path) -> None:
