@@ -30,6 +30,7 @@ class Reply:
     headers: dict[str, str] | None = None  # extra response headers (Retry-After, say)
     drip: float = 0.0  # send the body one byte at a time, this many seconds apart
     endless: bool = False  # a stream that never ends
+    pace: float = 0.0  # seconds between the chunks of a streamed reply (a model typing)
 
 
 class FakeLLM:
@@ -166,6 +167,8 @@ class FakeLLM:
                                                  "finish_reason": None}])
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
+                    if reply.pace and server.stopped.wait(reply.pace):
+                        return
                 last = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
                 self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
                 if (body.get("stream_options") or {}).get("include_usage"):

@@ -144,7 +144,7 @@ def test_a_failed_run_replays_with_its_status_and_error(server: FakeLLM, tmp_pat
     listed = run_rlm("runs", "-w", str(ws)).stdout.decode()
     assert "\tfailed\t" in listed
     replay = run_rlm("trace", "-w", str(ws)).stdout.decode()
-    assert "FINAL (failed)" in replay and "HTTP 401" in replay and "check the API key" in replay
+    assert "✗ failed" in replay and "HTTP 401" in replay and "check the API key" in replay
     data = json.loads(run_rlm("trace", "-w", str(ws), "--json").stdout)
     assert data["status"] == "failed" and "HTTP 401" in data["error"]
 

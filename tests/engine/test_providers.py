@@ -198,7 +198,7 @@ def test_retries_show_in_the_tree_and_the_trace(server: FakeLLM, ws: Workspace) 
     console = Console(file=io.StringIO(), record=True, width=120, color_system=None)
     console.print(tree.render())
     text = console.export_text()
-    assert "↻ openai/gpt-4o-mini · retry 1/4 in " in text and ": 503" in text and "1 retries" in text
+    assert "↻ openai/gpt-4o-mini · retry 1/4 in " in text and ": 503" in text and "1 retry" in text
     saved = load(Path(result.trace))
     assert [(e.attempt, e.reason) for e in saved if isinstance(e, ev.ModelRetry)] == [(1, "503")]
     calls = [e for e in saved if isinstance(e, ev.ModelCall)]

@@ -51,7 +51,18 @@ def say(line: str) -> None:
 
 
 def fail(message: str, status: ExitStatus) -> None:
-    sys.stderr.write(f"rlm: error: {message}\n")
+    line = f"rlm: error: {message}"
+    if sys.stderr.isatty():  # a terminal wraps mid-word: break at spaces instead
+        import os
+        import textwrap
+
+        try:
+            columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        except (OSError, ValueError):
+            columns = 80
+        line = textwrap.fill(line, max(40, columns), subsequent_indent="  ",
+                             break_long_words=False, break_on_hyphens=False)
+    sys.stderr.write(line + "\n")
     raise typer.Exit(int(status))
 
 

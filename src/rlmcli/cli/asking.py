@@ -110,6 +110,8 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
             u = result.usage
             cost = f"${u['cost']:.4f}" if u.get("cost") is not None else "cost unknown"
             cached = f" ({u['cache_hits']} from the cache)" if u.get("cache_hits") else ""
+            retries = u.get("retries") or 0
+            cached += f", {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
             say(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls{cached}, "
                 f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "
                 f"{result.seconds:.1f}s; trace {result.run_id}")
