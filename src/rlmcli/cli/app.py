@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 import click
@@ -173,6 +174,47 @@ def stdout_console(**options: Any) -> Any:
             raise BrokenPipeError
 
     return _Console(highlight=False, **options)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    justify: str = "left"
+    wide: bool = False  # takes what width is left, cut with … rather than wrapped (a question, a path)
+
+
+def print_listing(columns: list[Column], rows: list[list[str]], plain: list[list[str]] | None = None,
+                  total: list[str] | None = None) -> None:
+    """A listing on stdout. On a terminal: aligned columns under a header, one line per row (Rich).
+    Off one: tab-separated lines without a header, for cut, sort and awk (`plain` gives values
+    in a form for scripts: plain numbers, ISO times, full names); `--json` is for everything else."""
+    if not sys.stdout.isatty():
+        for row in plain if plain is not None else rows:
+            typer.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+        return
+    from rich.cells import cell_len
+    from rich.table import Table
+
+    console = stdout_console()
+    every = [*rows, *([total] if total is not None else [])]
+    natural = [max([cell_len(c.header), *(cell_len(r[i]) for r in every)]) for i, c in enumerate(columns)]
+    # Narrow columns keep their width; the wide ones take what is left of the line, the first
+    # one first, leaving at least 12 for each after it.
+    wide = [i for i, c in enumerate(columns) if c.wide]
+    spare = console.width - 2 * (len(columns) - 1) - sum(w for i, w in enumerate(natural) if i not in wide)
+    widths = list(natural)
+    for n, i in enumerate(wide):
+        widths[i] = max(12, min(natural[i], spare - 12 * (len(wide) - n - 1)))
+        spare -= widths[i]
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for c, width in zip(columns, widths):
+        table.add_column(c.header, justify=c.justify, no_wrap=True,  # type: ignore[arg-type]
+                         overflow="ellipsis", width=width)
+    for row in rows:
+        table.add_row(*row)
+    if total is not None:
+        table.add_row(*total, style="bold")
+    console.print(table)
 
 
 def main() -> None:

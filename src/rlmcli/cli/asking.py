@@ -66,9 +66,48 @@ def ask(
     if dry_run:
         from rlmcli.ask import dry_run_estimate
 
-        typer.echo(json.dumps(dry_run_estimate(ws, settings), indent=1))
+        estimate = dry_run_estimate(ws, settings)
+        if as_json:
+            typer.echo(json.dumps(estimate, ensure_ascii=False, indent=1))
+        else:
+            _print_estimate(estimate)
         return
     _run_and_print(ws, question, settings, refresh, as_json, quiet, verbose, no_color, focus)
+
+
+def _print_estimate(estimate: dict[str, Any]) -> None:
+    """The dry run as a table: what each model may be called for, at most, and what that costs."""
+    from rich.table import Table
+
+    from rlmcli.cli.app import stdout_console
+
+    def money(value: float | None) -> str:
+        return "unknown" if value is None else f"${value:,.4f}"
+
+    def per_million(m: dict[str, Any]) -> str:
+        if m["usd_per_million_input"] is None:
+            return "unknown"
+        return f"${m['usd_per_million_input']:g} / ${m['usd_per_million_output']:g}"
+
+    say(f"rlm: dry run, nothing was sent. At most, every allowed call sends a full context window "
+        f"(the workspace holds {estimate['workspace_tokens']:,} tokens):")
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for header, justify in (("role", "left"), ("model", "left"), ("calls", "right"), ("tokens per call", "right"),
+                            ("$ per M in / out", "right"), ("at most", "right")):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for m in estimate["models"]:
+        window = f"{m['prompt_tokens_per_call']:,}" + ("" if m["context_window"] else " (window unknown)")
+        table.add_row(m["role"], m["model"], str(m["calls"]), f"{window} + {m['completion_tokens_per_call']:,}",
+                      per_million(m), money(m["worst_case_cost"]))
+    total = money(estimate["worst_case_cost"])
+    if estimate["capped_by_max_cost"]:
+        total += " (--max-cost caps it)"
+    table.add_row("total", "", str(sum(m["calls"] for m in estimate["models"])), "", "", total, style="bold")
+    console = stdout_console(width=None if sys.stdout.isatty() else 100)
+    console.print(table)
+    sys.stdout.flush()
+    if not estimate["price_known"]:
+        say("rlm: litellm's price map does not know a model above, so the worst case cost is unknown")
 
 
 def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from rlmcli.cli.app import (
+    Column,
     ExecutorOpt,
     JsonOpt,
     ShipOpt,
@@ -19,9 +20,9 @@ from rlmcli.cli.app import (
     handle_errors,
     human,
     open_workspace,
+    print_listing,
     say,
     stderr_console,
-    stdout_console,
 )
 from rlmcli.errors import ExitStatus, RlmError, UsageError
 
@@ -101,10 +102,12 @@ def ingest(
         raise typer.Exit(int(ExitStatus.ERROR))
 
 
-@app.command("ls", epilog=examples("rlm ls -w deal", "rlm ls -w deal --json"))
+@app.command("ls", epilog=examples("rlm ls -w deal", "rlm ls -w deal --json",
+                                   "rlm ls -w deal | sort -t$'\\t' -k4 -n   # off a terminal: tab-separated, no header"))
 @handle_errors
 def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> None:
-    """List the documents in a workspace with type, pages, tokens and warnings."""
+    """List the documents in a workspace with type, pages, tokens and warnings. On a terminal,
+    aligned columns with a header and totals; in a pipe, tab-separated lines without them."""
     ws = open_workspace(workspace, need_documents=False)
     manifest = ws.manifest()
     docs = manifest["documents"]
@@ -115,16 +118,12 @@ def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> 
     if not docs:
         say("no documents yet: rlm ingest FILE -w " + (workspace or str(ws.root)))
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col, justify in (("doc", "left"), ("type", "left"), ("pages", "right"), ("tokens", "right"), ("warnings", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for doc, rec in docs.items():
-        table.add_row(doc, rec["type"], str(rec["pages"]), f"{rec['tokens']:,}", "; ".join(rec["warnings"]))
+    rows = [[doc, rec["type"], str(rec["pages"]), f"{rec['tokens']:,}", "; ".join(rec["warnings"])] for doc, rec in docs.items()]
+    plain = [[doc, rec["type"], str(rec["pages"]), str(rec["tokens"]), "; ".join(rec["warnings"])] for doc, rec in docs.items()]
     t = manifest["totals"]
-    table.add_row(f"{t['documents']} documents", "", str(t["pages"]), f"{t['tokens']:,}", "", style="bold")
-    stdout_console(width=None if sys.stdout.isatty() else 200).print(table)
+    print_listing([Column("doc", wide=True), Column("type"), Column("pages", "right"), Column("tokens", "right"),
+                   Column("warnings", wide=True)], rows, plain,
+                  total=[f"{t['documents']} documents", "", str(t["pages"]), f"{t['tokens']:,}", ""])
 
 
 @app.command(epilog=examples("rlm show contract.pdf --page 12 -w deal", "rlm show \"My Notes (v2)\" -w deal"))
@@ -139,7 +138,7 @@ def show(
     doc_id = ws.resolve_doc(doc)
     text = ws.read_page(doc_id, page)
     say(f"{doc_id} p.{page}/{ws.documents()[doc_id]['pages']}")
-    sys.stdout.write(text)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")  # the prompt starts on a line of its own
 
 
 @app.command(epilog=examples("rlm rm annex.docx -w deal --yes"))

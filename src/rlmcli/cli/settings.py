@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
 
-from rlmcli.cli.app import JsonOpt, app, emit_json, examples, handle_errors, say
+from rlmcli.cli.app import Column, JsonOpt, app, emit_json, examples, handle_errors, print_listing, say
 from rlmcli.errors import ExitStatus, RlmError
 
 config_app = typer.Typer(help="Show the resolved settings and where each came from; set them in the config file.",
@@ -105,15 +106,25 @@ def models_cmd(
     if as_json:
         emit_json("rlm.models/1", {"models": rows, "checks": list(checks.values())})
     else:
+        from rlmcli.engine.providers.catalog import ASSUMED_WINDOW
+
+        table, plain = [], []
         for r in rows:
-            key = "no key needed" if r["key_variable"] is None else (
-                f"key {r['key_variable']} {'set' if r['key_set'] else 'NOT SET'}")
-            window = f"{r['context_window']:,} tokens" if r["context_window"] else "window unknown"
-            price = (f"${r['usd_per_million_input']:g}/${r['usd_per_million_output']:g} per M tokens"
-                     if r["usd_per_million_input"] is not None else "price unknown")
-            typer.echo(f"{r['role']}\t{r['model']}\t{r['provider']} via {r['transport']}\t{key}\t{window}\t{price}")
+            key = "none needed" if r["key_variable"] is None else (
+                f"{r['key_variable']} {'set' if r['key_set'] else 'NOT SET'}")
+            price = (f"${r['usd_per_million_input']:g} / ${r['usd_per_million_output']:g}"
+                     if r["usd_per_million_input"] is not None else "unknown")
+            window = f"{r['context_window']:,}" if r["context_window"] else "unknown"
+            # The provider is the model's prefix; it and the transport are in the pipe's lines and --json.
+            table.append([r["role"], r["model"], key, window, price])
+            plain.append([r["role"], r["model"], f"{r['provider']} via {r['transport']}", key,
+                          str(r["context_window"] or ""), price])
+        print_listing([Column("role"), Column("model", wide=True), Column("key", wide=True),
+                       Column("window", "right"), Column("$/M in / out", "right")], table, plain)
+        if any(not r["context_window"] for r in rows):
+            say(f"rlm: window unknown to litellm's map: a dry run assumes {ASSUMED_WINDOW:,} tokens")
         for c in checks.values():
             status = f"ok in {c['seconds']:.2f}s" if c["ok"] else f"FAILED ({c['error_kind']}): {c['error']}"
-            typer.echo(f"check\t{c['model']}\t{status}")
+            typer.echo(f"check\t{c['model']}\t{status}" if not sys.stdout.isatty() else f"check {c['model']}: {status}")
     if any(not c["ok"] for c in checks.values()):
         raise typer.Exit(int(ExitStatus.PROVIDER))
