@@ -79,3 +79,49 @@ def run_in_terminal(*args: str, cols: int = 80, rows: int = 24, env: dict[str, s
     while lines and not lines[-1]:
         lines.pop()
     return Screen(raw, lines, returncode)
+
+
+class Shell:
+    """An interactive bash in a tmux pane of `cols` x `rows` with rlm's completion installed, as
+    `rlm --install-completion` would: keys are typed, the pane is read back."""
+
+    def __init__(self, env: dict[str, str], cols: int = 80, rows: int = 24) -> None:
+        import shlex
+        import uuid
+
+        self.socket = f"rlm-test-{uuid.uuid4().hex[:8]}"
+        self._tmux("new-session", "-d", "-x", str(cols), "-y", str(rows), "bash --norc --noprofile")
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        bin_dir = shlex.quote(str(Path(sys.executable).parent))
+        self.type(f"export {exports} PATH={bin_dir}:$PATH PS1='$ '; eval \"$(rlm --show-completion bash)\"; clear\n")
+        self.wait_for("$")
+
+    def _tmux(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30)
+        return done.stdout
+
+    def type(self, text: str) -> None:
+        self._tmux("send-keys", "-t", "0", "-l", text)
+
+    def tab(self, times: int = 1) -> None:
+        for _ in range(times):
+            self._tmux("send-keys", "-t", "0", "Tab")
+            time.sleep(0.3)
+
+    def clear_line(self) -> None:
+        self._tmux("send-keys", "-t", "0", "C-u")
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-t", "0", "-p")
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            shown = self.screen()
+            if text in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared:\n{self.screen()}")
+
+    def close(self) -> None:
+        self._tmux("kill-server")

@@ -104,6 +104,14 @@ def answer_record(result: RunResult) -> dict[str, Any]:
             "sandbox": result.sandbox_layers}
 
 
+def failed_record(error: str) -> dict[str, Any]:
+    """The `rlm.answer/1` object of a run that failed before its first model call (a missing key,
+    a workspace that is not there): `ask --json` still prints one object."""
+    return {"schema": ANSWER_SCHEMA, "answer": "", "status": "failed", "limit": None, "error": error, "citations": [],
+            "usage": Budget(Limits()).usage(0), "model_calls": [], "iterations": 0, "seconds": 0.0, "run_id": None,
+            "trace": None, "workspace": None, "sandbox": []}
+
+
 ESTIMATE_SCHEMA = "rlm.estimate/1"
 
 

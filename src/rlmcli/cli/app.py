@@ -14,6 +14,7 @@ import click
 import typer
 
 from rlmcli import __version__
+from rlmcli.cli import completion
 from rlmcli.errors import ExitStatus, RlmError, UsageError
 
 HELP = f"""rlm {__version__}: ask questions about documents far larger than a model's context window.
@@ -30,13 +31,14 @@ _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
 WorkspaceOpt = typer.Option(
-    None, "-w", "--workspace",
+    None, "-w", "--workspace", autocompletion=completion.workspaces,
     help="Workspace name (under $RLM_HOME/workspaces), automatic name (auto:KEY, as `rlm workspaces` shows) or "
     "path (anything with a '/'). Default for ingest: an automatic workspace keyed by the inputs' content; for "
     "other commands: the last one an ingest or question used.",
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (with a schema field).")
 ExecutorOpt = typer.Option("local", "--executor", envvar="RLM_EXECUTOR", click_type=click.Choice(["local", "ray"]),  # type: ignore[call-overload]
+                           autocompletion=completion.executors,
                            help="Where the work runs: this machine, or Ray (RAY_ADDRESS, else a local Ray; needs rlmcli[ray]).")
 ShipOpt = typer.Option(False, "--ship", help="With --executor ray: send workspaces and files through Ray's object store "
                        "instead of a filesystem shared by every machine.")
@@ -122,18 +124,49 @@ def _main(
     _state["debug"] = debug
 
 
-def open_workspace(spec: Optional[str], need_documents: bool = True) -> Any:
-    """-w's workspace, else the last used; one clear line when there is none or it is empty."""
+def open_workspace(spec: Optional[str], need_documents: bool = True, announce: bool = False) -> Any:
+    """-w's workspace, else the last used (named on stderr with `announce`); one clear line when
+    there is none, it is empty, or -w misspells a name (with the close ones)."""
     from rlmcli.errors import WorkspaceError
     from rlmcli.workspace.ingest import workspace_path
     from rlmcli.workspace.registry import most_recent
     from rlmcli.workspace.store import Workspace
 
-    ws = most_recent() if spec is None else Workspace.open(workspace_path(spec))
+    if spec is None:
+        ws = most_recent()
+        if announce:
+            say(f"rlm: asking the workspace used last, {workspace_label(ws.root)} (-w names another)")
+    else:
+        path = workspace_path(spec)
+        if "/" not in spec and not spec.startswith("auto:") and not Workspace(path).exists():
+            raise WorkspaceError(f"no workspace named {spec!r}{close_workspaces(spec)} (`rlm workspaces` lists them; "
+                                 f"`rlm ingest FILE -w {spec}` makes it)")
+        ws = Workspace.open(path)
     if need_documents and not ws.documents():
         name = spec or str(ws.root)
         raise WorkspaceError(f"the workspace {name} holds no documents yet: rlm ingest FILE -w {name}")
     return ws
+
+
+def workspace_label(root: Any) -> str:
+    """How `rlm workspaces` names the workspace at `root`."""
+    from rlmcli.workspace.registry import list_workspaces
+
+    return next((i.label for i in list_workspaces(with_size=False) if i.path == root), str(root))
+
+
+def close_workspaces(name: str) -> str:
+    """'; did you mean deal?' from the named workspaces, or ''."""
+    import difflib
+
+    from rlmcli.config import workspaces_dir
+
+    try:
+        names = [p.name for p in workspaces_dir().iterdir() if (p / "manifest.json").is_file()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def confirm(what: str, yes: bool) -> None:

@@ -9,7 +9,8 @@ from typing import Any, Optional
 import typer
 
 from rlmcli.cli.app import WorkspaceOpt, app, examples, fail, handle_errors, say, stderr_console
-from rlmcli.cli.documents import check_files, workspace_for
+from rlmcli.cli.documents import given_workspace, no_workspace_yet, workspace_for
+from rlmcli.cli.inputs import parse_inputs
 from rlmcli.errors import ExitStatus
 from rlmcli.options import run_options
 
@@ -36,21 +37,32 @@ def ask(
     *, flags: dict[str, Any],
 ) -> None:
     """Answer a question about documents: the answer on stdout, the trace on stderr."""
+    from rlmcli.errors import RlmError
+
+    try:
+        _ask(args, workspace, refresh, dry_run, offline, as_json, quiet, verbose, no_color, flags)
+    except RlmError as exc:
+        if as_json and not dry_run:  # a script reading stdout gets its one object, saying what failed
+            import json
+
+            from rlmcli.ask import failed_record
+
+            typer.echo(json.dumps(failed_record(str(exc)), ensure_ascii=False, indent=1))
+        raise
+
+
+def _ask(args: list[str], workspace: Optional[str], refresh: bool, dry_run: bool, offline: bool, as_json: bool,
+         quiet: bool, verbose: bool, no_color: bool, flags: dict[str, Any]) -> None:
     import json
 
     from rlmcli.ask import model_config
     from rlmcli.config import Settings
-    from rlmcli.errors import UsageError
 
-    if not args:
-        raise UsageError("ask needs a QUESTION")
-    question, files = args[-1], args[:-1]
-    if not question.strip():
-        raise UsageError("the question is empty")
-    if not files and workspace is None:
-        raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
+    inputs = parse_inputs("ask", args, workspace, given_workspace(workspace))
+    question, paths, focus = inputs.question, inputs.paths, inputs.focus
+    if not paths and workspace is None:
+        no_workspace_yet()  # before the model's checks: there is nothing to ask about
     settings = Settings.resolve(flags)
-    paths, focus = check_files(files, workspace)
     if not offline:
         config = model_config(settings)  # no model: a usage error before any work
         from rlmcli.engine.providers import uses_fast_path
@@ -59,7 +71,7 @@ def ask(
             from rlmcli.engine.providers.litellm_provider import prewarm
 
             prewarm()  # litellm's import overlaps ingest and the sandbox start
-    ws = workspace_for(paths, workspace, quiet, settings.ocr)
+    ws = workspace_for(paths, workspace, quiet, settings.ocr, announce=not quiet)
     if offline:
         _offline(ws, question, as_json, focus)
         return
@@ -89,25 +101,32 @@ def _print_estimate(estimate: dict[str, Any]) -> None:
             return "unknown"
         return f"${m['usd_per_million_input']:g} / ${m['usd_per_million_output']:g}"
 
-    say(f"rlm: dry run, nothing was sent. At most, every allowed call sends a full context window "
-        f"(the workspace holds {estimate['workspace_tokens']:,} tokens):")
+    say("rlm: dry run, nothing sent: the worst case, every allowed call with a full context window")
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     for header, justify in (("role", "left"), ("model", "left"), ("calls", "right"), ("tokens per call", "right"),
-                            ("$ per M in / out", "right"), ("at most", "right")):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+                            ("$/M in / out", "right"), ("at most", "right")):
+        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for m in estimate["models"]:
-        window = f"{m['prompt_tokens_per_call']:,}" + ("" if m["context_window"] else " (window unknown)")
+        window = f"{m['prompt_tokens_per_call']:,}" + ("" if m["context_window"] else "*")
         table.add_row(m["role"], m["model"], str(m["calls"]), f"{window} + {m['completion_tokens_per_call']:,}",
                       per_million(m), money(m["worst_case_cost"]))
     total = money(estimate["worst_case_cost"])
     if estimate["capped_by_max_cost"]:
-        total += " (--max-cost caps it)"
+        total += " (--max-cost)"
     table.add_row("total", "", str(sum(m["calls"] for m in estimate["models"])), "", "", total, style="bold")
     console = stdout_console(width=None if sys.stdout.isatty() else 100)
     console.print(table)
     sys.stdout.flush()
+    if not all(m["context_window"] for m in estimate["models"]):
+        say(f"* window unknown to litellm's map: {catalog_window():,} tokens assumed")
     if not estimate["price_known"]:
-        say("rlm: litellm's price map does not know a model above, so the worst case cost is unknown")
+        say("rlm: a price unknown to litellm's map: the worst case cost is unknown")
+
+
+def catalog_window() -> int:
+    from rlmcli.engine.providers.catalog import ASSUMED_WINDOW
+
+    return ASSUMED_WINDOW
 
 
 def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from rlmcli.cli import completion
 from rlmcli.cli.app import (
     Column,
     ExecutorOpt,
@@ -35,6 +36,8 @@ def report_ingest(report: Any, quiet: bool = False) -> None:
         return
     for doc, warning in report.warnings:
         say(f"rlm: warning: {doc}: {warning}")
+    for doc, note in report.notes:
+        say(f"rlm: note: {doc}: {note}")
     for name, doc in report.duplicates:
         say(f"rlm: note: {name}: same content as {doc}; stored once")
     shown = 20
@@ -68,7 +71,8 @@ def ingest(
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="Files, directories, or '-' for stdin."),
     workspace: Optional[str] = WorkspaceOpt,
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
-    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto."),
+    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto.",
+                                      autocompletion=completion.ocr_modes),
     executor: str = ExecutorOpt,
     ship: bool = ShipOpt,
 ) -> None:
@@ -129,7 +133,8 @@ def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> 
 @app.command(epilog=examples("rlm show contract.pdf --page 12 -w deal", "rlm show \"My Notes (v2)\" -w deal"))
 @handle_errors
 def show(
-    doc: str = typer.Argument(..., metavar="DOC", help="Document id, file name (with or without extension) or unique prefix."),
+    doc: str = typer.Argument(..., metavar="DOC", help="Document id, file name (with or without extension), unique prefix, or the path it was ingested from.",
+                              autocompletion=completion.documents),
     page: int = typer.Option(1, "--page", "-p", min=1, help="Page (1-based)."),
     workspace: Optional[str] = WorkspaceOpt,
 ) -> None:
@@ -144,7 +149,7 @@ def show(
 @app.command(epilog=examples("rlm rm annex.docx -w deal --yes"))
 @handle_errors
 def rm(
-    docs: list[str] = typer.Argument(..., metavar="DOC...", help="Documents to remove."),
+    docs: list[str] = typer.Argument(..., metavar="DOC...", help="Documents to remove.", autocompletion=completion.documents),
     workspace: Optional[str] = WorkspaceOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed off a terminal)."),
 ) -> None:
@@ -161,35 +166,39 @@ def rm(
     say(f"removed {', '.join(ids)} from {ws.root}")
 
 
-def check_files(files: list[str], workspace: Optional[str]) -> tuple[list[str], list[str]]:
-    """(paths to ingest, documents of -w to focus on). Anything else is a usage error: usually a
-    question that was not quoted."""
-    import os
+def given_workspace(workspace: Optional[str]) -> Any:
+    """-w's Workspace (which may not exist yet), or None without -w."""
+    if workspace is None:
+        return None
+    from rlmcli.workspace.ingest import workspace_path
+    from rlmcli.workspace.store import Workspace
 
-    paths, focus = [], []
-    ws = None
-    for name in files:
-        if name == "-" or os.path.exists(name):
-            paths.append(name)
-            continue
-        if workspace is not None:
-            if ws is None:
-                ws = open_workspace(workspace)
-            try:
-                focus.append(ws.resolve_doc(name))
-                continue
-            except RlmError:
-                pass
-        raise UsageError(f"no such file {name!r} - quote the question: rlm ask FILE \"...\"")
-    return paths, focus
+    ws = Workspace(workspace_path(workspace))
+    if ws.exists():
+        ws.settle()
+    return ws
 
 
-def workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: str = "auto") -> Any:
-    """Ingest FILEs (reusing the cached workspace), or open -w; say what failed."""
+def no_workspace_yet() -> None:
+    """A usage error when no workspace has been used yet (ask without FILE or -w)."""
+    from rlmcli.errors import WorkspaceError
+    from rlmcli.workspace.registry import most_recent_root
+
+    try:
+        most_recent_root()
+    except WorkspaceError:
+        raise UsageError("ask needs FILE... or -w WORKSPACE before the question: no workspace has been used yet") from None
+
+
+def workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: str = "auto",
+                  announce: bool = False) -> Any:
+    """Ingest FILEs (reusing the cached workspace), or open -w (else the last used); say what failed."""
     from rlmcli.workspace.ingest import ingest as run_ingest
 
     if not files:
-        return open_workspace(workspace)
+        if workspace is None:
+            no_workspace_yet()
+        return open_workspace(workspace, announce=announce)
     ws, report = run_ingest(files, workspace, ocr=ocr)
     report_ingest(report, quiet)
     if not ws.exists() or not ws.documents():
@@ -206,15 +215,18 @@ def search(
     args: list[str] = typer.Argument(..., metavar="[FILE...] QUERY", help="Files to search (or -w), then the query."),
     workspace: Optional[str] = WorkspaceOpt,
     k: int = typer.Option(10, "-k", min=1, help="Passages (or documents) to return."),
-    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only these documents: a name or a glob ('r-*.pdf'); repeatable."),
+    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only these documents: a name or a glob ('r-*.pdf'); repeatable.",
+                                            autocompletion=completion.documents),
     rank_docs: bool = typer.Option(False, "--docs", help="Rank documents instead of passages: by how the query names them (title, company, form, fiscal year), then by their passages."),
     as_json: bool = typer.Option(False, "--json", help="JSON: passages (schema rlm.passages/1) or, with --docs, documents (rlm.doclist/1)."),
 ) -> None:
     """Search a workspace without any model: ranked passages with citations, or ranked documents."""
     from rlmcli.search import documents_text, passages_text, rank_documents, search_workspace
 
-    query, files = args[-1], args[:-1]
-    paths, focus = check_files(files, workspace)
+    from rlmcli.cli.inputs import parse_inputs
+
+    inputs = parse_inputs("search", args, workspace, given_workspace(workspace))
+    query, paths, focus = inputs.question, inputs.paths, inputs.focus
     ws = workspace_for(paths, workspace, True) if paths else open_workspace(workspace)
     if rank_docs:
         found = rank_documents(ws, query, k=k)

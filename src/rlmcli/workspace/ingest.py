@@ -27,6 +27,7 @@ class IngestReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (name, existing doc id)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (name, what is wrong)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (doc id, warning)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (doc id, what went right worth saying: OCR)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why): symlinks out, FIFOs, ...
     skipped_binary: int = 0
     skipped_ignored: int = 0
@@ -172,6 +173,10 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
     doc = writer.add(build, replace=existing)
     (report.replaced if existing else report.added).append(doc)
     report.warnings.extend((doc, w) for w in build.warnings)
+    if build.extra.get("ocr_pages"):
+        from rlmcli.workspace.extract import pages_named
+
+        report.notes.append((doc, f"OCR: text recognised on {pages_named(build.extra['ocr_pages'])}"))
     report.pages += build.page_count
     report.tokens += sum(build.page_tokens())
     return build.page_count, build.attachments

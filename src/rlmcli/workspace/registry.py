@@ -88,15 +88,23 @@ def _unique_prefix(key: str, keys: list[str], least: int = 6) -> str:
     return key
 
 
+def most_recent_root() -> Path:
+    """Where the workspace used last is, without opening it (shell completion reads it)."""
+    used = []
+    for _, path, _ in _candidates():
+        try:
+            used.append(((path / ".last_used").stat().st_mtime, path))
+        except OSError:
+            continue
+    if not used:
+        raise WorkspaceError("no workspaces yet: ingest something first (`rlm ingest FILE`)")
+    return max(used, key=lambda pair: pair[0])[1]
+
+
 def most_recent() -> Workspace:
     """The workspace used last: what `rlm ls` and friends show without `-w`. Only a workspace an
     ingest put documents into counts (it then has a .last_used mark)."""
-    used = [(path / ".last_used").stat().st_mtime for _, path, _ in _candidates() if (path / ".last_used").exists()]
-    candidates = [c for c in _candidates() if (c[1] / ".last_used").exists()]
-    if not candidates:
-        raise WorkspaceError("no workspaces yet: ingest something first (`rlm ingest FILE`)")
-    best = max(zip(used, candidates, strict=True), key=lambda pair: pair[0])[1]
-    return Workspace.open(best[1])
+    return Workspace.open(most_recent_root())
 
 
 def _unlocked(path: Path) -> bool:

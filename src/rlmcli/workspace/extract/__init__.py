@@ -56,6 +56,24 @@ class Format:
     container: str = ""  # a zip's telltale: a part name prefix, or the `mimetype` part's text
 
 
+def page_list(numbers: list[int]) -> str:
+    """1,2,3,7,9,10 -> '1-3, 7, 9-10'."""
+    spans: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + [-1]:
+        if n == prev + 1:
+            prev = n
+            continue
+        spans.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(spans)
+
+
+def pages_named(numbers: list[int]) -> str:
+    """'page 3' or 'pages 1-3, 7'."""
+    return ("page " if len(numbers) == 1 else "pages ") + page_list(numbers)
+
+
 def _ext(*names: str) -> frozenset[str]:
     return frozenset(names)
 
