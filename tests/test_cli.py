@@ -121,8 +121,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     files["scanned"] = make_pdf(d / "scanned.pdf", [["cover page text"], IMAGE_STREAM, IMAGE_STREAM])
     (d / "empty.txt").write_bytes(b"")
     files["empty"] = d / "empty.txt"
+    (d / "sound.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVE" + bytes(range(256)) * 4)
+    files["binary"] = d / "sound.wav"
     (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-    files["binary"] = d / "image.png"
+    files["image"] = d / "image.png"
     (d / "latin1.txt").write_bytes("Kündigung mit einer Frist von drei Monaten zum Monatsende möglich.\n".encode("latin-1") * 30)
     files["latin1"] = d / "latin1.txt"
     (d / "broken.docx").write_bytes(b"PK\x03\x04garbage")
@@ -143,7 +145,8 @@ def test_each_bad_input_gets_one_line_and_the_rest_is_ingested(tmp_path: Path) -
     expected = {
         "corrupt": "corrupt or truncated PDF", "truncated": "corrupt or truncated PDF",
         "locked": "encrypted PDF: a password is required to open it", "empty": "empty file (0 bytes)",
-        "binary": "binary file: not a supported document type", "docx": "not a valid DOCX file",
+        "binary": "binary file: not a supported document type", "image": "not a valid PNG image (corrupt or truncated?)",
+        "docx": "not a valid DOCX file",
         "loop": "symlink loop", "missing": "no such file or directory",
     }
     for key, phrase in expected.items():
@@ -151,7 +154,7 @@ def test_each_bad_input_gets_one_line_and_the_rest_is_ingested(tmp_path: Path) -
         assert len(lines) == 1 and phrase in lines[0], (key, err)
     assert "rlm: warning: scanned.pdf: no text on pages 2-3 (scanned or blank?), even by OCR" in err
     assert "rlm: warning: latin1.txt: not UTF-8: decoded as" in err
-    assert "; 8 failed" in err and "\x1b" not in err  # no control codes when stderr is not a terminal
+    assert "; 9 failed" in err and "\x1b" not in err  # no control codes when stderr is not a terminal
     manifest = json.loads((ws / "manifest.json").read_text())
     assert sorted(manifest["documents"]) == ["good.pdf", "latin1.txt", "scanned.pdf"]
     assert manifest["documents"]["scanned.pdf"]["warnings"] == [

@@ -40,6 +40,8 @@ def report_ingest(report: Any, quiet: bool = False) -> None:
         say(f"rlm: note: {doc}: {note}")
     for name, doc in report.duplicates:
         say(f"rlm: note: {name}: same content as {doc}; stored once")
+    for name, why in report.unreadable:  # every one: each is a file the user may have wanted
+        say(f"rlm: note: {name}: skipped, unreadable: {why}")
     shown = 20
     for name, why in report.skipped[:shown]:
         say(f"rlm: note: {name}: {why}")
@@ -54,7 +56,8 @@ def summary(report: Any) -> str:
     line = f"ingested {', '.join(parts)} ({report.pages} pages, {human(report.tokens)} tokens) in {report.seconds:.1f}s"
     skips = [(report.skipped_binary, "binary"),
              (report.skipped_ignored, "ignored (.gitignore, VCS, build and cache directories, symlinked dirs)"),
-             (report.skipped_empty, "empty"), (len(report.skipped), "unsafe or special (named above)")]
+             (report.skipped_empty, "empty"), (len(report.skipped), "unsafe or special (named above)"),
+             (len(report.unreadable), "unreadable (named above)")]
     skipped = [f"{n} {what}" for n, what in skips if n]
     if skipped:
         line += f"; skipped {' and '.join(skipped)}"
@@ -64,6 +67,7 @@ def summary(report: Any) -> str:
 
 
 @app.command(epilog=examples("rlm ingest contract.pdf annex.docx -w deal", "rlm ingest ~/src/myrepo -w repo",
+                             "rlm ingest /srv/reports -w reports --strict   # cron: exit 1 if any file fails",
                              "cat notes.txt | rlm ingest - -w deal", "rlm ingest scans/ -w deal --ocr always",
                              "RAY_ADDRESS=head:6379 rlm ingest /shared/filings -w filings --executor ray"))
 @handle_errors
@@ -75,8 +79,14 @@ def ingest(
                                       autocompletion=completion.ocr_modes),
     executor: str = ExecutorOpt,
     ship: bool = ShipOpt,
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any file fails, also one found in a folder "
+                                "(encrypted, corrupt), which is otherwise listed as skipped (for cron jobs)."),
 ) -> None:
-    """Ingest documents into a workspace; print the workspace path on stdout."""
+    """Ingest documents into a workspace; print the workspace path on stdout.
+
+    A file named here that cannot be ingested makes the exit status 1; one found by walking a
+    folder (an encrypted test fixture in a code tree) is listed as skipped and does not, unless
+    --strict."""
     from rlmcli.errors import Interrupted
 
     try:  # Ctrl-C before the writer opened (imports, discovery) has changed nothing; the writer's own says what it kept
@@ -102,7 +112,7 @@ def ingest(
     say(summary(report))
     if ws.exists():  # an ingest that added nothing to a new workspace leaves none behind
         typer.echo(str(ws.root))
-    if report.failed:
+    if report.failed or (strict and report.unreadable):
         raise typer.Exit(int(ExitStatus.ERROR))
 
 

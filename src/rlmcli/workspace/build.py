@@ -110,7 +110,7 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
                            "convert it to text first)")
     counter.start()  # the encoding loads in a helper process while we extract
     on_pdf_page = (lambda done, total: progress.page_done(source.name, done)) if progress is not None else None
-    result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page))
+    result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page, explicit=source.explicit))
     pages: list[str] | PageSpool
     tokens: list[int] | Callable[[], list[int]]
     if isinstance(result.pages, list):
@@ -127,8 +127,10 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
         warnings=result.warnings, metadata=result.metadata, extra=dict(result.extra),
     )
     if source.depth < MAX_ATTACHMENT_DEPTH:
+        # An attachment or an archive's member is like a file found in a folder: a binary one is
+        # skipped quietly and an unreadable one listed, without failing the ingest.
         build.attachments = [Source(f"{source.name}/{a.name}", None, data=a.data, key=f"{source.key}#{a.name}",
-                                    depth=source.depth + 1) for a in result.attachments]
+                                    depth=source.depth + 1, explicit=False) for a in result.attachments]
     elif result.attachments:
         build.warnings.append(f"{len(result.attachments)} attachment(s) not ingested: nested deeper than "
                               f"{MAX_ATTACHMENT_DEPTH} levels")
