@@ -200,3 +200,16 @@ def test_tab_completes_settings_levels_modes_executors_workspaces_and_documents(
             assert "a-file-that-must-not-be-offered" not in shown, (line, shown)
     finally:
         shell.close()
+
+
+def test_one_big_file_shows_its_name_at_once_and_then_its_pages(tmp_path: Path) -> None:
+    from tests.conftest import corpus_file
+
+    big = corpus_file("fullrefman.pdf")  # 2,415 pages: seconds of work in one file
+    shown = run_in_terminal("ingest", str(big), "-w", str(tmp_path / "ws"))
+    assert shown.returncode == 0
+    frames = shown.raw.decode(errors="replace")
+    assert re.search(r"0/1 files, 0 pages .*fullrefman\.pdf", frames)  # named before its first page is done
+    pages = [int(n.replace(",", "")) for n in re.findall(r"page ([\d,]+)/2,415", frames)]
+    assert pages and pages == sorted(pages)  # then page by page, with the time left from pages, not files
+    assert "ingested 1 new (2415 pages" in shown.text

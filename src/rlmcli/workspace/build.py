@@ -26,8 +26,10 @@ TOKEN_BATCH = 512  # pages of a streamed document counted at a time
 
 class Progress(Protocol):
     def start(self, total_files: int) -> None: ...
+    def more(self, files: int) -> None: ...  # found inside one: a mail's attachments, an archive's members
+    def file_started(self, name: str) -> None: ...
     def file_done(self, name: str, pages: int) -> None: ...
-    def page_done(self, name: str, pages: int) -> None: ...
+    def page_done(self, name: str, pages: int, total: int = 0) -> None: ...
 
 
 def hash_file(path: Path) -> str:
@@ -109,7 +111,7 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
         raise ExtractError(f"HTML file too large ({size >> 20:,} MB; the limit is {MAX_HTML_BYTES >> 20} MB: "
                            "convert it to text first)")
     counter.start()  # the encoding loads in a helper process while we extract
-    on_pdf_page = (lambda done, total: progress.page_done(source.name, done)) if progress is not None else None
+    on_pdf_page = (lambda done, total: progress.page_done(source.name, done, total)) if progress is not None else None
     result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page, explicit=source.explicit))
     pages: list[str] | PageSpool
     tokens: list[int] | Callable[[], list[int]]

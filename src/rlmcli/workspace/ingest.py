@@ -103,10 +103,14 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
     while queue:
         source = queue.pop(0)
         pages = 0
+        if progress:
+            progress.file_started(source.name)
         try:
             pages, attachments = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress,
                                              options, builder, ahead)
-            queue[0:0] = attachments  # a mail's attachments right after it
+            queue[0:0] = attachments  # a mail's attachments (an archive's members) right after it
+            if attachments and progress:
+                progress.more(len(attachments))
         except ExtractError as exc:
             if not source.explicit and str(exc).startswith("binary file"):
                 report.skipped_binary += 1
