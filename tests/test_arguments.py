@@ -138,3 +138,21 @@ def test_search_scores_in_a_small_workspace_are_never_shown_as_zero(tmp_path: Pa
     assert "score=0.00" not in shown and "score=0 " not in shown
     score = json.loads(run_rlm("search", "alpha", "-k", "1", "-w", "tiny", "--json").stdout)["passages"][0]["score"]
     assert 0 < score < 0.01
+
+
+def test_the_html_trace_lists_the_sources_with_the_marks_ask_printed(server: FakeLLM, tmp_path: Path) -> None:
+    import html
+    import re
+
+    answer = ('Either party may end it if the other "enters liquidation" [contract.pdf p.7]; see also '
+              '[contract.pdf p.99].')
+    server.script("gpt-4o-mini", [LOOK, f"```python\nFINAL({answer!r})\n```"])
+    asked = run_rlm("ask", CONTRACT, "when can a party terminate?", "-w", str(tmp_path / "ws"), *_model(server))
+    assert asked.returncode == 0
+    printed = _err(asked).split("Sources:\n", 1)[1].splitlines()
+    printed = [line.strip() for line in printed if line.startswith("  ")]
+    assert len(printed) == 2
+    page = tmp_path / "run.html"
+    assert run_rlm("trace", "-w", str(tmp_path / "ws"), "--html", str(page)).returncode == 0
+    section = page.read_text().split("<section class='sources'>", 1)[1].split("</section>", 1)[0]
+    assert [html.unescape(item) for item in re.findall(r"<li[^>]*>(.*?)</li>", section)] == printed

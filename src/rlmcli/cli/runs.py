@@ -107,9 +107,13 @@ def trace(
                                   "question": summary.question, "events": [e.to_dict() for e in events]})
         return
     if html is not None:
+        from rlmcli.answer import check_citations, sources_text
+        from rlmcli.engine.events import FinalAnswer
         from rlmcli.trace.html import write_html
 
-        write_html(events, html, title=f"rlm run {path.stem}")
+        answer = next((e.answer for e in events if isinstance(e, FinalAnswer) and e.depth == 0), "")
+        sources = sources_text(check_citations(answer, ws), ws) if answer else ""  # checked as `ask` checks them
+        write_html(events, html, title=f"rlm run {path.stem}", sources=sources)
         say(f"wrote {html}")
         return
 
