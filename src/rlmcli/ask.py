@@ -142,9 +142,10 @@ def dry_run_estimate(ws: Workspace, settings: Settings) -> dict[str, Any]:
                        "worst_case_cost": cost})
         total = None if total is None or cost is None else total + cost
     capped = total is not None and limits.max_cost is not None and total > limits.max_cost
+    if total is not None:
+        total = round(limits.max_cost if capped and limits.max_cost is not None else total, 4)
     return {"schema": ESTIMATE_SCHEMA, "workspace": str(ws.root), "workspace_tokens": tokens,
             "limits": {"max_iterations": limits.max_iterations, "max_calls": limits.max_calls,
                        "max_tokens": limits.max_tokens, "max_cost": limits.max_cost},
-            "models": models,
-            "worst_case_cost": None if total is None else round(min(total, limits.max_cost) if capped else total, 4),  # type: ignore[type-var]
-            "capped_by_max_cost": capped, "price_known": all(m["worst_case_cost"] is not None for m in models)}
+            "models": models, "worst_case_cost": total, "capped_by_max_cost": capped,
+            "price_known": all(m["worst_case_cost"] is not None for m in models)}

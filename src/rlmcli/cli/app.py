@@ -240,7 +240,7 @@ def print_listing(columns: list[Column], rows: list[list[str]], plain: list[list
         widths[i] = max(12, min(natural[i], spare - 12 * (len(wide) - n - 1)))
         spare -= widths[i]
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    for c, width in zip(columns, widths):
+    for c, width in zip(columns, widths, strict=True):
         table.add_column(c.header, justify=c.justify, no_wrap=True,  # type: ignore[arg-type]
                          overflow="ellipsis", width=width)
     for row in rows:

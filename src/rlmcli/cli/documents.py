@@ -231,9 +231,8 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="JSON: passages (schema rlm.passages/1) or, with --docs, documents (rlm.doclist/1)."),
 ) -> None:
     """Search a workspace without any model: ranked passages with citations, or ranked documents."""
-    from rlmcli.search import documents_text, passages_text, rank_documents, search_workspace
-
     from rlmcli.cli.inputs import parse_inputs
+    from rlmcli.search import documents_text, passages_text, rank_documents, search_workspace
 
     inputs = parse_inputs("search", args, workspace, given_workspace(workspace))
     query, paths, focus = inputs.question, inputs.paths, inputs.focus

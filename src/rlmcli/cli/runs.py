@@ -43,6 +43,7 @@ def runs(
     On a terminal, aligned columns with a header; in a pipe, tab-separated lines without one."""
     from rlmcli.trace.store import list_runs
 
+    found: list[tuple[Any, Any]]  # (the WorkspaceInfo with --all, else None; the RunSummary)
     if every:
         from rlmcli.workspace.registry import list_workspaces
 

@@ -28,7 +28,7 @@ def _refuse(options: Options, why: str) -> ExtractError:
 
 
 def _open(path: Path, data: bytes | None, what: str) -> Any:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow refuses larger ones itself (DecompressionBombError)
     try:
@@ -37,7 +37,7 @@ def _open(path: Path, data: bytes | None, what: str) -> Any:
         return image
     except Image.DecompressionBombError as exc:
         raise ExtractError(f"refused: {exc}") from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise ExtractError(f"not a valid {what} image (corrupt or truncated?)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ExtractError(f"not a valid {what} image ({type(exc).__name__}: {exc})") from None
