@@ -118,15 +118,11 @@ def _print_estimate(estimate: dict[str, Any]) -> None:
     console.print(table)
     sys.stdout.flush()
     if not all(m["context_window"] for m in estimate["models"]):
-        say(f"* window unknown to litellm's map: {catalog_window():,} tokens assumed")
+        from rlmcli.engine.providers.catalog import ASSUMED_WINDOW
+
+        say(f"* window unknown to litellm's map: {ASSUMED_WINDOW:,} tokens assumed")
     if not estimate["price_known"]:
         say("rlm: a price unknown to litellm's map: the worst case cost is unknown")
-
-
-def catalog_window() -> int:
-    from rlmcli.engine.providers.catalog import ASSUMED_WINDOW
-
-    return ASSUMED_WINDOW
 
 
 def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,

@@ -60,7 +60,7 @@ def summary(report: Any) -> str:
              (len(report.unreadable), "unreadable (named above)")]
     skipped = [f"{n} {what}" for n, what in skips if n]
     if skipped:
-        line += f"; skipped {' and '.join(skipped)}"
+        line += f"; skipped {', '.join(skipped[:-1]) + ' and ' if len(skipped) > 1 else ''}{skipped[-1]}"
     if report.failed:
         line += f"; {len(report.failed)} failed"
     return line

@@ -73,7 +73,8 @@ def parse_inputs(verb: str, args: list[str], workspace: Optional[str], ws: Any =
             files = [n for n in names if n != strays[0]] + [question]
             raise UsageError(f"{question!r} is a file and {strays[0]!r} is not: the {noun} comes last, in quotes: "
                              f"rlm {verb} {' '.join(shlex.quote(f) for f in files)} {_quoted(strays[0])}")
-        raise UsageError(f"the {noun} is missing: {question!r} is a file; put the {noun} last, in quotes: "
+        what = "folder" if os.path.isdir(os.path.expanduser(question)) else "file"
+        raise UsageError(f"the {noun} is missing: {question!r} is a {what}; put the {noun} last, in quotes: "
                          f"rlm {verb} {' '.join(shlex.quote(a) for a in args)} \"...\"")
     found = Inputs(question)
     for name in names:
