@@ -32,7 +32,7 @@ def test_a_streamed_reply_is_shown_once_and_the_final_tree_is_the_saved_trace(se
     """A 429 and a 500 before the reply, which streams in slowly: the preview is drawn while it
     streams, then gives way to the cell; nothing raw (fences, cursor) is left on screen; the tree
     printed at the end is line for line what `rlm trace` replays."""
-    server.script("gpt-4o-mini", [Reply(status=429), Reply(status=500), Reply(LOOK, pace=0.05), Reply(DONE, pace=0.05)])
+    server.script("gpt-4o-mini", [Reply(status=429), Reply(status=500), Reply(LOOK, pace=0.08), Reply(DONE, pace=0.08)])
     ws = tmp_path / "deal"
     shown = run_in_terminal("ask", CONTRACT, "what are the termination clauses?", "-w", str(ws), *_model(server),
                             env={"RLM_RETRY_BASE": "0.05"})

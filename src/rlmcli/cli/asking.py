@@ -42,7 +42,7 @@ def ask(
     try:
         _ask(args, workspace, refresh, dry_run, offline, as_json, quiet, verbose, no_color, flags)
     except RlmError as exc:
-        if as_json and not dry_run:  # a script reading stdout gets its one object, saying what failed
+        if as_json and not dry_run and not offline:  # a script reading stdout gets its one object, saying what failed
             import json
 
             from rlmcli.ask import failed_record
