@@ -40,6 +40,7 @@ class Reply:
     cut: float | None = None  # send this share of the body (of a stream's chunks), then close cleanly:
     #                           a body shorter than its Content-Length; a stream with no finish_reason, no [DONE]
 
+    pace: float = 0.0  # seconds between the chunks of a streamed reply (a model typing)
 
 # What `chaos()` injects, and how each fault looks on the wire.
 FAULTS: dict[str, Callable[[], Reply]] = {
@@ -249,6 +250,8 @@ class FakeLLM:
                                                  "finish_reason": None}])
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
+                    if reply.pace and server.stopped.wait(reply.pace):
+                        return
                 last = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
                 self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
                 if (body.get("stream_options") or {}).get("include_usage"):

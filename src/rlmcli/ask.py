@@ -169,28 +169,48 @@ def extras_record(result: RunResult) -> dict[str, Any]:
     return extra
 
 
+def failed_record(error: str) -> dict[str, Any]:
+    """The `rlm.answer/1` object of a run that failed before its first model call (a missing key,
+    a workspace that is not there): `ask --json` still prints one object."""
+    return {"schema": ANSWER_SCHEMA, "answer": "", "status": "failed", "limit": None, "error": error, "citations": [],
+            "usage": Budget(Limits()).usage(0), "model_calls": [], "iterations": 0, "seconds": 0.0, "run_id": None,
+            "trace": None, "workspace": None, "sandbox": []}
+
+
+ESTIMATE_SCHEMA = "rlm.estimate/1"
+
+
 def dry_run_estimate(ws: Workspace, settings: Settings) -> dict[str, Any]:
-    """Worst-case cost: every allowed call sends a full context window and gets a long reply."""
+    """The `rlm.estimate/1` object: the worst case, where every allowed call sends a full context
+    window and gets a long reply. A price or window litellm's map does not know is None (null),
+    never 0: the total is then unknown too."""
     from rlmcli.engine.providers import catalog
 
     config, limits = model_config(settings), limits_of(settings)
     tokens = ws.manifest()["totals"]["tokens"]
-    out: dict[str, Any] = {"workspace_tokens": tokens, "max_calls": limits.max_calls,
-                           "max_iterations": limits.max_iterations}
-    total = 0.0
-    known = True
-    for role, model, calls in (("root", config.model, limits.max_iterations + 1),
-                               ("sub", config.sub_model or config.model, max(0, limits.max_calls - limits.max_iterations - 1))):
+    root_calls = min(limits.max_iterations + 1, limits.max_calls)  # the iterations and one last call for a partial answer
+    models = []
+    total: float | None = 0.0
+    for role, model, calls in (("root", config.model, root_calls),
+                               ("sub", config.sub_model or config.model, max(0, limits.max_calls - root_calls))):
         info = catalog.model_info(model)
-        window = catalog.context_window(model) or 128_000
-        max_out = int(info.get("max_output_tokens") or 4096)
-        cost = catalog.cost(model, window, min(max_out, limits.max_output_tokens))
-        if cost is None:
-            known = False
-        else:
-            total += cost * calls
-        out[role] = {"model": model, "calls": calls, "context_window": window,
-                     "worst_case_cost": None if cost is None else round(cost * calls, 4)}  # null: price unknown
-    out["worst_case_cost"] = (round(min(total, limits.max_cost) if limits.max_cost else total, 4) if known else None)
-    out["price_known"] = known
-    return out
+        window = catalog.context_window(model)
+        prompt = window or catalog.ASSUMED_WINDOW
+        reply = min(int(info.get("max_output_tokens") or 4096), 4096)
+        per_call = catalog.cost(model, prompt, reply)
+        price_in, price_out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+        cost = None if per_call is None else round(per_call * calls, 4)
+        models.append({"role": role, "model": model, "calls": calls, "context_window": window,
+                       "prompt_tokens_per_call": prompt, "completion_tokens_per_call": reply,
+                       "usd_per_million_input": round(price_in * 1e6, 4) if isinstance(price_in, (int, float)) else None,
+                       "usd_per_million_output": round(price_out * 1e6, 4) if isinstance(price_out, (int, float)) else None,
+                       "worst_case_cost": cost})
+        total = None if total is None or cost is None else total + cost
+    capped = total is not None and limits.max_cost is not None and total > limits.max_cost
+    if total is not None:
+        total = round(limits.max_cost if capped and limits.max_cost is not None else total, 4)
+    return {"schema": ESTIMATE_SCHEMA, "workspace": str(ws.root), "workspace_tokens": tokens,
+            "limits": {"max_iterations": limits.max_iterations, "max_calls": limits.max_calls,
+                       "max_tokens": limits.max_tokens, "max_cost": limits.max_cost},
+            "models": models, "worst_case_cost": total, "capped_by_max_cost": capped,
+            "price_known": all(m["worst_case_cost"] is not None for m in models)}

@@ -268,17 +268,39 @@ def load_config_file(path: Path | None = None) -> dict[str, Any]:
         raise UsageError(f"{path}: {exc}") from None
     unknown = sorted(set(data) - set(SPEC))
     if unknown:
-        raise UsageError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(SPEC)})")
+        raise UsageError(f"{path}: unknown settings {', '.join(unknown)}{did_you_mean(unknown[0])} "
+                         f"(known: {', '.join(SPEC)})")
     return dict(data)
+
+
+def toml_literal(value: Any) -> str:
+    """A setting's value as the config file writes it: `0.5`, `true`, `"openai/gpt-4o-mini"`, `["a", "b"]`."""
+    import json as _json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return _toml_table(value)  # `prices`: an inline table
+    if isinstance(value, (str, list)):
+        return _json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def did_you_mean(name: str) -> str:
+    """'; did you mean model?' for a misspelt setting, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower().replace("-", "_"), list(SPEC), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def write_setting(name: str, raw: str | None) -> None:
     """Set (or, with None, remove) one setting in the config file, after checking it; the other
     lines of the file are kept as they are."""
-    import json as _json
-
     if name not in SPEC:
-        raise UsageError(f"unknown setting {name!r} (known: {', '.join(SPEC)})")
+        close = did_you_mean(name)
+        raise UsageError(f"unknown setting {name!r}{close} (`rlm config` lists them"
+                         + (")" if close else f": {', '.join(SPEC)})"))
     spec = SPEC[name]
     line = None
     if raw is not None:
@@ -286,10 +308,7 @@ def write_setting(name: str, raw: str | None) -> None:
         problem = check_value(name, value)
         if problem:
             raise UsageError(f"{name} {problem}")
-        literal = ("true" if value else "false") if isinstance(value, bool) else (
-            _toml_table(value) if isinstance(value, dict) else
-            _json.dumps(value) if isinstance(value, (str, list)) else repr(value))
-        line = f"{name} = {literal}"
+        line = f"{name} = {toml_literal(value)}"
     path = config_path()
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     kept = [ln for ln in lines if ln.split("=", 1)[0].strip() != name]
@@ -380,7 +399,7 @@ class Settings:
         checked: dict[str, Any] = {}
         for name, raw in values.items():
             if name not in SPEC:
-                raise UsageError(f"{source}: unknown setting {name!r}")
+                raise UsageError(f"{source}: unknown setting {name!r}{did_you_mean(name)}")
             value = _convert(SPEC[name], raw, f"{name!r}")
             problem = check_value(name, value)
             if problem:

@@ -14,6 +14,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
+from rlmcli.cli import completion
 from rlmcli.config import SPECS, Spec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +26,8 @@ def _option(spec: Spec, flags: tuple[str, ...], help_text: str) -> tuple[Any, An
         return bool, typer.Option(False, *flags, help=help_text)
     kind = float if spec.kind is float else spec.kind
     default = f" Default: {spec.default}." if spec.default is not None and not isinstance(spec.default, bool) else ""
-    return Optional[kind], typer.Option(None, *flags, help=help_text + default)
+    choices = {"sandbox": completion.sandbox_levels, "ocr": completion.ocr_modes}.get(spec.name)
+    return Optional[kind], typer.Option(None, *flags, help=help_text + default, autocompletion=choices)
 
 
 def run_options(rename: dict[str, tuple[tuple[str, ...], str]] | None = None,

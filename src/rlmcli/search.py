@@ -35,11 +35,11 @@ def rank_documents(ws: Workspace, query: str, k: int = 10) -> list[dict[str, Any
 def documents_text(docs: list[dict[str, Any]]) -> str:
     if not docs:
         return "(no documents match)"
-    return "\n".join(f"{d['doc']}\tscore={d['score']:.2f}\t" + " · ".join(x for x in (d["title"], d["card"]) if x) for d in docs)
+    return "\n".join(f"{d['doc']}\tscore={d['score']:.3g}\t" + " · ".join(x for x in (d["title"], d["card"]) if x) for d in docs)
 
 
 def passages_text(passages: list[dict[str, Any]]) -> str:
     if not passages:
         return "(no passages found)"
-    return "\n\n".join(f"[{p['doc']} p.{p['page']} l.{p['line']}] score={p['score']:.2f}"
+    return "\n\n".join(f"[{p['doc']} p.{p['page']} l.{p['line']}] score={p['score']:.3g}"
                        + (f" ({p['heading']})" if p["heading"] else "") + f"\n{p['text']}" for p in passages)

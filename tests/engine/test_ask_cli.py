@@ -68,10 +68,12 @@ def test_stdin_is_read_only_with_dash(server: FakeLLM) -> None:
 
 
 def test_dry_run_prints_a_worst_case_estimate(server: FakeLLM) -> None:
-    result = _ask(server, "--dry-run", "--max-calls", "10", "--max-iterations", "5")
+    result = _ask(server, "--dry-run", "--max-calls", "10", "--max-iterations", "5", "--json")
     estimate = json.loads(result.stdout)
-    assert estimate["root"]["calls"] == 6 and estimate["sub"]["calls"] == 4
-    assert estimate["root"]["context_window"] == 128000 and estimate["worst_case_cost"] > 0
+    assert estimate["schema"] == "rlm.estimate/1"
+    root, sub = estimate["models"]
+    assert (root["role"], root["calls"], sub["calls"]) == ("root", 6, 4)
+    assert root["context_window"] == 128000 and estimate["worst_case_cost"] > 0
     assert server.requests == []
 
 

@@ -230,9 +230,10 @@ def test_config_sources_flag_env_file_default(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("RLM_CONFIG", str(cfg))
     monkeypatch.setenv("RLM_MAX_CALLS", "75")
     out = CliRunner().invoke(app, ["config"]).stdout
-    assert f"model = 'openai/from-file'\t# config file ({cfg})" in out
-    assert "max_calls = 75\t# environment (RLM_MAX_CALLS)" in out
-    assert "max_iterations = 20\t# default" in out
+    lines = {line.split("#")[0].strip(): line.split("#", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")}
+    assert lines['model = "openai/from-file"'] == f"config file ({cfg})"
+    assert lines["max_calls = 75"] == "environment (RLM_MAX_CALLS)"
+    assert lines["max_iterations = 20"] == "default"
     from rlmcli.config import Settings
 
     resolved = Settings.resolve({"sandbox": "basic"})

@@ -66,7 +66,7 @@ def test_zero_byte_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "head", "kind"), [
     ("a.pdf", b"%PDF-1.7", "pdf"), ("noext", b"%PDF-1.4", "pdf"), ("a.docx", b"PK\x03\x04", "docx"),
-    ("a.html", b"<p>", "html"), ("page", b"<!DOCTYPE html><html>", "html"), ("a.png", b"\x89PNG", "binary"),
+    ("a.html", b"<p>", "html"), ("page", b"<!DOCTYPE html><html>", "html"), ("a.png", b"\x89PNG", "png"), ("a.gif", b"GIF89a", "binary"),
     ("a.py", b"print('hi')\n", "text"), ("Makefile", b"all:\n\ttrue\n", "text"), ("x.bin2", b"\x00\x01\x02", "binary"),
 ])
 def test_detect_type(name: str, head: bytes, kind: str) -> None:

@@ -9,7 +9,8 @@ from typing import Any, Optional
 import typer
 
 from rlmcli.cli.app import WorkspaceOpt, app, examples, fail, handle_errors, say, stderr_console
-from rlmcli.cli.documents import check_files, workspace_for
+from rlmcli.cli.documents import given_workspace, no_workspace_yet, workspace_for
+from rlmcli.cli.inputs import parse_inputs
 from rlmcli.errors import ExitStatus
 from rlmcli.options import run_options
 
@@ -43,27 +44,40 @@ def ask(
     *, flags: dict[str, Any],
 ) -> None:
     """Answer a question about documents: the answer on stdout, the trace on stderr."""
+    from rlmcli.errors import RlmError
+
+    try:
+        _ask(args, workspace, refresh, dry_run, offline, as_json, quiet, verbose, no_color, flags,
+             schema, schema_multi, cont, cid)
+    except RlmError as exc:
+        if as_json and not dry_run and not offline:  # a script reading stdout gets its one object, saying what failed
+            import json
+
+            from rlmcli.ask import failed_record
+
+            typer.echo(json.dumps(failed_record(str(exc)), ensure_ascii=False, indent=1))
+        raise
+
+
+def _ask(args: list[str], workspace: Optional[str], refresh: bool, dry_run: bool, offline: bool, as_json: bool,
+         quiet: bool, verbose: bool, no_color: bool, flags: dict[str, Any], schema: Optional[str] = None,
+         schema_multi: Optional[str] = None, cont: bool = False, cid: Optional[str] = None) -> None:
     import json
 
     from rlmcli.ask import model_config
     from rlmcli.config import Settings
-    from rlmcli.errors import UsageError
 
-    if not args:
-        raise UsageError("ask needs a QUESTION")
-    question, files = args[-1], args[:-1]
-    if not question.strip():
-        raise UsageError("the question is empty")
+    inputs = parse_inputs("ask", args, workspace, given_workspace(workspace))
+    question, paths, focus = inputs.question, inputs.paths, inputs.focus
     follow = cont or cid is not None
-    if not files and workspace is None and not follow:
-        raise UsageError("ask needs FILE... or -w WORKSPACE before the question")
+    if not paths and workspace is None:
+        no_workspace_yet()  # before the model's checks: there is nothing to ask about
     shape = None
     if schema is not None or schema_multi is not None:
         from rlmcli.schema import shape_of_flags
 
         shape = shape_of_flags(schema, schema_multi)
     settings = Settings.resolve(flags)
-    paths, focus = check_files(files, workspace)
     if not offline:
         config = model_config(settings)  # no model: a usage error before any work
         if not dry_run:
@@ -77,14 +91,18 @@ def ask(
             from rlmcli.engine.providers.litellm_provider import prewarm
 
             prewarm()  # litellm's import overlaps ingest and the sandbox start
-    ws = workspace_for(paths, workspace, quiet, settings.ocr)
+    ws = workspace_for(paths, workspace, quiet, settings.ocr, announce=not quiet)
     if offline:
         _offline(ws, question, as_json, focus)
         return
     if dry_run:
         from rlmcli.ask import dry_run_estimate
 
-        typer.echo(json.dumps(dry_run_estimate(ws, settings), indent=1))
+        estimate = dry_run_estimate(ws, settings)
+        if as_json:
+            typer.echo(json.dumps(estimate, ensure_ascii=False, indent=1))
+        else:
+            _print_estimate(estimate)
         return
     context, follows = "", None
     if follow:
@@ -94,6 +112,44 @@ def ask(
         context, follows = context_text(conversation(ws.root / "runs", last), budget_chars(settings.model or "")), last.stem
     _run_and_print(ws, question, settings, refresh, as_json, quiet, verbose, no_color, focus,
                    shape=shape, context=context, follows=follows)
+
+
+def _print_estimate(estimate: dict[str, Any]) -> None:
+    """The dry run as a table: what each model may be called for, at most, and what that costs."""
+    from rich.table import Table
+
+    from rlmcli.cli.app import stdout_console
+
+    def money(value: float | None) -> str:
+        return "unknown" if value is None else f"${value:,.4f}"
+
+    def per_million(m: dict[str, Any]) -> str:
+        if m["usd_per_million_input"] is None:
+            return "unknown"
+        return f"${m['usd_per_million_input']:g} / ${m['usd_per_million_output']:g}"
+
+    say("rlm: dry run, nothing sent: the worst case, every allowed call with a full context window")
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for header, justify in (("role", "left"), ("model", "left"), ("calls", "right"), ("tokens per call", "right"),
+                            ("$/M in / out", "right"), ("at most", "right")):
+        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for m in estimate["models"]:
+        window = f"{m['prompt_tokens_per_call']:,}" + ("" if m["context_window"] else "*")
+        table.add_row(m["role"], m["model"], str(m["calls"]), f"{window} + {m['completion_tokens_per_call']:,}",
+                      per_million(m), money(m["worst_case_cost"]))
+    total = money(estimate["worst_case_cost"])
+    if estimate["capped_by_max_cost"]:
+        total += " (--max-cost)"
+    table.add_row("total", "", str(sum(m["calls"] for m in estimate["models"])), "", "", total, style="bold")
+    console = stdout_console(width=None if sys.stdout.isatty() else 100)
+    console.print(table)
+    sys.stdout.flush()
+    if not all(m["context_window"] for m in estimate["models"]):
+        from rlmcli.engine.providers.catalog import ASSUMED_WINDOW
+
+        say(f"* window unknown to litellm's map: {ASSUMED_WINDOW:,} tokens assumed")
+    if not estimate["price_known"]:
+        say("rlm: a price unknown to litellm's map: the worst case cost is unknown")
 
 
 def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json: bool, quiet: bool,
@@ -145,6 +201,8 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
             u = result.usage
             cost = dollars(u.get("cost"))
             cached = f" ({u['cache_hits']} from the cache)" if u.get("cache_hits") else ""
+            retries = u.get("retries") or 0
+            cached += f", {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
             say(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls{cached}, "
                 f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "
                 f"{result.seconds:.1f}s; trace {result.run_id}")

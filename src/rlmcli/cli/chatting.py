@@ -39,13 +39,14 @@ def chat(
     Ctrl-C stops the current question (its partial answer and trace are kept), Ctrl-D leaves.
     Lines starting with ! are commands: !cost, !vars, !trace, !runs, !help."""
     from rlmcli.ask import model_config
-    from rlmcli.cli.documents import check_files, workspace_for
+    from rlmcli.cli.documents import workspace_for
+    from rlmcli.cli.inputs import chat_files
     from rlmcli.config import Settings
     from rlmcli.engine.gateway import preflight
 
     settings = Settings.resolve(flags)
     preflight(model_config(settings))  # no model or no key: exit 2 or 4 before anything starts
-    paths, _ = check_files(list(files or []), workspace)
+    paths = chat_files(list(files or []))
     ws = workspace_for(paths, workspace, False, settings.ocr)
     earlier = []
     if cont or cid is not None:

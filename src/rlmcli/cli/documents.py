@@ -7,7 +7,9 @@ from typing import Any, Optional
 
 import typer
 
+from rlmcli.cli import completion
 from rlmcli.cli.app import (
+    Column,
     ExecutorOpt,
     JsonOpt,
     ShipOpt,
@@ -19,9 +21,9 @@ from rlmcli.cli.app import (
     handle_errors,
     human,
     open_workspace,
+    print_listing,
     say,
     stderr_console,
-    stdout_console,
 )
 from rlmcli.errors import ExitStatus, RlmError, UsageError
 
@@ -34,8 +36,12 @@ def report_ingest(report: Any, quiet: bool = False) -> None:
         return
     for doc, warning in report.warnings:
         say(f"rlm: warning: {doc}: {warning}")
+    for doc, note in report.notes:
+        say(f"rlm: note: {doc}: {note}")
     for name, doc in report.duplicates:
         say(f"rlm: note: {name}: same content as {doc}; stored once")
+    for name, why in report.unreadable:  # every one: each is a file the user may have wanted
+        say(f"rlm: note: {name}: skipped, unreadable: {why}")
     shown = 20
     for name, why in report.skipped[:shown]:
         say(f"rlm: note: {name}: {why}")
@@ -50,16 +56,18 @@ def summary(report: Any) -> str:
     line = f"ingested {', '.join(parts)} ({report.pages} pages, {human(report.tokens)} tokens) in {report.seconds:.1f}s"
     skips = [(report.skipped_binary, "binary"),
              (report.skipped_ignored, "ignored (.gitignore, VCS, build and cache directories, symlinked dirs)"),
-             (report.skipped_empty, "empty"), (len(report.skipped), "unsafe or special (named above)")]
+             (report.skipped_empty, "empty"), (len(report.skipped), "unsafe or special (named above)"),
+             (len(report.unreadable), "unreadable (named above)")]
     skipped = [f"{n} {what}" for n, what in skips if n]
     if skipped:
-        line += f"; skipped {' and '.join(skipped)}"
+        line += f"; skipped {', '.join(skipped[:-1]) + ' and ' if len(skipped) > 1 else ''}{skipped[-1]}"
     if report.failed:
         line += f"; {len(report.failed)} failed"
     return line
 
 
 @app.command(epilog=examples("rlm ingest contract.pdf annex.docx -w deal", "rlm ingest ~/src/myrepo -w repo",
+                             "rlm ingest /srv/reports -w reports --strict   # cron: exit 1 if any file fails",
                              "cat notes.txt | rlm ingest - -w deal", "rlm ingest scans/ -w deal --ocr always",
                              "RAY_ADDRESS=head:6379 rlm ingest /shared/filings -w filings --executor ray"))
 @handle_errors
@@ -67,11 +75,18 @@ def ingest(
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="Files, directories, or '-' for stdin."),
     workspace: Optional[str] = WorkspaceOpt,
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Ingest what symlinks in directories point to, even outside them."),
-    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto."),
+    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR for PDF pages without a usable text layer: auto | always | never. Default: auto.",
+                                      autocompletion=completion.ocr_modes),
     executor: str = ExecutorOpt,
     ship: bool = ShipOpt,
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any file fails, also one found in a folder "
+                                "(encrypted, corrupt), which is otherwise listed as skipped (for cron jobs)."),
 ) -> None:
-    """Ingest documents into a workspace; print the workspace path on stdout."""
+    """Ingest documents into a workspace; print the workspace path on stdout.
+
+    A file named here that cannot be ingested makes the exit status 1; one found by walking a
+    folder (an encrypted test fixture in a code tree) is listed as skipped and does not, unless
+    --strict."""
     from rlmcli.errors import Interrupted
 
     try:  # Ctrl-C before the writer opened (imports, discovery) has changed nothing; the writer's own says what it kept
@@ -97,14 +112,16 @@ def ingest(
     say(summary(report))
     if ws.exists():  # an ingest that added nothing to a new workspace leaves none behind
         typer.echo(str(ws.root))
-    if report.failed:
+    if report.failed or (strict and report.unreadable):
         raise typer.Exit(int(ExitStatus.ERROR))
 
 
-@app.command("ls", epilog=examples("rlm ls -w deal", "rlm ls -w deal --json"))
+@app.command("ls", epilog=examples("rlm ls -w deal", "rlm ls -w deal --json",
+                                   "rlm ls -w deal | sort -t$'\\t' -k4 -n   # off a terminal: tab-separated, no header"))
 @handle_errors
 def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> None:
-    """List the documents in a workspace with type, pages, tokens and warnings."""
+    """List the documents in a workspace with type, pages, tokens and warnings. On a terminal,
+    aligned columns with a header and totals; in a pipe, tab-separated lines without them."""
     ws = open_workspace(workspace, need_documents=False)
     manifest = ws.manifest()
     docs = manifest["documents"]
@@ -115,22 +132,19 @@ def ls_cmd(workspace: Optional[str] = WorkspaceOpt, as_json: bool = JsonOpt) -> 
     if not docs:
         say("no documents yet: rlm ingest FILE -w " + (workspace or str(ws.root)))
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col, justify in (("doc", "left"), ("type", "left"), ("pages", "right"), ("tokens", "right"), ("warnings", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for doc, rec in docs.items():
-        table.add_row(doc, rec["type"], str(rec["pages"]), f"{rec['tokens']:,}", "; ".join(rec["warnings"]))
+    rows = [[doc, rec["type"], str(rec["pages"]), f"{rec['tokens']:,}", "; ".join(rec["warnings"])] for doc, rec in docs.items()]
+    plain = [[doc, rec["type"], str(rec["pages"]), str(rec["tokens"]), "; ".join(rec["warnings"])] for doc, rec in docs.items()]
     t = manifest["totals"]
-    table.add_row(f"{t['documents']} documents", "", str(t["pages"]), f"{t['tokens']:,}", "", style="bold")
-    stdout_console(width=None if sys.stdout.isatty() else 200).print(table)
+    print_listing([Column("doc", wide=True), Column("type"), Column("pages", "right"), Column("tokens", "right"),
+                   Column("warnings", wide=True)], rows, plain,
+                  total=[f"{t['documents']} documents", "", str(t["pages"]), f"{t['tokens']:,}", ""])
 
 
 @app.command(epilog=examples("rlm show contract.pdf --page 12 -w deal", "rlm show \"My Notes (v2)\" -w deal"))
 @handle_errors
 def show(
-    doc: str = typer.Argument(..., metavar="DOC", help="Document id, file name (with or without extension) or unique prefix."),
+    doc: str = typer.Argument(..., metavar="DOC", help="Document id, file name (with or without extension), unique prefix, or the path it was ingested from.",
+                              autocompletion=completion.documents),
     page: int = typer.Option(1, "--page", "-p", min=1, help="Page (1-based)."),
     workspace: Optional[str] = WorkspaceOpt,
 ) -> None:
@@ -139,13 +153,13 @@ def show(
     doc_id = ws.resolve_doc(doc)
     text = ws.read_page(doc_id, page)
     say(f"{doc_id} p.{page}/{ws.documents()[doc_id]['pages']}")
-    sys.stdout.write(text)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")  # the prompt starts on a line of its own
 
 
 @app.command(epilog=examples("rlm rm annex.docx -w deal --yes"))
 @handle_errors
 def rm(
-    docs: list[str] = typer.Argument(..., metavar="DOC...", help="Documents to remove."),
+    docs: list[str] = typer.Argument(..., metavar="DOC...", help="Documents to remove.", autocompletion=completion.documents),
     workspace: Optional[str] = WorkspaceOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed off a terminal)."),
 ) -> None:
@@ -162,35 +176,39 @@ def rm(
     say(f"removed {', '.join(ids)} from {ws.root}")
 
 
-def check_files(files: list[str], workspace: Optional[str]) -> tuple[list[str], list[str]]:
-    """(paths to ingest, documents of -w to focus on). Anything else is a usage error: usually a
-    question that was not quoted."""
-    import os
+def given_workspace(workspace: Optional[str]) -> Any:
+    """-w's Workspace (which may not exist yet), or None without -w."""
+    if workspace is None:
+        return None
+    from rlmcli.workspace.ingest import workspace_path
+    from rlmcli.workspace.store import Workspace
 
-    paths, focus = [], []
-    ws = None
-    for name in files:
-        if name == "-" or os.path.exists(name):
-            paths.append(name)
-            continue
-        if workspace is not None:
-            if ws is None:
-                ws = open_workspace(workspace)
-            try:
-                focus.append(ws.resolve_doc(name))
-                continue
-            except RlmError:
-                pass
-        raise UsageError(f"no such file {name!r} - quote the question: rlm ask FILE \"...\"")
-    return paths, focus
+    ws = Workspace(workspace_path(workspace))
+    if ws.exists():
+        ws.settle()
+    return ws
 
 
-def workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: str = "auto") -> Any:
-    """Ingest FILEs (reusing the cached workspace), or open -w; say what failed."""
+def no_workspace_yet() -> None:
+    """A usage error when no workspace has been used yet (ask without FILE or -w)."""
+    from rlmcli.errors import WorkspaceError
+    from rlmcli.workspace.registry import most_recent_root
+
+    try:
+        most_recent_root()
+    except WorkspaceError:
+        raise UsageError("ask needs FILE... or -w WORKSPACE before the question: no workspace has been used yet") from None
+
+
+def workspace_for(files: list[str], workspace: Optional[str], quiet: bool, ocr: str = "auto",
+                  announce: bool = False) -> Any:
+    """Ingest FILEs (reusing the cached workspace), or open -w (else the last used); say what failed."""
     from rlmcli.workspace.ingest import ingest as run_ingest
 
     if not files:
-        return open_workspace(workspace)
+        if workspace is None:
+            no_workspace_yet()
+        return open_workspace(workspace, announce=announce)
     ws, report = run_ingest(files, workspace, ocr=ocr)
     report_ingest(report, quiet)
     if not ws.exists() or not ws.documents():
@@ -207,15 +225,17 @@ def search(
     args: list[str] = typer.Argument(..., metavar="[FILE...] QUERY", help="Files to search (or -w), then the query."),
     workspace: Optional[str] = WorkspaceOpt,
     k: int = typer.Option(10, "-k", min=1, help="Passages (or documents) to return."),
-    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only these documents: a name or a glob ('r-*.pdf'); repeatable."),
+    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only these documents: a name or a glob ('r-*.pdf'); repeatable.",
+                                            autocompletion=completion.documents),
     rank_docs: bool = typer.Option(False, "--docs", help="Rank documents instead of passages: by how the query names them (title, company, form, fiscal year), then by their passages."),
     as_json: bool = typer.Option(False, "--json", help="JSON: passages (schema rlm.passages/1) or, with --docs, documents (rlm.doclist/1)."),
 ) -> None:
     """Search a workspace without any model: ranked passages with citations, or ranked documents."""
+    from rlmcli.cli.inputs import parse_inputs
     from rlmcli.search import documents_text, passages_text, rank_documents, search_workspace
 
-    query, files = args[-1], args[:-1]
-    paths, focus = check_files(files, workspace)
+    inputs = parse_inputs("search", args, workspace, given_workspace(workspace))
+    query, paths, focus = inputs.question, inputs.paths, inputs.focus
     ws = workspace_for(paths, workspace, True) if paths else open_workspace(workspace)
     if rank_docs:
         found = rank_documents(ws, query, k=k)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
 
-from rlmcli.cli.app import JsonOpt, app, emit_json, examples, handle_errors, say
-from rlmcli.errors import ExitStatus, RlmError
+from rlmcli.cli import completion
+from rlmcli.cli.app import Column, JsonOpt, app, emit_json, examples, handle_errors, print_listing, say
+from rlmcli.errors import ExitStatus, RlmError, UsageError
 
 config_app = typer.Typer(help="Show the resolved settings and where each came from; set them in the config file.",
                          invoke_without_command=True, no_args_is_help=False)
@@ -32,7 +34,7 @@ def config_show(as_json: bool = JsonOpt) -> None:
 
 
 def show(as_json: bool) -> None:
-    from rlmcli.config import Settings, config_path, rlm_home
+    from rlmcli.config import Settings, config_path, rlm_home, toml_literal
 
     settings = Settings.resolve()
     if as_json:
@@ -40,17 +42,44 @@ def show(as_json: bool) -> None:
                                    "rlm_home": str(rlm_home()), "settings": [
                                        {"name": n, "value": v, "source": s} for n, v, s in settings.items()]})
         return
-    typer.echo(f"config file: {config_path()}{'' if config_path().is_file() else ' (not present)'}")
-    typer.echo(f"RLM_HOME: {rlm_home()}")
-    for name, value, source in settings.items():
-        typer.echo(f"{name} = {value!r}\t# {source}")
+    # TOML, so a line can be copied into the config file as it is; unset settings are comments.
+    lines = [(f"{name} = {toml_literal(value)}", f"# {source}") if value is not None else (f"# {name} =", "# not set")
+             for name, value, source in settings.items()]
+    width = max(len(setting) for setting, _ in lines) + 2
+    typer.echo(f"# config file: {config_path()}{'' if config_path().is_file() else ' (not present)'}")
+    typer.echo(f"# RLM_HOME: {rlm_home()}")
+    typer.echo("# each value's source: flag > RLM_* environment > config file > default")
+    for setting, source in lines:
+        typer.echo(f"{setting:<{width}}{source}")
 
 
-@config_app.command("set", epilog=examples("rlm config set model openai/gpt-4o-mini", "rlm config set max_cost 1.00",
+@config_app.command("get", epilog=examples("rlm config get model", "model=\"$(rlm config get model)\""))
+@handle_errors
+def config_get(key: str = typer.Argument(..., metavar="KEY", help="A setting's name (rlm config lists them).",
+                                         autocompletion=completion.settings)) -> None:
+    """Print one setting's value (from a flag's environment variable, the config file or its
+    default) as `config set` takes it: lists comma-separated. Exit 1 when it is not set."""
+    from rlmcli.config import SPEC, Settings, did_you_mean
+
+    if key not in SPEC:
+        raise UsageError(f"unknown setting {key!r}{did_you_mean(key)} (`rlm config` lists them)")
+    settings = Settings.resolve()
+    value = getattr(settings, key)
+    if value is None:
+        say(f"rlm: {key} is not set ({settings.source(key)})")
+        raise typer.Exit(int(ExitStatus.ERROR))
+    typer.echo(",".join(value) if isinstance(value, list) else ("true" if value is True else "false")
+               if isinstance(value, bool) else str(value))
+
+
+@config_app.command("set", context_settings={"ignore_unknown_options": True},  # `set max_cost -1`: a value, not a flag
+                    epilog=examples("rlm config set model openai/gpt-4o-mini", "rlm config set max_cost 1.00",
                                            "rlm config set sub_models openai/gpt-4o,openai/o4-mini"))
 @handle_errors
-def config_set(key: str = typer.Argument(..., metavar="KEY", help="A setting's name (rlm config lists them)."),
-               value: str = typer.Argument(..., metavar="VALUE", help="Its value; lists comma-separated.")) -> None:
+def config_set(key: str = typer.Argument(..., metavar="KEY", help="A setting's name (rlm config lists them).",
+                                         autocompletion=completion.settings),
+               value: str = typer.Argument(..., metavar="VALUE", help="Its value; lists comma-separated.",
+                                           autocompletion=completion.setting_value)) -> None:
     """Write a setting to the config file (checked first, like any value)."""
     from rlmcli.config import config_path, write_setting
 
@@ -60,7 +89,8 @@ def config_set(key: str = typer.Argument(..., metavar="KEY", help="A setting's n
 
 @config_app.command("unset", epilog=examples("rlm config unset max_cost"))
 @handle_errors
-def config_unset(key: str = typer.Argument(..., metavar="KEY", help="A setting's name.")) -> None:
+def config_unset(key: str = typer.Argument(..., metavar="KEY", help="A setting's name.",
+                                           autocompletion=completion.settings)) -> None:
     """Remove a setting from the config file (its default applies again)."""
     from rlmcli.config import config_path, write_setting
 
@@ -105,15 +135,25 @@ def models_cmd(
     if as_json:
         emit_json("rlm.models/1", {"models": rows, "checks": list(checks.values())})
     else:
+        from rlmcli.engine.providers.catalog import ASSUMED_WINDOW
+
+        table, plain = [], []
         for r in rows:
-            key = "no key needed" if r["key_variable"] is None else (
-                f"key {r['key_variable']} {'set' if r['key_set'] else 'NOT SET'}")
-            window = f"{r['context_window']:,} tokens" if r["context_window"] else "window unknown"
-            price = (f"${r['usd_per_million_input']:g}/${r['usd_per_million_output']:g} per M tokens"
-                     if r["usd_per_million_input"] is not None else "price unknown")
-            typer.echo(f"{r['role']}\t{r['model']}\t{r['provider']} via {r['transport']}\t{key}\t{window}\t{price}")
+            key = "none needed" if r["key_variable"] is None else (
+                f"{r['key_variable']} {'set' if r['key_set'] else 'NOT SET'}")
+            price = (f"${r['usd_per_million_input']:g} / ${r['usd_per_million_output']:g}"
+                     if r["usd_per_million_input"] is not None else "unknown")
+            window = f"{r['context_window']:,}" if r["context_window"] else "unknown"
+            # The provider is the model's prefix; it and the transport are in the pipe's lines and --json.
+            table.append([r["role"], r["model"], key, window, price])
+            plain.append([r["role"], r["model"], f"{r['provider']} via {r['transport']}", key,
+                          str(r["context_window"] or ""), price])
+        print_listing([Column("role"), Column("model", wide=True), Column("key", wide=True),
+                       Column("window", "right"), Column("$/M in / out", "right")], table, plain)
+        if any(not r["context_window"] for r in rows):
+            say(f"rlm: window unknown to litellm's map: a dry run assumes {ASSUMED_WINDOW:,} tokens")
         for c in checks.values():
             status = f"ok in {c['seconds']:.2f}s" if c["ok"] else f"FAILED ({c['error_kind']}): {c['error']}"
-            typer.echo(f"check\t{c['model']}\t{status}")
+            typer.echo(f"check\t{c['model']}\t{status}" if not sys.stdout.isatty() else f"check {c['model']}: {status}")
     if any(not c["ok"] for c in checks.values()):
         raise typer.Exit(int(ExitStatus.PROVIDER))

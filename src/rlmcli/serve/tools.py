@@ -152,7 +152,8 @@ class Tools:
         return {"workspace": str(ws.root), "added": report.added, "replaced": report.replaced,
                 "unchanged": report.unchanged, "duplicates": [list(d) for d in report.duplicates],
                 "failed": [{"name": n, "error": e} for n, e in report.failed],
-                "skipped": [{"name": n, "why": w} for n, w in report.skipped],
+                "skipped": [{"name": n, "why": w} for n, w in report.skipped]
+                + [{"name": n, "why": f"unreadable: {e}"} for n, e in report.unreadable],
                 "pages": report.pages, "tokens": report.tokens}
 
     def ask(self, question: str, workspace: str | None, files: list[str] | None,

@@ -16,6 +16,7 @@ details{margin-left:1.2em;border-left:1px solid #ccc;padding-left:.6em}
 summary{cursor:pointer} pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap}
 .err{color:#b00020}.ok{color:#0a7d32}.final{font-weight:bold;color:#0a7d32}.partial{color:#a15c00}
 .note{color:#a15c00}.call{color:#555}.footer{margin-top:1em;font-weight:bold}
+.sources ul{list-style:none;padding-left:.6em}.sources li{font-family:monospace}
 """
 
 
@@ -53,17 +54,30 @@ def _node(node: Node) -> str:
     if node.kind == "citation":
         cls = {"verified": "ok", "unchecked": "note"}.get(node.status, "err")
         return f"<li class='{cls}' data-status='{esc(node.status)}'>{esc(node.text)}</li>"
+    if node.kind == "final" and node.status == "failed":
+        return f"<div class='err'>✗ failed{': ' + esc(node.text) if node.text else ''}</div>"
     if node.kind == "final":
         cls = "final" if node.status == "answered" else "partial"
         return f"<div class='{cls}'>FINAL ({esc(node.status)}): <pre>{esc(node.text)}</pre></div>"
     return ""
 
 
-def write_html(events: list[Event], out: Path, title: str = "rlm trace") -> None:
+def _sources(text: str) -> str:
+    """The Sources list under the answer, as `rlm ask` prints it: each place with its mark."""
+    lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    if not lines:
+        return ""
+    items = "".join(f"<li class='{'err' if line.startswith('✗') else 'ok' if line.startswith('✓') else 'note'}'>"
+                    f"{html.escape(line)}</li>" for line in lines)
+    return f"<section class='sources'><h3>Sources</h3><ul>{items}</ul></section>"
+
+
+def write_html(events: list[Event], out: Path, title: str = "rlm trace", sources: str = "") -> None:
+    """The page; `sources` is the Sources list (`answer.sources_text`) of the run's answer."""
     tree = TraceTree()
     for e in events:
         tree(e)
-    body = _node(tree.root) if tree.root else "<p>empty trace</p>"
+    body = (_node(tree.root) if tree.root else "<p>empty trace</p>") + _sources(sources)
     data = json.dumps([e.to_dict() for e in events], default=str).replace("</", "<\\/")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>{body}<div class='footer'>{html.escape(tree.footer_text())}</div>"

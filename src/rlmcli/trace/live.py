@@ -1,8 +1,10 @@
 """The live Rich tree on a terminal, with a footer of iterations, calls, tokens, cost and time.
 
 The live region never grows taller than the terminal: finished iterations fold to one line each
-and whatever still does not fit is cropped, so nothing is repeated in the scrollback. When the
-run ends the live region is erased and a compact tree is printed once (all of it with -v).
+and whatever still does not fit is cropped, so nothing is repeated in the scrollback. A reply
+streams in as it arrives and is replaced by its cells when it ends. When the run ends the live
+region is erased and the tree is printed once: whole when it fits the terminal (exactly what
+`rlm trace` replays), else with its oldest iterations folded to one line each (all of it with -v).
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ class LiveView:
                          get_renderable=self._frame)
 
     def _frame(self) -> Any:
-        """The tree folded to fit the terminal. Folding works on an estimate of each node's height;
+        return self._fit(max(5, self.console.size.height - 2), final=False)
+
+    def _fit(self, height: int, final: bool) -> Any:
+        """The tree folded to `height` lines. Folding works on an estimate of each node's height;
         long lines wrap, so the rendered frame is measured and folded further while it is too tall."""
-        height = max(5, self.console.size.height - 2)
         budget = height
+        width = self.console.size.width
         for _ in range(4):
-            frame = self.tree.render(False, max_lines=budget)
+            frame = self.tree.render(self.verbose and final, max_lines=budget, final=final, width=width)
             lines = len(self.console.render_lines(frame, self.console.options, pad=False))
             if lines <= height:
                 break
             budget -= lines - height
-        return frame  # still too tall (one huge iteration): Live crops it
+        return frame  # still too tall (one huge iteration): Live crops it; at the end it scrolls
 
     def __enter__(self) -> LiveView:
         self.live.start()
@@ -47,7 +52,8 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         self.live.stop()  # transient: the live region is erased
-        self.console.print(self.tree.render(self.verbose, compact=True))
+        # Room is left for the answer and the prompt under the tree.
+        self.console.print(self._fit(max(5, self.console.size.height - 3), final=True))
 
 
 def render_events(events: list[Event], console: Any, verbose: bool = False) -> None:
@@ -55,7 +61,7 @@ def render_events(events: list[Event], console: Any, verbose: bool = False) -> N
     tree = TraceTree()
     for e in events:
         tree(e)
-    console.print(tree.render(verbose))
+    console.print(tree.render(verbose, width=console.size.width))
     if tree.root is not None and tree.finished is None:
         console.print("✗ the run never finished (the process was killed before it could record an ending)",
                       style="bold red", markup=False)

@@ -124,11 +124,12 @@ def list_runs(workspace_root: Path) -> list[RunSummary]:
 
 
 def find_run(workspace_root: Path, run: str) -> Path:
-    """A run by id or unique prefix; 'last' is the newest."""
+    """A run by id, unique prefix or last part (`6f5d2a`); 'last' is the newest."""
     paths = sorted((workspace_root / "runs").glob("*.jsonl"))
     if run == "last" and paths:
         return paths[-1]
-    matches = [p for p in paths if p.stem == run] or [p for p in paths if p.stem.startswith(run)]
+    matches = ([p for p in paths if p.stem == run] or [p for p in paths if p.stem.startswith(run)]
+               or [p for p in paths if p.stem.endswith("-" + run)])  # the short name `rlm runs` shows
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -10,7 +10,9 @@
 
 Child runs hang under the exact sub-call that started them (events carry `parent_id`).
 `render(max_lines=N)` folds finished iterations to one line each so a live view never grows
-taller than the terminal; `render(compact=True)` is the summary printed once when a run ends.
+taller than the terminal; `render(max_lines=N, final=True)` is the tree printed once when a run
+ends: whole when it fits (then exactly what `rlm trace` replays), else its oldest iterations
+folded to one line each that says what they did.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class TraceTree:
         self.status: str | None = None
         self.error: str | None = None
         self.warnings: list[str] = []
+        self._width: int | None = None
 
     def _place(self, e: ev.Event) -> Node | None:
         """Where a step of run `e.run_id` goes: its current iteration, else the run itself."""
@@ -123,16 +126,25 @@ class TraceTree:
 
     def _delta(self, e: ev.ModelDelta) -> None:
         it = self.iterations.get(e.run_id)
-        if it is not None:
-            live = it.children[-1] if it.children and it.children[-1].kind == "streaming" else it.add(Node("streaming"))
-            live.text = ("" if e.reset else live.text) + e.text
+        if it is None:
+            return
+        if e.reset:  # a retry starts the reply over: what the failed attempt streamed goes
+            _drop_streaming(it)
+        if not e.text:
+            return
+        live = next((c for c in it.children if c.kind == "streaming"), None)
+        if live is None:
+            live = it.add(Node("streaming"))
+        elif it.children[-1] is not live:  # a retry line came in between: the preview stays last
+            it.children.remove(live)
+            it.children.append(live)
+        live.text += e.text
 
     def _text(self, e: ev.ModelText) -> None:
         it = self.iterations.get(e.run_id)
         if it is None:
             return
-        if it.children and it.children[-1].kind == "streaming":
-            it.children.pop()  # the whole reply replaces the streamed preview
+        _drop_streaming(it)  # the whole reply replaces the streamed preview: its prose here, its code as cells
         prose = _prose(e.text)
         if prose:
             it.add(Node("text", text=prose))  # what the model says around its code
@@ -212,7 +224,11 @@ class TraceTree:
     def _finished(self, e: ev.RunFinished) -> None:
         run = self.runs.get(e.run_id)
         if e.error and run is not None and not _mentions(run, e.error):
-            run.add(Node("error", text=e.error))  # a failed run replays with why it failed
+            final = run.children[-1] if run.children and run.children[-1].kind == "final" else None
+            if final is not None and e.status == "failed" and not final.text:
+                final.text = e.error  # a failed run ends with why, not an empty FINAL
+            else:
+                run.add(Node("error", text=e.error))  # a failed run replays with why it failed
         if e.depth == 0:
             self.finished = e.time
             self.status = e.status
@@ -229,41 +245,53 @@ class TraceTree:
         else:
             cost = dollars(self.cost)
         cached = f" ({self.cache_hits} cached)" if self.cache_hits else ""
-        retried = f" · {self.retries} retries" if self.retries else ""
+        retried = f" · {_plural(self.retries, 'retry', 'retries')}" if self.retries else ""
         warn = f" · ⚠ {', '.join(self.warnings)}" if self.warnings else ""
         return (f"iterations {self.iteration_count} · calls {self.calls}{cached} · tokens {self.tokens:,} · {cost} · "
                 f"{elapsed:.1f}s{retried}{warn}")
 
     def render(self, verbose: bool = False, now: float | None = None, max_lines: int | None = None,
-               compact: bool = False) -> Any:
-        """The tree and its footer. `max_lines` folds finished iterations (and then the current
-        one's long parts) to fit; `compact` folds every iteration to one line."""
+               final: bool = False, width: int | None = None) -> Any:
+        """The tree and its footer.
+
+        Live (`max_lines`): finished iterations fold to one line each, then the oldest share one
+        line, and the current one's long parts are cut shorter, so the frame fits the terminal.
+        `final` (with `max_lines`): the tree printed once when a run ends: only the oldest
+        iterations fold, one honest line each, and only as many as it takes to fit; a run that
+        fits is printed exactly as `rlm trace` replays it. `width` lets the root line put the
+        sandbox layers on a line of their own rather than wrap mid-list."""
         from rich.console import Group
         from rich.text import Text
 
+        self._width = width
         if self.root is None:
             return Text("starting…", style="dim")
         fold: set[int] = set()
         hidden: list[Node] = []
-        if compact and not verbose:
-            fold = {id(n) for n in self._iteration_nodes()}
-        elif max_lines is not None and not verbose:
+        live = max_lines is not None and not verbose and not final
+        if max_lines is not None and not verbose:
             nodes = self._iteration_nodes()
-            for node in nodes[:-1]:
+            for node in nodes[:-1] if live else nodes:
                 if self._height(self.root, fold) + 1 <= max_lines:
                     break
                 fold.add(id(node))
             # Still too tall with one line per old iteration: the oldest share one line.
             excess = self._height(self.root, fold) + 1 - max_lines
-            if excess > 0:
+            if live and excess > 0:
                 hidden = nodes[:-1][:excess + 1]
-        tree = self._rich(self.root, None, verbose, fold, tight=max_lines is not None and not verbose,
-                          hidden={id(n) for n in hidden})
+        tree = self._rich(self.root, None, verbose, fold, tight=live, hidden={id(n) for n in hidden})
         if len(hidden) > 1:
             tree.children.insert(0, type(tree)(Text(
-                f"iterations {hidden[0].number}–{hidden[-1].number} · folded (the tree printed at the end shows them)",
-                style="dim"), guide_style="dim"))
+                f"iterations {hidden[0].number}–{hidden[-1].number} · {self._totals(hidden)} · folded "
+                "(listed when the run ends)", style="dim"), guide_style="dim"))
         return Group(tree, Text(self.footer_text(now), style="bold"))
+
+    @staticmethod
+    def _totals(nodes: list[Node]) -> str:
+        cells = sum(1 for n in nodes for c in n.children if c.kind == "code")
+        errors = sum(1 for n in nodes for c in n.children if (c.kind == "output" and c.error) or c.kind == "error")
+        parts = [_plural(cells, "cell", "cells")] + ([_plural(errors, "error", "errors")] if errors else [])
+        return " · ".join(parts)
 
     def _iteration_nodes(self) -> list[Node]:
         return [c for c in self.root.children if c.kind == "iteration"] if self.root else []
@@ -289,14 +317,18 @@ class TraceTree:
 
         code_lines, output_lines = (4, 3) if tight else (CODE_LINES, OUTPUT_LINES)
         if node.kind == "run":
-            return Text.assemble(("rlm" if node.depth == 0 else "rlm_query run", "bold cyan"), " · ",
-                                 (_clip(node.question, 80), "bold"), " · ", (node.model, "magenta"),
-                                 (f"  sandbox: {', '.join(node.sandbox)}" if node.depth == 0 and node.sandbox else "", "dim"))
+            label = Text.assemble(("rlm" if node.depth == 0 else "rlm_query run", "bold cyan"), " · ",
+                                  (_clip(node.question, 80), "bold"), " · ", (node.model, "magenta"))
+            if node.depth == 0 and node.sandbox:
+                layers = f"sandbox: {', '.join(node.sandbox)}"
+                # On one line when it fits, else on a line of its own (not wrapped mid-list).
+                apart = self._width is not None and label.cell_len + 2 + len(layers) > self._width
+                label.append(("\n" if apart else "  ") + layers, style="dim")
+            return label
         if node.kind == "iteration":
             return Text(f"iteration {node.number}", style="bold")
         if node.kind == "streaming":
-            tail = node.text.splitlines()[-output_lines:]
-            return Text("\n".join(tail) + " ▌", style="dim italic")
+            return _streaming(node.text, output_lines)
         if node.kind == "text":
             return Text(_fold(node.text, 2, verbose), style="italic")
         if node.kind == "code":
@@ -325,30 +357,48 @@ class TraceTree:
         if node.kind == "citation":
             style = {"verified": "green", "unchecked": "yellow"}.get(node.status, "red")
             return Text(node.text, style=style)
+        if node.kind == "final" and node.status == "failed":
+            return Text("✗ failed" + (f": {_clip(node.text, 200)}" if node.text else " (the error is above)"),
+                        style="bold red")
         if node.kind == "final":
             style = "bold green" if node.status == "answered" else "bold yellow"
             extra = f" (partial: {node.limit})" if node.status == "partial" else ""
-            extra = " (failed)" if node.status == "failed" else extra
             return Text.assemble(("FINAL" + extra, style), " · ", _clip(node.text, 200))
         return Text(node.kind)
 
     def _summary(self, node: Node) -> Any:
-        """One line for a folded iteration: its cells, sub-calls and time."""
+        """One line for a folded iteration that says what it did: its first cell's first line,
+        what that printed (or the error it raised), sub-calls, retries, nudges and time."""
         from rich.text import Text
 
-        cells = sum(1 for c in node.children if c.kind == "code")
-        errors = sum(1 for c in node.children if c.kind == "output" and c.error)
+        cells = [c for c in node.children if c.kind == "code"]
+        outputs = [c for c in node.children if c.kind == "output"]
+        parts: list[str] = []
+        if cells:
+            first = next((ln.strip() for ln in cells[0].text.splitlines() if ln.strip()), "")
+            parts.append(_clip(first, 36) + (f" +{len(cells) - 1} cell{'s' * (len(cells) > 2)}" if len(cells) > 1 else ""))
+        else:
+            prose = next((c.text for c in node.children if c.kind == "text"), "")
+            parts.append(f"no code: “{_clip(prose, 30)}”" if prose else "no code")
+        failed = next((o for o in outputs if o.error), None)
+        if failed is not None:
+            last = next((ln.strip() for ln in reversed(failed.text.splitlines()) if ln.strip()), "error")
+            parts[-1] += f" ✗ {_clip(last, 40)}"
+        elif outputs:
+            n = len(outputs[-1].text.rstrip().splitlines())
+            parts[-1] += f" → {_plural(n, 'line', 'lines')}" if n else " → no output"
         subcalls = [c for c in node.children if c.kind == "subcall"]
-        seconds = sum(c.duration for c in node.children if c.kind == "output")
-        parts = [f"{cells} cell{'s' * (cells != 1)}"]
-        if errors:
-            parts.append(f"{errors} error{'s' * (errors != 1)}")
-        for s in subcalls[:3]:
-            parts.append(f"{s.call} {s.done}/{s.total}" if s.call == "llm_batch" else s.call)
-        if len(subcalls) > 3:
-            parts.append(f"+{len(subcalls) - 3} sub-calls")
-        notices = [c.status for c in node.children if c.kind == "notice"]
-        parts.extend(notices)
+        for s in subcalls[:2]:
+            mark = "" if s.ok is None or s.ok else " ✗"
+            parts.append((f"{s.call} {s.done}/{s.total}" if s.call == "llm_batch" else s.call) + mark)
+        if len(subcalls) > 2:
+            parts.append(f"+{len(subcalls) - 2} sub-calls")
+        retries = sum(1 for c in node.children if c.kind == "retry") + sum(s.retries for s in subcalls)
+        if retries:
+            parts.append(f"↻ {_plural(retries, 'retry', 'retries')}")
+        parts.extend(c.status for c in node.children if c.kind == "notice")
+        parts.extend(f"✗ {_clip(c.text, 60)}" for c in node.children if c.kind == "error")
+        seconds = sum(c.duration for c in outputs)
         return Text.assemble((f"iteration {node.number}", "bold"), (f" · {' · '.join(parts)} · {seconds:.1f}s", "dim"))
 
     def _rich(self, node: Node, parent: Any, verbose: bool, fold: set[int], tight: bool,
@@ -388,6 +438,49 @@ def citation_label(c: dict[str, Any]) -> str:
         return f"{mark} {place}: cited, not checked (no quotation)"
     quote = f": \"{c['quote']}\"" if c.get("quote") else ""
     return f"{mark} {place}: {c.get('note', '')}{quote}"
+def _drop_streaming(it: Node) -> None:
+    it.children[:] = [c for c in it.children if c.kind != "streaming"]
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _streaming(text: str, lines: int) -> Any:
+    """A reply as it streams in: its words in italics and its code highlighted, without the
+    fences (the code becomes its cell when the reply ends), the last `lines` lines, a cursor."""
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    parts: list[tuple[bool, list[str]]] = []  # (is code, lines)
+    code = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            code = not code
+            continue
+        if not parts or parts[-1][0] != code:
+            parts.append((code, []))
+        parts[-1][1].append(line)
+    kept: list[tuple[bool, list[str]]] = []
+    left = lines
+    for is_code, block in reversed(parts):
+        while block and not block[-1].strip() and (is_code, block) != parts[-1]:
+            block = block[:-1]  # blank lines before a fence
+        if not block or left <= 0:
+            continue
+        kept.insert(0, (is_code, block[-left:]))
+        left -= len(kept[0][1])
+    if not kept:
+        return Text("▌", style="dim")
+    highlighter = Syntax("", "python", theme="ansi_dark", background_color="default")
+    rendered = Text()
+    for n, (is_code, block) in enumerate(kept):
+        body = "\n".join(block)
+        piece = highlighter.highlight(body) if is_code else Text(body, style="dim italic")
+        piece.rstrip()
+        rendered.append_text(piece)
+        rendered.append("\n" if n < len(kept) - 1 else " ▌")
+    return rendered
 
 
 def _call_detail(e: ev.ModelCall) -> str:

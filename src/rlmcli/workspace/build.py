@@ -26,8 +26,10 @@ TOKEN_BATCH = 512  # pages of a streamed document counted at a time
 
 class Progress(Protocol):
     def start(self, total_files: int) -> None: ...
+    def more(self, files: int) -> None: ...  # found inside one: a mail's attachments, an archive's members
+    def file_started(self, name: str) -> None: ...
     def file_done(self, name: str, pages: int) -> None: ...
-    def page_done(self, name: str, pages: int) -> None: ...
+    def page_done(self, name: str, pages: int, total: int = 0) -> None: ...
 
 
 def hash_file(path: Path) -> str:
@@ -127,8 +129,8 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
         raise ExtractError(f"HTML file too large ({size >> 20:,} MB; the limit is {MAX_HTML_BYTES >> 20} MB: "
                            "convert it to text first)")
     counter.start()  # the encoding loads in a helper process while we extract
-    on_pdf_page = (lambda done, total: progress.page_done(source.name, done)) if progress is not None else None
-    result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page))
+    on_pdf_page = (lambda done, total: progress.page_done(source.name, done, total)) if progress is not None else None
+    result = extract(path, kind, source.data, Options(ocr=options.ocr, on_page=on_pdf_page, explicit=source.explicit))
     pages: list[str] | PageSpool
     tokens: list[int] | Callable[[], list[int]]
     if isinstance(result.pages, list):
@@ -146,8 +148,10 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
         extraction=extraction_key(kind, options),
     )
     if source.depth < MAX_ATTACHMENT_DEPTH:
+        # An attachment or an archive's member is like a file found in a folder: a binary one is
+        # skipped quietly and an unreadable one listed, without failing the ingest.
         build.attachments = [Source(f"{source.name}/{a.name}", None, data=a.data, key=f"{source.key}#{a.name}",
-                                    depth=source.depth + 1) for a in result.attachments]
+                                    depth=source.depth + 1, explicit=False) for a in result.attachments]
     elif result.attachments:
         build.warnings.append(f"{len(result.attachments)} attachment(s) not ingested: nested deeper than "
                               f"{MAX_ATTACHMENT_DEPTH} levels")

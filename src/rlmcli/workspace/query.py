@@ -19,6 +19,12 @@ STOPWORDS = frozenset(
     "those to was we were what when where which who whom why will with would you your".split()
 )
 HEADING_WEIGHT = 3.0
+def _significant(score: float) -> float:
+    """Four significant digits: BM25 scores in a small workspace can be 1e-6, which rounding to
+    four decimals would show as 0."""
+    return float(f"{score:.4g}")
+
+
 HEADING_BOOST = 1.0  # a passage whose heading is all query words scores (1 + this) times its BM25
 # A query is one FTS5 OR over its words, and with many words a tier per word (see _ranked): work
 # grows with the words asked, so they are bounded before any is looked up.
@@ -66,12 +72,12 @@ class Passage:
         return f"[{self.doc} p.{self.page} l.{self.line}]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"doc": self.doc, "page": self.page, "line": self.line, "score": round(self.score, 4),
+        return {"doc": self.doc, "page": self.page, "line": self.line, "score": _significant(self.score),
                 "heading": self.heading, "text": self.text}
 
     def __repr__(self) -> str:
         head = f" ({self.heading})" if self.heading else ""
-        return f"{self.cite}{head} score={self.score:.2f}\n{self.text}"
+        return f"{self.cite}{head} score={self.score:.3g}\n{self.text}"
 
     __str__ = __repr__
 
@@ -118,11 +124,11 @@ class DocMatch:
         self.doc, self.score, self.title, self.card = doc, score, title, card
 
     def to_dict(self) -> dict[str, Any]:
-        return {"doc": self.doc, "score": round(self.score, 4), "title": self.title, "card": self.card}
+        return {"doc": self.doc, "score": _significant(self.score), "title": self.title, "card": self.card}
 
     def __repr__(self) -> str:
         about = " · ".join(x for x in (self.title, self.card) if x)
-        return f"{self.doc} score={self.score:.2f}" + (f"  {about}" if about else "")
+        return f"{self.doc} score={self.score:.3g}" + (f"  {about}" if about else "")
 
     __str__ = __repr__
 

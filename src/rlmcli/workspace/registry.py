@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlmcli.config import auto_workspaces_dir, links_dir, workspaces_dir
@@ -23,6 +23,18 @@ class WorkspaceInfo:
     tokens: int
     size: int
     last_used: float
+    sources: list[str] = field(default_factory=list)  # its first documents' names
+    short: str = ""  # an automatic workspace's shortest unique name (auto:f758d4), for people
+
+    @property
+    def label(self) -> str:
+        """How a person tells it apart: an automatic workspace by what it holds,
+        `auto:f758d4 (contract.pdf +2)`; a named one by its name."""
+        if not self.auto:
+            return self.name
+        more = f" +{self.documents - 1}" if self.documents > 1 else ""
+        first = self.sources[0] if self.sources else "empty"
+        return f"{self.short or self.name} ({first}{more})"
 
 
 def _candidates() -> list[tuple[str, Path, bool]]:
@@ -49,27 +61,50 @@ def _candidates() -> list[tuple[str, Path, bool]]:
 
 
 def list_workspaces(with_size: bool = True) -> list[WorkspaceInfo]:
+    """Every workspace, the most recently used first."""
     infos = []
     for name, path, auto in _candidates():
         ws = Workspace(path)
         try:
-            totals = ws.manifest().get("totals", {})
+            manifest = ws.manifest()
         except WorkspaceError:
-            totals = {}
+            manifest = {}
+        totals = manifest.get("totals", {})
+        sources = [str(rec.get("name") or doc) for doc, rec in list((manifest.get("documents") or {}).items())[:3]]
         infos.append(WorkspaceInfo(name, path, auto, totals.get("documents", 0), totals.get("tokens", 0),
-                                   ws.size_bytes() if with_size else 0, ws.last_used()))
+                                   ws.size_bytes() if with_size else 0, ws.last_used(), sources))
+    keys = [i.path.name for i in infos if i.auto]
+    for info in infos:
+        if info.auto:
+            info.short = "auto:" + _unique_prefix(info.path.name, keys)
     return sorted(infos, key=lambda i: -i.last_used)
+
+
+def _unique_prefix(key: str, keys: list[str], least: int = 6) -> str:
+    """The shortest prefix of `key`, at least `least` characters, that no other key starts with."""
+    for n in range(least, len(key)):
+        if sum(k.startswith(key[:n]) for k in keys) == 1:
+            return key[:n]
+    return key
+
+
+def most_recent_root() -> Path:
+    """Where the workspace used last is, without opening it (shell completion reads it)."""
+    used = []
+    for _, path, _ in _candidates():
+        try:
+            used.append(((path / ".last_used").stat().st_mtime, path))
+        except OSError:
+            continue
+    if not used:
+        raise WorkspaceError("no workspaces yet: ingest something first (`rlm ingest FILE`)")
+    return max(used, key=lambda pair: pair[0])[1]
 
 
 def most_recent() -> Workspace:
     """The workspace used last: what `rlm ls` and friends show without `-w`. Only a workspace an
     ingest put documents into counts (it then has a .last_used mark)."""
-    used = [(path / ".last_used").stat().st_mtime for _, path, _ in _candidates() if (path / ".last_used").exists()]
-    candidates = [c for c in _candidates() if (c[1] / ".last_used").exists()]
-    if not candidates:
-        raise WorkspaceError("no workspaces yet: ingest something first (`rlm ingest FILE`)")
-    best = max(zip(used, candidates, strict=True), key=lambda pair: pair[0])[1]
-    return Workspace.open(best[1])
+    return Workspace.open(most_recent_root())
 
 
 def _unlocked(path: Path) -> bool:

@@ -1,5 +1,5 @@
-"""Pictures of a page for look(): a PDF page rendered by PDFium, or the images a DOCX section or a
-PPTX slide shows. Runs in the parent, from the document's original file, which must still be
+"""Pictures of a page for look(): a PDF page rendered by PDFium, a scanned image's page, or the
+images a DOCX section or a PPTX slide shows. Runs in the parent, from the document's original file, which must still be
 there unchanged (a workspace keeps text, not originals)."""
 
 from __future__ import annotations
@@ -77,5 +77,11 @@ def page_images(reader: WorkspaceReader, doc: str, page: int) -> list[tuple[str,
         if not out:
             raise WorkspaceError(f"the images on {doc} p.{page} are in a format that cannot be shown")
         return out
-    raise WorkspaceError(f"look() shows PDF pages and the pictures in DOCX and PPTX files; {doc} is {kind}: "
-                         "read() its text")
+    if kind in ("png", "jpeg", "tiff"):  # a scan: the page is the picture (a TIFF's page N is its frame N)
+        from PIL import Image
+
+        with Image.open(_original(reader, doc)) as image:
+            image.seek(page - 1)
+            return [("image/png", _png(image.copy()))]
+    raise WorkspaceError(f"look() shows PDF pages, scanned images and the pictures in DOCX and PPTX files; {doc} "
+                         f"is {kind}: read() its text")

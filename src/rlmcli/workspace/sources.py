@@ -48,7 +48,8 @@ class Source:
 @dataclass
 class Discovery:
     sources: list[Source] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (name, what is wrong)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (name, what is wrong): named on the command line
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, what is wrong): found in a folder
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why): shown to the user
     counts: Counter[str] = field(default_factory=Counter)  # skipped quietly, by reason
 
@@ -115,7 +116,10 @@ class _Walk:
             try:
                 entries = sorted(os.scandir(directory), key=lambda e: e.name)
             except OSError as exc:
-                self.out.errors.append((self.name(directory), describe_os_error(exc)))
+                if directory == self.root:  # the folder named on the command line
+                    self.out.errors.append((self.name(directory), describe_os_error(exc)))
+                else:
+                    self.out.unreadable.append((self.name(directory), describe_os_error(exc)))
                 continue
             subdirs = []
             for entry in entries:

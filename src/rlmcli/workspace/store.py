@@ -210,8 +210,31 @@ class Workspace:
         return self.reader.documents
 
     def resolve_doc(self, name: str) -> str:
-        """A document id from its id, file name (with or without extension), slug or unique prefix."""
-        return self.reader.resolve(name)
+        """A document id from its id, file name (with or without extension), slug or unique prefix,
+        or the path of the file it was ingested from (`rlm show ~/deal/contract.pdf`)."""
+        by_path = self.doc_for_path(name)
+        return by_path if by_path is not None else self.reader.resolve(name)
+
+    def doc_for_path(self, name: str, by_content: bool = False) -> str | None:
+        """The document ingested from the file at `name` (by its path; with `by_content`, else by
+        its content), or None."""
+        path = Path(name).expanduser()
+        if name in ("", "-") or not path.is_file():
+            return None
+        key = str(path.resolve())
+        docs = self.documents()
+        for doc, rec in docs.items():
+            if rec.get("source") == key or key in (rec.get("aliases") or []):
+                return doc
+        if not by_content:
+            return None
+        try:
+            from rlmcli.workspace.build import hash_file
+
+            sha = hash_file(path)
+        except OSError:
+            return None
+        return next((doc for doc, rec in docs.items() if rec.get("sha256") == sha), None)
 
     def meta(self, doc: str) -> dict[str, Any]:
         return self.reader.meta(doc)

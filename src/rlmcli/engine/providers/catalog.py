@@ -80,6 +80,9 @@ def model_info(model: str) -> dict[str, Any]:
     return {}
 
 
+ASSUMED_WINDOW = 128_000  # what a worst-case estimate takes for a model whose window is unknown
+
+
 def context_window(model: str) -> int | None:
     info = model_info(model)
     window = info.get("max_input_tokens") or info.get("max_tokens")

@@ -46,6 +46,7 @@ class Extracted:
 class Options:
     ocr: str = "auto"  # auto | always | never
     on_page: Callable[[int, int], None] | None = None  # (pages done, pages in all) for long documents
+    explicit: bool = True  # named on the command line; False: found in a folder or an archive
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,24 @@ class Format:
     module: str  # rlmcli.workspace.extract.<module>.extract(path, data, options) -> Extracted
     extensions: frozenset[str]
     container: str = ""  # a zip's telltale: a part name prefix, or the `mimetype` part's text
+
+
+def page_list(numbers: list[int]) -> str:
+    """1,2,3,7,9,10 -> '1-3, 7, 9-10'."""
+    spans: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + [-1]:
+        if n == prev + 1:
+            prev = n
+            continue
+        spans.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(spans)
+
+
+def pages_named(numbers: list[int]) -> str:
+    """'page 3' or 'pages 1-3, 7'."""
+    return ("page " if len(numbers) == 1 else "pages ") + page_list(numbers)
 
 
 def _ext(*names: str) -> frozenset[str]:
@@ -74,8 +93,13 @@ FORMATS = (
     Format("msg", "msg", _ext(".msg")),
     Format("csv", "csvfile", _ext(".csv", ".tsv")),
     Format("html", "html", _ext(".html", ".htm", ".xhtml")),
+    Format("png", "image", _ext(".png")),
+    Format("jpeg", "image", _ext(".jpg", ".jpeg", ".jpe", ".jfif")),
+    Format("tiff", "image", _ext(".tif", ".tiff")),
+    Format("zip", "archive", _ext(".zip")),
     Format("text", "text", frozenset()),
 )
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
 BY_KIND = {f.kind: f for f in FORMATS}
 
 TEXT_EXT = {
@@ -94,8 +118,8 @@ TEXT_EXT = {
 CODE_EXT = TEXT_EXT - {".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".tex", ".log"}
 # Formats we know are binary: skipped quietly in directories, named when given explicitly.
 BINARY_EXT = {
-    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ico", ".icns",
-    ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".jar", ".war",
+    ".gif", ".bmp", ".webp", ".ico", ".icns",
+    ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".jar", ".war", ".apk", ".xpi", ".nupkg",
     ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".lib", ".class", ".pyc", ".pyo", ".whl",
     ".mp3", ".mp4", ".wav", ".flac", ".ogg", ".mov", ".avi", ".mkv", ".webm",
     ".ttf", ".otf", ".woff", ".woff2", ".eot", ".sqlite", ".db", ".bin", ".dat", ".pkl",
@@ -134,14 +158,19 @@ def detect_type(path: Path, head: bytes, data: bytes | None = None) -> str:
     by_ext = next((f.kind for f in FORMATS if ext in f.extensions), None)
     if head.startswith(b"%PDF") or (by_ext == "pdf" and b"%PDF" in head[:1024]):
         return "pdf"
-    if head.startswith(b"PK\x03\x04"):
+    image = next((kind for magic, kind in _IMAGE_MAGIC if head.startswith(magic)), None)
+    if image is not None:
+        return image
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip (an empty one has only its end record)
         kind = _zip_kind(path if data is None else None, data)
         if kind is not None:
             return kind
-        return by_ext if by_ext in ("docx", "pptx", "xlsx", "epub", "odt", "ods", "odp") else "binary"
+        if by_ext in ("docx", "pptx", "xlsx", "epub", "odt", "ods", "odp"):
+            return by_ext  # the extractor says what it lacks
+        return "binary" if ext in BINARY_EXT else "zip"  # a .jar or .whl is a zip too, but not a document's
     if head.startswith(_OLE):
         return "msg" if ext == ".msg" else (by_ext or "binary") if by_ext in ("docx", "pptx", "xlsx") else "binary"
-    if by_ext in ("docx", "pptx", "xlsx", "epub", "odt", "ods", "odp", "msg", "pdf"):
+    if by_ext in ("docx", "pptx", "xlsx", "epub", "odt", "ods", "odp", "msg", "pdf", "png", "jpeg", "tiff", "zip"):
         return by_ext  # the extractor names what is wrong with it (truncated, not a zip, ...)
     if ext in BINARY_EXT:
         return "binary"

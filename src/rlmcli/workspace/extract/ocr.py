@@ -11,7 +11,7 @@ import os
 import site
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,19 @@ class _Engines:
             api.End()
 
 
-def images(pictures: Iterable[Any]) -> list[str]:
-    """Text of each PIL image, in order."""
+def images(pictures: Iterable[Any], on_done: Callable[[int], None] | None = None) -> list[str]:
+    """Text of each PIL image, in order. The images are taken from `pictures` only as the engines
+    need them, so a long TIFF is never held in memory whole; `on_done(n)` after each."""
     engines = _Engines()
     try:
         with ThreadPoolExecutor(THREADS) as pool:
-            futures: list[Future[str]] = [pool.submit(engines.recognise, p) for p in pictures]
+            futures: list[Future[str]] = []
+            for picture in pictures:
+                while sum(not f.done() for f in futures) > 2 * THREADS:  # bound the images held at once
+                    next(f for f in futures if not f.done()).result()
+                futures.append(pool.submit(engines.recognise, picture))
+                if on_done is not None:
+                    on_done(sum(f.done() for f in futures))
             return [f.result() for f in futures]
     finally:
         engines.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.errors import ExtractError
-from rlmcli.workspace.extract import Extracted, Options, OutlineEntry
+from rlmcli.workspace.extract import Extracted, Options, OutlineEntry, pages_named
 from rlmcli.workspace.extract.pdf_workers import PAGE_SECONDS, TIMED_OUT, Run, can_fork, in_process
 
 OCR_DPI = 150
@@ -220,20 +220,7 @@ def _extract_pypdf(path: Path) -> Extracted:
 
 
 def _pages(numbers: list[int]) -> str:
-    return ("page " if len(numbers) == 1 else "pages ") + page_list(numbers)
-
-
-def page_list(numbers: list[int]) -> str:
-    """1,2,3,7,9,10 -> '1-3, 7, 9-10'."""
-    spans: list[str] = []
-    start = prev = numbers[0]
-    for n in numbers[1:] + [-1]:
-        if n == prev + 1:
-            prev = n
-            continue
-        spans.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = n
-    return ", ".join(spans)
+    return pages_named(numbers)
 
 
 def _ocr(path: Path, pages: list[str], wanted: list[int], result: Extracted, always: bool) -> list[int]:
@@ -249,8 +236,7 @@ def _ocr(path: Path, pages: list[str], wanted: list[int], result: Extracted, alw
             pages[number - 1] = text
             done.append(number)
     if done:
-        result.extra["ocr_pages"] = done
-        result.warnings.append(f"OCR: text recognised on {_pages(done)}")
+        result.extra["ocr_pages"] = done  # said as a note at ingest, not a warning: OCR worked
     return done
 
 
