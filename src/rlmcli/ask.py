@@ -139,8 +139,8 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
             apply_shape(shape, result, ws)  # the object, and its fields' citations checked
         else:
             result.citations = check_citations(result.answer, ws) if result.answer and result.status != "failed" else []
-        if result.citations:  # the trace keeps the marks the Sources list shows
-            trace(ev.Citations(run_id=run_id, citations=[c.to_dict() for c in result.citations]))
+        if result.citations:  # the trace keeps the marks; a live view shows them as the run's last lines
+            emit(ev.Citations(run_id=run_id, citations=[c.to_dict() for c in result.citations]))
     finally:
         trace.close()
         if cache is not None:

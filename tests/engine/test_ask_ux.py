@@ -102,7 +102,7 @@ def test_replayed_trace_renders_the_same_tree_as_live(server: FakeLLM, ws: Works
     _ask(server, ws, "q", both)
     writer.close()
     live_console, replay_console = _record(), _record()
-    live_console.print(tree.render())
+    live_console.print(tree.render(width=live_console.size.width))  # as the live view renders it
     render_events(load(tmp_path / "run.jsonl"), replay_console)
     assert replay_console.export_text() == live_console.export_text()
 

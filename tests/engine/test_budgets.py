@@ -133,9 +133,9 @@ def test_unknown_cost_is_unknown_on_failed_and_cached_runs(server: FakeLLM, conf
 
 
 def test_dry_run_cost_is_null_when_the_price_is_unknown(server: FakeLLM, config: Path) -> None:
-    unknown = json.loads(_ask(server, config, "--dry-run", model="openai/unpriced").stdout)
-    assert unknown["worst_case_cost"] is None and unknown["root"]["worst_case_cost"] is None
-    priced = json.loads(_ask(server, config, "--dry-run").stdout)
+    unknown = json.loads(_ask(server, config, "--dry-run", "--json", model="openai/unpriced").stdout)
+    assert unknown["worst_case_cost"] is None and unknown["models"][0]["worst_case_cost"] is None
+    priced = json.loads(_ask(server, config, "--dry-run", "--json").stdout)
     assert priced["worst_case_cost"] > 0 and priced["price_known"] is True
     assert server.requests == []
 
@@ -197,7 +197,7 @@ def test_prices_come_from_the_environment_too_and_are_checked(server: FakeLLM, t
     cfg.write_text("")
     env = {"RLM_CONFIG": str(cfg), "RLM_PRICES": json.dumps({PRICED: {"input": 0.15, "output": 0.6}})}
     estimate = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", PRICED, "--api-base", server.base,
-                       "--dry-run", env=env)
+                       "--dry-run", "--json", env=env)
     assert json.loads(estimate.stdout)["price_known"] is True
     env["RLM_PRICES"] = json.dumps({PRICED: {"input": -1, "output": 0.6}})
     bad = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", PRICED, "--api-base", server.base, env=env)

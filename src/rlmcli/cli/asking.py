@@ -188,7 +188,7 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
     elif result.status != "failed":
         typer.echo(json.dumps(result.data, ensure_ascii=False, indent=2) if result.data is not None else result.answer)
     if not quiet and not as_json:
-        if result.citations:
+        if result.citations and (live is None or shape is not None):  # a live tree ends with them already
             if shape is not None:
                 from rlmcli.schema import field_sources_text
 

@@ -218,8 +218,13 @@ class Workspace:
     def doc_for_path(self, name: str, by_content: bool = False) -> str | None:
         """The document ingested from the file at `name` (by its path; with `by_content`, else by
         its content), or None."""
+        if name in ("", "-") or len(name) > 4096:  # not a path (the reader names an overlong name)
+            return None
         path = Path(name).expanduser()
-        if name in ("", "-") or not path.is_file():
+        try:
+            if not path.is_file():
+                return None
+        except OSError:  # a name too long or not valid as a path: not one
             return None
         key = str(path.resolve())
         docs = self.documents()
