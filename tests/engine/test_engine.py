@@ -57,7 +57,7 @@ def test_multi_iteration_run_greps_reads_batches_and_finishes(model: ScriptedPro
     assert result.status == "answered" and result.iterations == 3
     assert result.answer == "Convenience (180 days), cause (30-day cure), insolvency [contract.pdf p.7]"
     kinds = rec.kinds()
-    assert kinds[0] == "run_started" and kinds[-2:] == ["final_answer", "run_finished"]
+    assert kinds[0] == "run_started" and kinds[-3:] == ["final_answer", "run_finished", "citations"]  # marks last
     assert kinds.count("iteration_started") == 3 and kinds.count("code_cell") == 3
     out = outputs(rec)
     assert out[0] == "9\n" and "'rights found'" in out[1] and "'none'" in out[1]
