@@ -70,7 +70,6 @@ def ingest_sources(
     if progress:
         progress.start(len(sources))
     from rlmcli.tokens import counter as token_counter
-
     from rlmcli.workspace.extract.pdf import drop_ahead
     from rlmcli.workspace.extract.pdf_workers import worker_pool
 

@@ -8,6 +8,7 @@ Files reach workers by path (a shared filesystem), or as bytes in the object sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -15,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlmcli.cluster import connect, disconnect
+from rlmcli.cluster import connect, describe, disconnect
+from rlmcli.errors import ExtractError
 from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat
 from rlmcli.workspace.sources import Source
 from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
@@ -85,7 +87,9 @@ class RayBuilder:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, BaseException):
                 raise cause from None  # ExtractError, OSError...: reported exactly as a local ingest would
-            raise
+            raise ExtractError(f"failed on the Ray cluster: {describe(exc)}") from None
+        except self.ray.exceptions.RayError as exc:  # its node or worker died, beyond the task's retry
+            raise ExtractError(f"lost on the Ray cluster: {describe(exc)}") from None
         if build.sha256 != sha:  # the file changed between the worker's read and ours
             return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         build.size, build.mtime_ns = size, mtime_ns
@@ -93,6 +97,7 @@ class RayBuilder:
 
     def close(self) -> None:
         for ref in self.refs.values():  # duplicates and failures before their turn: nobody needs these
-            self.ray.cancel(ref)
+            with contextlib.suppress(Exception):  # a cluster already gone has nothing to cancel
+                self.ray.cancel(ref)
         self.refs.clear()
         disconnect()
