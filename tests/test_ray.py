@@ -487,36 +487,60 @@ def test_a_ray_error_is_one_line_with_its_cause_and_no_colour_codes() -> None:
     assert crashed.startswith("The worker died unexpectedly") and "\x1b" not in crashed
 
 
-def test_losing_a_worker_node_mid_batch_reruns_its_jobs_and_the_batch_ends_with_every_row(
-        ray_cluster: Cluster, server: FakeLLM, tmp_path: Path) -> None:
-    """Last in the module: it takes the worker node away. Eight jobs fill both nodes; the worker
-    node is killed (SIGKILL to its whole `ray start` group) while its jobs wait on the model. The
-    limiter lives on the driver's node, so the batch goes on: the lost jobs run again on the head,
-    every job gets exactly one row, and the batch ends with its summary line and nothing of Ray's."""
-    server.responder("gpt-4o-mini", _answering(delay=4.0))
-    jobs, out = _jobs_file(tmp_path, 8), tmp_path / "results.jsonl"
+def _batch_in_background(server: FakeLLM, cluster: Cluster, jobs: Path, out: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    env.update({k: v for k, v in ray_cluster.env().items() if v is not None})
-    with open(tmp_path / "stderr", "wb") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), "-j", "8",
-                                 "--executor", "ray", "--model", "openai/gpt-4o-mini", "--api-base", server.base,
-                                 "--no-cache"], stdout=subprocess.DEVNULL, stderr=err_file, env=env)
-        try:
-            deadline = time.time() + 180
-            while len(set(_asked(server))) < 6 and time.time() < deadline and proc.poll() is None:
-                time.sleep(0.1)
-            assert len(set(_asked(server))) >= 6  # six of eight jobs waiting on the model: both nodes busy
-            ray_cluster.stop("worker", signal.SIGKILL)
-            proc.wait(timeout=240)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    err = (tmp_path / "stderr").read_bytes()
+    env.update({k: v for k, v in cluster.env().items() if v is not None})
+    return subprocess.Popen([sys.executable, "-m", "rlmcli", "batch", str(jobs), "-o", str(out), *args, "--executor",
+                             "ray", "--model", "openai/gpt-4o-mini", "--api-base", server.base, "--no-cache"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def _when_asked(server: FakeLLM, since: int, distinct: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.time() + 180
+    while len(set(_asked(server, since))) < distinct and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert len(set(_asked(server, since))) >= distinct
+
+
+def test_losing_nodes_mid_batch_reruns_lost_jobs_and_every_batch_ends_with_its_rows(
+        ray_cluster: Cluster, server: FakeLLM, tmp_path: Path) -> None:
+    """Last in the module: it takes the cluster away. Eight jobs fill both nodes; the worker node
+    is killed (SIGKILL to its whole `ray start` group) while its jobs wait on the model. The
+    limiter lives on the driver's node, so the batch goes on: the lost jobs run again on the head,
+    every job gets exactly one row, and the batch ends with its summary line and nothing of Ray's.
+    Then the head is killed under a second batch: the jobs it had started get failed rows naming
+    the cause, the ones it had not started get none (a rerun runs them), and it ends in order."""
+    server.responder("gpt-4o-mini", _answering(delay=4.0))
+    (tmp_path / "one").mkdir()
+    jobs, out = _jobs_file(tmp_path / "one", 8), tmp_path / "one.jsonl"
+    proc = _batch_in_background(server, ray_cluster, jobs, out, "-j", "8")
+    try:
+        _when_asked(server, 0, 6, proc)  # six of eight jobs waiting on the model: both nodes busy
+        ray_cluster.stop("worker", signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
     assert not _noise(err), err.decode()[-3000:]
     rows = _results(out)
     assert sorted(r["id"] for r in rows) == sorted(f"job{i}" for i in range(1, 9))  # one row each
     asked = _asked(server)
-    again = {q for q in asked if asked.count(q) > 1}
-    assert again  # the lost node's jobs ran again
+    assert {q for q in asked if asked.count(q) > 1}  # the lost node's jobs ran again
     assert proc.returncode == 0 and all(r["status"] == "answered" for r in rows), err.decode()[-3000:]
     assert "rlm batch: 8 done, 0 failed" in err.decode()
+
+    (tmp_path / "two").mkdir()
+    jobs, out = _jobs_file(tmp_path / "two", 12), tmp_path / "two.jsonl"
+    before = len(server.requests)
+    proc = _batch_in_background(server, ray_cluster, jobs, out, "-j", "8")  # the head runs 4, 4 wait for it
+    try:
+        _when_asked(server, before, 3, proc)
+        ray_cluster.stop("head", signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert not _noise(err), err.decode()[-3000:]
+    rows = _results(out)
+    assert proc.returncode == 1 and sorted(r["id"] for r in rows) == sorted(f"job{i}" for i in range(1, 9))
+    assert all(r["status"] == "failed" and r["error"].startswith(
+        f"the Ray cluster was lost: the Ray head at {ray_cluster.address} stopped answering") for r in rows)
+    assert "rlm batch: 0 done, 8 failed" in err.decode()

@@ -150,24 +150,29 @@ def _open_log() -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _stderr_into_log() -> Iterator[None]:
-    """Point fd 2 at the log file: Ray's C++ core writes there before it has a log of its own."""
-    path = _session.get("log")
-    if not path:
-        yield
+def _divert_stderr() -> None:
+    """Point fd 2 at the log file for the whole Ray session, and `sys.stderr` (which rlm and Rich
+    write through) at a copy of the real stderr: Ray's C++ core writes its errors to fd 2 from its
+    own threads, whatever its log settings say."""
+    if "stderr" in _session:
         return
     sys.stderr.flush()
-    saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    real = os.dup(2)
+    fd = os.open(_session["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(fd, 2)
     os.close(fd)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+    old = sys.stderr
+    sys.stderr = open(real, "w", encoding=getattr(old, "encoding", None) or "utf-8",  # fd closed on restore
+                      errors="backslashreplace", buffering=1, closefd=False)
+    _session["stderr"] = (real, old)
+
+
+def _restore_stderr() -> None:
+    real, old = _session.pop("stderr")
+    sys.stderr.flush()
+    os.dup2(real, 2)
+    os.close(real)
+    sys.stderr = old
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -198,6 +203,7 @@ def _connect(address: str, target: tuple[str, int] | None, local_cpus: int | Non
                               "runtime_env": {"env_vars": worker_env()}}
     if target and not address.startswith("ray://"):
         mode = _head_auth_mode(*target)
+        _session["head"] = target
         chosen = os.environ.get("RAY_AUTH_MODE")
         if chosen in (None, "", "token", "disabled"):  # another mode (Kubernetes RBAC) is the user's to choose
             if chosen and chosen != mode:
@@ -212,7 +218,7 @@ def _connect(address: str, target: tuple[str, int] | None, local_cpus: int | Non
             ask(target[0], target[1], None, PROBE_TIMEOUT)
         except ProbeError as exc:
             raise ClusterError(f"cannot reach the Ray head at {target[0]}:{target[1]} (RAY_ADDRESS): {exc}") from None
-    else:
+    elif not address or address.startswith("local"):
         # A new instance of our own ("local" even when a `ray start` head, or a stale record of one,
         # is here), in a temporary directory removed afterwards, with a token held in memory: Ray
         # would otherwise write ~/.ray/auth_token, which switches later clients and heads to tokens.
@@ -228,10 +234,12 @@ def _connect(address: str, target: tuple[str, int] | None, local_cpus: int | Non
     _session["log"] = str(_open_log())  # after importing Ray, which sets up its loggers
     if SHOW_LOG:
         sys.stderr.write(f"rlm: Ray's log for this run: {_session['log']}\n")
+    _divert_stderr()
     with contextlib.suppress(Exception):  # an auth mode set after Ray was imported (library use)
         ray._raylet.Config.initialize("")
-    where = f"the Ray head at {address} (RAY_ADDRESS)" if address else "a local Ray instance"
-    _init_within(ray, kwargs, INIT_TIMEOUT if address else LOCAL_START_TIMEOUT, where)
+    local = kwargs.get("address") == "local"
+    where = "a local Ray instance" if local else f"the Ray head at {address} (RAY_ADDRESS)"
+    _init_within(ray, kwargs, LOCAL_START_TIMEOUT if local else INIT_TIMEOUT, where)
     return ray
 
 
@@ -242,14 +250,13 @@ def _init_within(ray: Any, kwargs: dict[str, Any], seconds: float, where: str) -
     die with the thread that started them (PR_SET_PDEATHSIG), and there is no remote to wait on."""
     log = _session["log"]
     if kwargs.get("address") == "local":
-        with _stderr_into_log():
-            try:
-                with _alarm(seconds, f"could not start {where} within {seconds:.0f} s (Ray's log: {log})"):
-                    ray.init(**kwargs)
-            except ClusterError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - Ray's own errors, as one line
-                raise ClusterError(f"could not start {where}: {describe(exc)} (Ray's log: {log})") from None
+        try:
+            with _alarm(seconds, f"could not start {where} within {seconds:.0f} s (Ray's log: {log})"):
+                ray.init(**kwargs)
+        except ClusterError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray's own errors, as one line
+            raise ClusterError(f"could not start {where}: {describe(exc)} (Ray's log: {log})") from None
         return
     outcome: dict[str, BaseException] = {}
     finished = threading.Event()
@@ -262,9 +269,8 @@ def _init_within(ray: Any, kwargs: dict[str, Any], seconds: float, where: str) -
         finally:
             finished.set()
 
-    with _stderr_into_log():
-        threading.Thread(target=run, daemon=True, name="rlm-ray-init").start()
-        in_time = finished.wait(seconds)
+    threading.Thread(target=run, daemon=True, name="rlm-ray-init").start()
+    in_time = finished.wait(seconds)
     if not in_time:
         _session["abandoned"] = True  # ray.shutdown() could block on it: leave it to the process exit
         raise ClusterError(f"could not connect to {where} within {seconds:.0f} s (Ray's log: {log})")
@@ -292,17 +298,43 @@ def _alarm(seconds: float, message: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def head_lost(tries: int = 2) -> str | None:
+    """Why the head joined stopped answering its GCS port (asked `tries` times), or None while it
+    answers. Ray itself notices only after a minute, and then ends the process; rlm ends the batch
+    in order first. Afterwards disconnect() leaves Ray alone: shutting down would wait on the head."""
+    from rlmcli.gcs_probe import ProbeError, ask
+
+    target = _session.get("head")
+    if target is None:
+        return None  # a local instance lives and dies with this process; Ray Client: not asked
+    for attempt in range(tries):
+        try:
+            ask(target[0], target[1], None, PROBE_TIMEOUT / 2)
+            return None
+        except ProbeError as exc:
+            reason = str(exc)
+            if attempt + 1 < tries:
+                time.sleep(1.0)
+    _session["abandoned"] = True
+    return f"the Ray head at {target[0]}:{target[1]} stopped answering ({reason})"
+
+
 def disconnect() -> None:
     """Leave the cluster; a local instance this process started stops with it and its directory
-    goes; the environment, SIGTERM and logging are as before connect()."""
+    goes; the environment, stderr, SIGTERM and logging are as before connect(). After a head was
+    lost (or a connection abandoned) Ray is left alone, and its stderr stays in the log: the
+    process is about to end, and Ray's threads still complain about the head."""
     ray = sys.modules.get("ray")
-    if ray is not None and not _session.get("abandoned"):
-        with contextlib.suppress(Exception), _stderr_into_log():
+    abandoned = _session.pop("abandoned", False)
+    if ray is not None and not abandoned:
+        with contextlib.suppress(Exception):
             if ray.is_initialized():
                 ray.shutdown()
     temp = _session.pop("temp", None)
-    if temp and not _session.get("abandoned"):
+    if temp and not abandoned:
         shutil.rmtree(temp, ignore_errors=True)
+    if "stderr" in _session and not abandoned:
+        _restore_stderr()
     for name, value in _session.pop("env", {}).items():
         if value is None:
             os.environ.pop(name, None)
@@ -316,7 +348,7 @@ def disconnect() -> None:
         ray_logger = logging.getLogger("ray")
         ray_logger.handlers, ray_logger.propagate = handlers, propagate
         ray_logger.setLevel(level)
-    _session.pop("abandoned", None)
+    _session.pop("head", None)
 
 
 def describe(exc: BaseException) -> str:

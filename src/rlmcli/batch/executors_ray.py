@@ -27,13 +27,14 @@ from typing import Any
 
 from rlmcli.batch.executors import Result, start_more
 from rlmcli.batch.work import Work, close_idle_sandboxes, live_cost, run_work
-from rlmcli.cluster import ActorSlots, ClusterError, connect, describe, disconnect, make_limiter
+from rlmcli.cluster import ActorSlots, ClusterError, connect, describe, disconnect, head_lost, make_limiter
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
 JOB_RETRIES = 2  # runs of a job after its node or worker process died (Ray retries system failures only)
 REPORT_EVERY = 0.5  # seconds between a running job's spend reports
 WAIT_STEP = 1.0  # the driver waits for results in steps, so Ctrl-C and SIGTERM reach it at once
+HEAD_CHECK_EVERY = 5.0  # seconds between asking the head's GCS whether it still answers
 STALE_AFTER = 24 * 3600.0  # a shipped copy unused this long (its batch crashed) is swept
 SWEEP_TIMEOUT = 30.0  # removing a batch's copies from every node
 
@@ -163,6 +164,7 @@ class RayExecutor:
         self.packed: dict[str, tuple[str, Any]] = {}
         self.batch = os.urandom(4).hex()  # this batch's copies are its own: removed when it ends
         self.last_cost = 0.0
+        self.lost = False  # the head stopped answering: nothing more is asked of the cluster
 
     def _prepare(self, work: Work) -> Work:
         extra = dict(work.extra, slots=self.slots)
@@ -177,16 +179,23 @@ class RayExecutor:
         ray = self.ray
         queue = list(works)
         running: dict[Any, Work] = {}
+        checked = time.monotonic()
         while queue or running:
             yield from start_more(queue, running, self.n, may_start, lambda w: self.task.remote(self._prepare(w)))
             if not running:
                 continue
+            lost = None
             try:
                 done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_STEP)
-            except Exception as exc:  # noqa: BLE001 - the cluster itself is gone: what ran fails, the rest waits
-                reason = f"the Ray cluster was lost: {describe(exc)}"
+            except Exception as exc:  # noqa: BLE001 - the cluster itself is gone
+                lost, done = describe(exc), []
+            if not done and time.monotonic() - checked >= HEAD_CHECK_EVERY:
+                checked = time.monotonic()
+                lost = lost or head_lost()
+            if lost:  # what ran fails with the reason; what never started gets no row, so a rerun runs it
+                self.lost = True
                 for work in running.values():
-                    yield work, {"status": "failed", "error": reason}
+                    yield work, {"status": "failed", "error": f"the Ray cluster was lost: {lost}"}
                 return
             for ref in done:
                 work = running.pop(ref)
@@ -213,8 +222,8 @@ class RayExecutor:
                 row["trace"] = None  # the copy holding it is removed with the batch
 
     def live_cost(self, batch_id: str) -> float:
-        if not self.ray.is_initialized():  # closed: every job has finished and is in its row
-            return 0.0
+        if self.lost or not self.ray.is_initialized():  # closed: every job has finished and is in its row
+            return self.last_cost if self.lost else 0.0
         try:
             self.last_cost = float(self.ray.get(self.slots.running_cost.remote(), timeout=10))
         except Exception:  # noqa: BLE001 - the limiter unreachable for now: the last figure stands
@@ -241,7 +250,7 @@ class RayExecutor:
     def close(self) -> None:
         close_idle_sandboxes()
         try:
-            if self.packed and self.ray.is_initialized():
+            if self.packed and not self.lost and self.ray.is_initialized():
                 self._remove_copies()
         except Exception:  # noqa: BLE001 - a node that cannot be asked now is swept by a later batch
             pass
