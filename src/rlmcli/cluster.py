@@ -33,6 +33,8 @@ from rlmcli.errors import RlmError, UsageError
 PROBE_TIMEOUT = 10.0  # the head's GCS must answer one call within this
 INIT_TIMEOUT = 30.0  # ray.init after the head answered
 LOCAL_START_TIMEOUT = 120.0  # starting a local instance on a busy machine
+WAIT_STEP = 1.0  # results are awaited in steps, so Ctrl-C and SIGTERM reach the main thread at once
+HEAD_CHECK_EVERY = 5.0  # seconds between asking the head's GCS, while waiting, whether it still answers
 KEEP_LOGS = 20  # Ray log files kept under RLM_HOME/logs
 SHOW_LOG = False  # set by `rlm --debug`: name Ray's log file on stderr
 # What a worker needs from our environment: provider keys and endpoints, rlm's and litellm's settings.
@@ -317,6 +319,25 @@ def head_lost(tries: int = 2) -> str | None:
                 time.sleep(1.0)
     _session["abandoned"] = True
     return f"the Ray head at {target[0]}:{target[1]} stopped answering ({reason})"
+
+
+def lost() -> bool:
+    """Whether the head stopped answering (head_lost): nothing more should be asked of Ray."""
+    return bool(_session.get("abandoned"))
+
+
+def get(ref: Any) -> Any:
+    """ray.get of one result, waited for in steps, so signals reach the main thread and a head
+    that stopped answering is a ClusterError, not a process Ray ends a minute later."""
+    ray = sys.modules["ray"]
+    checked = time.monotonic()
+    while not ray.wait([ref], timeout=WAIT_STEP)[0]:
+        if time.monotonic() - checked >= HEAD_CHECK_EVERY:
+            reason = head_lost()
+            if reason:
+                raise ClusterError(f"the Ray cluster was lost: {reason}")
+            checked = time.monotonic()
+    return ray.get(ref)
 
 
 def disconnect() -> None:

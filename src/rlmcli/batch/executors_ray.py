@@ -27,14 +27,22 @@ from typing import Any
 
 from rlmcli.batch.executors import Result, start_more
 from rlmcli.batch.work import Work, close_idle_sandboxes, live_cost, run_work
-from rlmcli.cluster import ActorSlots, ClusterError, connect, describe, disconnect, head_lost, make_limiter
+from rlmcli.cluster import (
+    HEAD_CHECK_EVERY,
+    WAIT_STEP,
+    ActorSlots,
+    ClusterError,
+    connect,
+    describe,
+    disconnect,
+    head_lost,
+    make_limiter,
+)
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
 JOB_RETRIES = 2  # runs of a job after its node or worker process died (Ray retries system failures only)
 REPORT_EVERY = 0.5  # seconds between a running job's spend reports
-WAIT_STEP = 1.0  # the driver waits for results in steps, so Ctrl-C and SIGTERM reach it at once
-HEAD_CHECK_EVERY = 5.0  # seconds between asking the head's GCS whether it still answers
 STALE_AFTER = 24 * 3600.0  # a shipped copy unused this long (its batch crashed) is swept
 SWEEP_TIMEOUT = 30.0  # removing a batch's copies from every node
 

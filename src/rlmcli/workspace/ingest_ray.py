@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlmcli.cluster import connect, describe, disconnect
+from rlmcli.cluster import connect, describe, disconnect, get, lost
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat
 from rlmcli.workspace.sources import Source
@@ -82,7 +82,7 @@ class RayBuilder:
         if ref is None:  # an attachment found on the way, or a file that was not sent
             return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         try:
-            build: DocumentBuild = self.ray.get(ref)
+            build: DocumentBuild = get(ref)  # a ClusterError when the head stops answering ends the ingest
         except self.ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, BaseException):
@@ -96,8 +96,8 @@ class RayBuilder:
         return build
 
     def close(self) -> None:
-        for ref in self.refs.values():  # duplicates and failures before their turn: nobody needs these
-            with contextlib.suppress(Exception):  # a cluster already gone has nothing to cancel
+        for ref in [] if lost() else self.refs.values():  # duplicates, failures before their turn: unneeded
+            with contextlib.suppress(Exception):
                 self.ray.cancel(ref)
         self.refs.clear()
         disconnect()
