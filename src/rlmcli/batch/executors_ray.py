@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,13 @@ def _sweep_task(keys: list[str]) -> int:
     return sweep_shipped(keys)
 
 
+@dataclass(eq=False)
+class _Unsent:
+    """Stands for a job's result when the job could not be sent at all."""
+
+    reason: str
+
+
 class RayExecutor:
     """Up to `jobs_at_once` jobs in flight on the cluster; results yielded as each finishes."""
 
@@ -189,7 +196,10 @@ class RayExecutor:
         running: dict[Any, Work] = {}
         checked = time.monotonic()
         while queue or running:
-            yield from start_more(queue, running, self.n, may_start, lambda w: self.task.remote(self._prepare(w)))
+            yield from start_more(queue, running, self.n, may_start, self._submit)
+            for unsent in [ref for ref in running if isinstance(ref, _Unsent)]:
+                yield running.pop(unsent), {"status": "failed", "error": f"could not send the job to the Ray cluster: "
+                                                                       f"{unsent.reason}"}
             if not running:
                 continue
             lost = None
@@ -214,6 +224,12 @@ class RayExecutor:
                 if self.ship:
                     self._bring_back(work, row)
                 yield work, row
+
+    def _submit(self, work: Work) -> Any:
+        try:
+            return self.task.remote(self._prepare(work))
+        except Exception as exc:  # noqa: BLE001 - packing or sending (a full object store): this job fails alone
+            return _Unsent(describe(exc))
 
     def _bring_back(self, work: Work, row: dict[str, Any]) -> None:
         """Paths in a shipped job's row name the driver's workspace, where its trace is written."""

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlmcli.cluster import connect, describe, disconnect, get, lost
+from rlmcli.cluster import ClusterError, connect, describe, disconnect, get, lost
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat
 from rlmcli.workspace.sources import Source
@@ -74,7 +74,11 @@ class RayBuilder:
                         source = replace(source, data=source.path.read_bytes())
                 except OSError:
                     continue  # the driver reports it when it gets there
-            self.refs[id(original)] = task.remote(source, options)
+            try:
+                self.refs[id(original)] = task.remote(source, options)
+            except Exception as exc:  # noqa: BLE001 - Ray's own errors (a full object store), as one line
+                self.close()
+                raise ClusterError(f"could not send {source.name} to the Ray cluster: {describe(exc)}") from None
 
     def __call__(self, source: Source, sha: str, size: int, mtime_ns: int, counter: Any, writer: WorkspaceWriter,
                  progress: Progress | None, options: IngestOptions) -> DocumentBuild:
