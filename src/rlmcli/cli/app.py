@@ -117,11 +117,15 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (and name the log file of a Ray run)."),
     version: Optional[bool] = typer.Option(None, "--version", "-V", callback=_print_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
+    if debug:
+        from rlmcli import cluster
+
+        cluster.SHOW_LOG = True  # a Ray run names its log file
 
 
 def open_workspace(spec: Optional[str], need_documents: bool = True, announce: bool = False) -> Any:

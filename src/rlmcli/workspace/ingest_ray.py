@@ -8,6 +8,7 @@ Files reach workers by path (a shared filesystem), or as bytes in the object sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -15,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlmcli.cluster import connect, disconnect
+from rlmcli.cluster import ClusterError, connect, describe, disconnect, get, lost
+from rlmcli.errors import ExtractError
 from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat, stale
 from rlmcli.workspace.sources import Source
 from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
@@ -72,7 +74,11 @@ class RayBuilder:
                         source = replace(source, data=source.path.read_bytes())
                 except OSError:
                     continue  # the driver reports it when it gets there
-            self.refs[id(original)] = task.remote(source, options)
+            try:
+                self.refs[id(original)] = task.remote(source, options)
+            except Exception as exc:  # noqa: BLE001 - Ray's own errors (a full object store), as one line
+                self.close()
+                raise ClusterError(f"could not send {source.name} to the Ray cluster: {describe(exc)}") from None
 
     def __call__(self, source: Source, sha: str, size: int, mtime_ns: int, counter: Any, writer: WorkspaceWriter,
                  progress: Progress | None, options: IngestOptions) -> DocumentBuild:
@@ -80,19 +86,22 @@ class RayBuilder:
         if ref is None:  # an attachment found on the way, or a file that was not sent
             return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         try:
-            build: DocumentBuild = self.ray.get(ref)
+            build: DocumentBuild = get(ref)  # a ClusterError when the head stops answering ends the ingest
         except self.ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, BaseException):
                 raise cause from None  # ExtractError, OSError...: reported exactly as a local ingest would
-            raise
+            raise ExtractError(f"failed on the Ray cluster: {describe(exc)}") from None
+        except self.ray.exceptions.RayError as exc:  # its node or worker died, beyond the task's retry
+            raise ExtractError(f"lost on the Ray cluster: {describe(exc)}") from None
         if build.sha256 != sha:  # the file changed between the worker's read and ours
             return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         build.size, build.mtime_ns = size, mtime_ns
         return build
 
     def close(self) -> None:
-        for ref in self.refs.values():  # duplicates and failures before their turn: nobody needs these
-            self.ray.cancel(ref)
+        for ref in [] if lost() else self.refs.values():  # duplicates, failures before their turn: unneeded
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref)
         self.refs.clear()
         disconnect()
