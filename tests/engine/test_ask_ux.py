@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from rlmcli.answer import check_citations, sources_text
 from rlmcli.cli import app
 from rlmcli.trace.live import LiveView, render_events
+from rlmcli.trace.render import TraceTree
 from rlmcli.trace.store import TraceWriter, load
-from rlmcli.trace.tree import TraceTree
 from rlmcli.workspace.ingest import ingest
 from rlmcli.workspace.store import Workspace
 from tests.conftest import FIXTURES, ask_question, corpus_file, run_rlm

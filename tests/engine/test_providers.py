@@ -259,8 +259,8 @@ def test_retries_show_in_the_tree_and_the_trace(server: FakeLLM, ws: Workspace) 
 
     from rich.console import Console
 
+    from rlmcli.trace.render import TraceTree
     from rlmcli.trace.store import load
-    from rlmcli.trace.tree import TraceTree
 
     server.script("gpt-4o-mini", [Reply(status=503), LOOK, DONE])
     tree = TraceTree()

@@ -159,6 +159,10 @@ def test_output_beyond_the_hard_cap_is_cut_and_said(workspace: Path) -> None:
 
 def test_helper_reference_is_generated_from_docstrings() -> None:
     ref = helper_reference()
+    written = (Path(__file__).resolve().parents[2] / "src/rlmcli/engine/prompts/helpers.txt").read_text()
+    # the prompt the engine sends is this file: regenerate it when a helper's docstring changes
+    # (python -c "from rlmcli.sandbox.helpers import helper_reference as h; print(h())" > src/rlmcli/engine/prompts/helpers.txt)
+    assert written == ref + "\n"
     for name in ("ls(", "tree(", "read(", "grep(", "search(", "context", "llm_query(", "llm_batch(",
                  "llm_query_batched", "rlm_query(", "FINAL(", "FINAL_VAR(", "SHOW_VARS("):
         assert f"`{name}" in ref

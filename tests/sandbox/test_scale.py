@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from rlmcli.sandbox import helpers
-from rlmcli.sandbox.helpers import LargeContext, Toolkit
+from rlmcli.sandbox.helpers import Toolkit
+from rlmcli.workspace import grep
+from rlmcli.workspace.grep import LargeContext
 from rlmcli.workspace.ingest import ingest
 from rlmcli.workspace.reader import TEXT, TEXT_INDEX, WorkspaceReader
 from tests.conftest import CORPUS, FIXTURES
@@ -71,7 +73,7 @@ def _by_pages(root: Path, pattern: str, ignore_case: bool) -> list[tuple[str, in
 @pytest.mark.parametrize("chunk", [16 << 20, 4096])
 def test_grep_over_text_files_finds_what_a_line_by_line_scan_finds(ws_root: Path, chunk: int,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(helpers, "GREP_CHUNK", chunk)  # 4 KiB: many slices, pages cut at every boundary
+    monkeypatch.setattr(grep, "GREP_CHUNK", chunk)  # 4 KiB: many slices, pages cut at every boundary
     toolkit = kit(ws_root)
     for pattern, ignore_case in PATTERNS:
         assert _hits(toolkit, pattern, ignore_case) == _by_pages(ws_root, pattern, ignore_case), pattern
@@ -106,7 +108,7 @@ def test_large_context_has_a_length_and_slices_without_holding_the_text(ws_root:
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     whole = kit(ws_root).context_text()
     assert isinstance(whole, str) and whole.startswith("=== [")
-    monkeypatch.setattr(helpers, "CONTEXT_MAX_CHARS", 5000)
+    monkeypatch.setattr(grep, "CONTEXT_MAX_CHARS", 5000)
     big = kit(ws_root).context_text()
     assert isinstance(big, LargeContext)
     assert len(big) == len(whole)

@@ -73,10 +73,12 @@ CELLS_CUT = ("Only the first {n} code blocks of a reply run; the other {more} we
 
 
 def system_prompt() -> str:
-    from rlmcli.sandbox.helpers import helper_reference
-
-    template = resources.files("rlmcli.engine").joinpath("prompts/system.txt").read_text(encoding="utf-8")
-    return template.replace("{helpers}", helper_reference())
+    """The root model's instructions; the helper reference is the sandbox helpers' docstrings,
+    written to prompts/helpers.txt (a test fails when the two differ), so the engine never
+    imports the sandbox's code."""
+    prompts = resources.files("rlmcli.engine").joinpath("prompts")
+    template = prompts.joinpath("system.txt").read_text(encoding="utf-8")
+    return template.replace("{helpers}", prompts.joinpath("helpers.txt").read_text(encoding="utf-8").rstrip("\n"))
 
 
 def describe_workspace(reader: WorkspaceReader, focus: list[str] | None = None) -> str:

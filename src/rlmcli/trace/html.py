@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from rlmcli.engine.events import Event
-from rlmcli.trace.tree import Node, TraceTree
+from rlmcli.trace.model import Node, TreeModel
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
@@ -74,7 +74,7 @@ def _sources(text: str) -> str:
 
 def write_html(events: list[Event], out: Path, title: str = "rlm trace", sources: str = "") -> None:
     """The page; `sources` is the Sources list (`answer.sources_text`) of the run's answer."""
-    tree = TraceTree()
+    tree = TreeModel()
     for e in events:
         tree(e)
     body = (_node(tree.root) if tree.root else "<p>empty trace</p>") + _sources(sources)

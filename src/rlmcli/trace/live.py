@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlmcli.engine.events import Event
-from rlmcli.trace.tree import TraceTree
+from rlmcli.trace.render import TraceTree
 
 
 class LiveView:
