@@ -162,47 +162,6 @@ class Spec:
         return self.flags[0] if self.flags else self.name
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec("model", str, None, "Root model: a litellm model string (openai/gpt-4o-mini, ollama/llama3.1).",
-         ("--model", "-m"), _model),
-    Spec("sub_model", str, None, "Model for llm_query/llm_batch and recursive runs (default: the root model).",
-         ("--sub-model",), _model),
-    Spec("sub_models", list, None, "More models model code may name in llm_query(model=...) (config file).",
-         (), _models),
-    Spec("vision_model", str, None, "Model for look() (default: the sub-model, when it reads images).",
-         ("--vision-model",), _model),
-    Spec("api_base", str, None, "Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio).",
-         ("--api-base",), _url),
-    Spec("api_key_env", str, None, "Environment variable that holds the API key.", ("--api-key-env",), _env_name),
-    Spec("sandbox", str, "auto", "auto | strict | basic (see README: Isolation).", ("--sandbox",),
-         _one_of(*SANDBOX_LEVELS)),
-    Spec("max_iterations", int, 20, "Root-model iterations.", ("--max-iterations",), _at_least(1)),
-    Spec("max_depth", int, 1, "Recursion levels (1: rlm_query is a plain sub-call).", ("--max-depth",), _at_least(0)),
-    Spec("max_calls", int, 200, "Model calls in all, at every depth.", ("--max-calls",), _at_least(1)),
-    Spec("max_tokens", int, None, "Prompt + completion tokens in all.", ("--max-tokens",), _at_least(1)),
-    Spec("max_cost", float, None, "US dollars in all.", ("--max-cost",), _at_least(0)),
-    Spec("prices", dict, None, "Prices of models litellm does not know, US dollars per million tokens: "
-         "[prices] \"openai/my-model\" = {input = 0.15, output = 0.60} (config file; RLM_PRICES as JSON).", (),
-         _prices),
-    Spec("max_output_tokens", int, 4096, "Tokens one model reply may hold while --max-cost or --max-tokens is set: "
-         "sent as the request's cap and counted in its worst case.", (), _at_least(16)),
-    Spec("timeout", float, None, "Wall seconds for the whole run.", ("--timeout",), _at_least(0, strict=True)),
-    Spec("concurrency", int, 16, "Model requests in flight at once.", ("--concurrency",), _at_least(1)),
-    Spec("cache", bool, True, "Do not use or fill the response cache.", ("--no-cache",), negate=True),
-    Spec("ocr", str, "auto", "OCR for PDF pages without a usable text layer: auto | always | never.", ("--ocr",),
-         _one_of("auto", "always", "never")),
-    Spec("retries", int, 4, "Retries of a failed model request (429, 5xx, timeouts).", (), _at_least(0)),
-    Spec("retry_base", float, 1.0, "First retry delay in seconds, doubled each time.", (), _at_least(0)),
-    Spec("request_timeout", float, 120.0, "Seconds one model request may take.", (), _at_least(0, strict=True)),
-    Spec("cell_timeout", float, 60.0, "Seconds one cell of model code may run (model calls excluded).", (),
-         _at_least(0, strict=True)),
-    Spec("sandbox_memory_mb", int, 2048, "Address space of the sandbox process, MiB.", (), _at_least(256)),
-    Spec("scratch_mb", int, 1024, "Size of the sandbox's scratch directory, MiB.", (), _at_least(1)),
-    Spec("scratch_files", int, 10_000, "Files the sandbox's scratch directory may hold.", (), _at_least(16)),
-    Spec("transport", str, "auto", "auto | openai | litellm: how models are reached (auto: the standard-library "
-         "fast path for openai/ and openrouter/ models, litellm for the rest).", (), _one_of("auto", "openai", "litellm")),
-)
-SPEC = {s.name: s for s in SPECS}
 
 
 def _convert(spec: Spec, raw: Any, where: str) -> Any:
@@ -302,23 +261,32 @@ def write_setting(name: str, raw: str | None) -> None:
         raise UsageError(f"unknown setting {name!r}{close} (`rlm config` lists them"
                          + (")" if close else f": {', '.join(SPEC)})"))
     spec = SPEC[name]
-    line = None
+    value = None
     if raw is not None:
         value = _convert(spec, raw, name)
         problem = check_value(name, value)
         if problem:
             raise UsageError(f"{name} {problem}")
-        line = f"{name} = {toml_literal(value)}"
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     path = config_path()
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    kept = [ln for ln in lines if ln.split("=", 1)[0].strip() != name]
-    if line is not None:
-        kept.append(line)
+    try:
+        doc = tomlkit.parse(path.read_text(encoding="utf-8") if path.is_file() else "")
+    except TOMLKitError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc}); fix it, or remove it to start again") from None
+    if value is None:
+        doc.pop(name, None)
+    else:
+        doc[name] = value  # its comments, order and layout, and every other line, are kept
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(kept) + ("\n" if kept else ""), encoding="utf-8")
-    load_config_file(tmp)  # the file must still parse before it replaces the old one
-    tmp.replace(path)
+    try:
+        tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
+        load_config_file(tmp)  # the file must still parse before it replaces the old one
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _toml_table(value: dict[str, Any]) -> str:
@@ -335,36 +303,60 @@ def _describe(spec: Spec, source: str) -> str:
     return spec.flag if source == "flag" and spec.flags else f"{spec.name} from the {source}"
 
 
+def setting(default: Any, help: str, flags: tuple[str, ...] = (), check: Callable[[Any], str | None] | None = None,
+            negate: bool = False) -> Any:
+    """A field of Settings that is a setting (see SPECS)."""
+    meta = {"help": help, "flags": flags, "check": check or (lambda value: None), "negate": negate}
+    if isinstance(default, (list, dict)):
+        raise TypeError("a setting's default is None or immutable")
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved, checked settings. Plain data: a batch job carries them to any machine."""
+    """Resolved, checked settings. Plain data: a batch job carries them to any machine.
 
-    model: str | None = None
-    sub_model: str | None = None
-    sub_models: list[str] | None = None
-    vision_model: str | None = None
-    api_base: str | None = None
-    api_key_env: str | None = None
-    sandbox: str = "auto"
-    max_iterations: int = 20
-    max_depth: int = 1
-    max_calls: int = 200
-    max_tokens: int | None = None
-    max_cost: float | None = None
-    prices: dict[str, Any] | None = None
-    max_output_tokens: int = 4096
-    timeout: float | None = None
-    concurrency: int = 16
-    cache: bool = True
-    ocr: str = "auto"
-    retries: int = 4
-    retry_base: float = 1.0
-    request_timeout: float = 120.0
-    cell_timeout: float = 60.0
-    sandbox_memory_mb: int = 2048
-    scratch_mb: int = 1024
-    scratch_files: int = 10_000
-    transport: str = "auto"
+    Each field is a setting, declared once: its type, default, help, flags and check (`setting`);
+    SPECS, the Typer options, the environment names and the config file's keys come from here."""
+
+    model: str | None = setting(None, "Root model: a litellm model string (openai/gpt-4o-mini, ollama/llama3.1).",
+        ("--model", "-m"), _model)
+    sub_model: str | None = setting(None, "Model for llm_query/llm_batch and recursive runs (default: the root model).",
+        ("--sub-model",), _model)
+    sub_models: list[str] | None = setting(None, "More models model code may name in llm_query(model=...) (config file).",
+        (), _models)
+    vision_model: str | None = setting(None, "Model for look() (default: the sub-model, when it reads images).",
+        ("--vision-model",), _model)
+    api_base: str | None = setting(None, "Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio).",
+        ("--api-base",), _url)
+    api_key_env: str | None = setting(None, "Environment variable that holds the API key.", ("--api-key-env",), _env_name)
+    sandbox: str = setting("auto", "auto | strict | basic (see README: Isolation).", ("--sandbox",),
+        _one_of(*SANDBOX_LEVELS))
+    max_iterations: int = setting(20, "Root-model iterations.", ("--max-iterations",), _at_least(1))
+    max_depth: int = setting(1, "Recursion levels (1: rlm_query is a plain sub-call).", ("--max-depth",), _at_least(0))
+    max_calls: int = setting(200, "Model calls in all, at every depth.", ("--max-calls",), _at_least(1))
+    max_tokens: int | None = setting(None, "Prompt + completion tokens in all.", ("--max-tokens",), _at_least(1))
+    max_cost: float | None = setting(None, "US dollars in all.", ("--max-cost",), _at_least(0))
+    prices: dict[str, Any] | None = setting(None, "Prices of models litellm does not know, US dollars per million tokens: "
+         "[prices] \"openai/my-model\" = {input = 0.15, output = 0.60} (config file; RLM_PRICES as JSON).", (),
+        _prices)
+    max_output_tokens: int = setting(4096, "Tokens one model reply may hold while --max-cost or --max-tokens is set: "
+         "sent as the request's cap and counted in its worst case.", (), _at_least(16))
+    timeout: float | None = setting(None, "Wall seconds for the whole run.", ("--timeout",), _at_least(0, strict=True))
+    concurrency: int = setting(16, "Model requests in flight at once.", ("--concurrency",), _at_least(1))
+    cache: bool = setting(True, "Do not use or fill the response cache.", ("--no-cache",), negate=True)
+    ocr: str = setting("auto", "OCR for PDF pages without a usable text layer: auto | always | never.", ("--ocr",),
+        _one_of("auto", "always", "never"))
+    retries: int = setting(4, "Retries of a failed model request (429, 5xx, timeouts).", (), _at_least(0))
+    retry_base: float = setting(1.0, "First retry delay in seconds, doubled each time.", (), _at_least(0))
+    request_timeout: float = setting(120.0, "Seconds one model request may take.", (), _at_least(0, strict=True))
+    cell_timeout: float = setting(60.0, "Seconds one cell of model code may run (model calls excluded).", (),
+        _at_least(0, strict=True))
+    sandbox_memory_mb: int = setting(2048, "Address space of the sandbox process, MiB.", (), _at_least(256))
+    scratch_mb: int = setting(1024, "Size of the sandbox's scratch directory, MiB.", (), _at_least(1))
+    scratch_files: int = setting(10_000, "Files the sandbox's scratch directory may hold.", (), _at_least(16))
+    transport: str = setting("auto", "auto | openai | litellm: how models are reached (auto: the standard-library "
+         "fast path for openai/ and openrouter/ models, litellm for the rest).", (), _one_of("auto", "openai", "litellm"))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -424,3 +416,11 @@ class Settings:
     def from_dict(cls, data: Mapping[str, Any]) -> Settings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
+SPECS: tuple[Spec, ...] = tuple(
+    Spec(f.name, _KINDS[re.split(r"[\[ |]", str(f.type))[0]], f.default, f.metadata["help"], f.metadata["flags"],
+         f.metadata["check"], f.metadata["negate"])
+    for f in fields(Settings) if f.metadata)
+SPEC = {s.name: s for s in SPECS}

@@ -244,6 +244,23 @@ def test_config_sources_flag_env_file_default(tmp_path: Path, monkeypatch: pytes
     assert bad.exit_code == 2 and "unknown settings modle" in bad.stderr
 
 
+def test_config_set_keeps_the_files_comments_and_layout(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('# my settings\nmodel = "openai/a"  # the root\nsub_models = [\n  "openai/b",\n  "openai/x",\n]\n'
+                   '\n[prices]\n"openai/a" = {input = 0.1, output = 0.2}\n')
+    env = {"RLM_CONFIG": str(cfg)}
+    assert run_rlm("config", "set", "sub_models", "openai/c", env=env).returncode == 0
+    assert run_rlm("config", "set", "max_calls", "50", env=env).returncode == 0
+    text = cfg.read_text()
+    assert text.startswith('# my settings\nmodel = "openai/a"  # the root\n') and '"openai/b"' not in text
+    assert 'sub_models = ["openai/c"]' in text and "max_calls = 50" in text and '"openai/a" = {input = 0.1' in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]  # no temporary file left
+    cfg.write_text("model = [unclosed\n")
+    broken = run_rlm("config", "set", "max_calls", "5", env=env)
+    assert broken.returncode == 2 and b"not valid TOML" in broken.stderr and cfg.read_text() == "model = [unclosed\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
 def test_model_text_streams_into_the_live_tree(server: FakeLLM, ws: Workspace) -> None:
     from rlmcli.engine.events import Recorder
 
