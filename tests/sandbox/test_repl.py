@@ -16,7 +16,6 @@ def test_variables_persist_and_changes_are_reported(sandbox: Sandbox) -> None:
     assert sorted(first.changed) == ["x", "y"] and not first.error
     second = sandbox.run("x += 1\nprint(x, y)")
     assert second.stdout == "42 [1, 2]\n" and second.changed == ["x"]
-    assert second.duration < 1
 
 
 def test_last_expression_is_shown_like_a_repl(sandbox: Sandbox) -> None:

@@ -21,7 +21,7 @@ from rlmcli.workspace.store import Workspace
 from tests.conftest import CORPUS, FIXTURES, ROOT, corpus_file, run_rlm
 
 sys.path.insert(0, str(ROOT / "bench"))
-import filings  # noqa: E402  (the many-filings corpus the benchmark uses, smaller here)
+import filings
 
 COVER = """UNITED STATES SECURITIES AND EXCHANGE COMMISSION
 Washington, D.C. 20549

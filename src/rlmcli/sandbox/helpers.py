@@ -210,17 +210,17 @@ class Toolkit:
         target: Any = list(text_or_docs) if isinstance(text_or_docs, (list, tuple)) else str(text_or_docs)
         return str(self.channel.request("rlm_query", {"question": str(question), "target": target}))
 
-    def FINAL(self, answer: Any) -> None:  # noqa: N802 - the RLM convention
+    def FINAL(self, answer: Any) -> None:
         """End the run with this answer (a string citing pages like [doc p.N]; a dict or list when a JSON answer is asked for)."""
         raise FinalAnswer(_answer_text(answer))
 
-    def FINAL_VAR(self, name: str) -> None:  # noqa: N802
+    def FINAL_VAR(self, name: str) -> None:
         """End the run with the value of the variable called `name`."""
         if name not in self.namespace:
             raise NameError(f"FINAL_VAR: no variable named {name!r}")
         raise FinalAnswer(_answer_text(self.namespace[name]))
 
-    def SHOW_VARS(self) -> dict[str, str]:  # noqa: N802
+    def SHOW_VARS(self) -> dict[str, str]:
         """List your variables with their types and sizes."""
         import types
 

@@ -21,9 +21,9 @@ from typing import Any
 if __name__ == "__main__":  # run by path with -I: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from rlmcli.sandbox import protocol  # noqa: E402
-from rlmcli.sandbox.helpers import HELPER_NAMES, FinalAnswer, Toolkit  # noqa: E402
-from rlmcli.workspace.reader import WorkspaceReader  # noqa: E402
+from rlmcli.sandbox import protocol
+from rlmcli.sandbox.helpers import HELPER_NAMES, FinalAnswer, Toolkit
+from rlmcli.workspace.reader import WorkspaceReader
 
 # Modules model code may use without paying for the import inside a cell.
 PRELOAD = ("re", "json", "math", "itertools", "collections", "functools", "glob", "bisect")

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 if __name__ == "__main__":  # run by path with -I: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from rlmcli.sandbox import guard, protocol  # noqa: E402
+from rlmcli.sandbox import guard, protocol
 
 WORLD_PARTS = ("docs", "manifest.json", "index.sqlite")
 

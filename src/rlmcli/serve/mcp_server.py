@@ -154,7 +154,7 @@ def build_server(settings: Settings, access: Access, max_sessions: int = MAX_SES
             total = max(float(settings.max_iterations), float(steps[0]))
             try:
                 anyio.from_thread.run(ctx.report_progress, float(steps[0]), total, message, token=token)
-            except Exception:  # noqa: BLE001, S110 - progress is best effort; the run goes on
+            except Exception:  # noqa: BLE001 - progress is best effort; the run goes on
                 pass
 
         return await off_loop(pools.ask, lambda t: tools.ask(question, workspace, files, progress_messages(report), t,

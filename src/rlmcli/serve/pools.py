@@ -64,7 +64,7 @@ class Ticket:
 def _quietly(fn: Callable[[], None]) -> None:
     try:
         fn()
-    except Exception:  # noqa: BLE001, S110 - a stop hook that fails leaves the work to its own limits
+    except Exception:  # noqa: BLE001 - a stop hook that fails leaves the work to its own limits
         pass
 
 

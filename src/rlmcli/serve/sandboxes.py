@@ -145,7 +145,7 @@ class Reaper:
             for reap in self.reaps:
                 try:
                     reap(time.monotonic())
-                except Exception:  # noqa: BLE001, S110 - the next tick tries again
+                except Exception:  # noqa: BLE001 - the next tick tries again
                     pass
 
     def stop(self) -> None:

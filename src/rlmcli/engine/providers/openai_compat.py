@@ -104,7 +104,7 @@ class OpenAICompatProvider:
                 if reused:  # a keep-alive connection the server had closed: once more, fresh
                     continue
                 raise _network_error(exc, deadline) from None
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - every failure of the connection, named as one
                 conn.close()
                 raise _network_error(exc, deadline) from None
             try:

@@ -115,7 +115,6 @@ TEXT_EXT = {
     ".ex", ".exs", ".erl", ".hrl", ".hs", ".ml", ".mli", ".clj", ".cljs", ".dart", ".zig",
     ".nim", ".proto", ".graphql", ".gradle", ".cmake", ".mk", ".dockerfile", ".tf", ".hcl",
 }
-CODE_EXT = TEXT_EXT - {".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".tex", ".log"}
 # Formats we know are binary: skipped quietly in directories, named when given explicitly.
 BINARY_EXT = {
     ".gif", ".bmp", ".webp", ".ico", ".icns",

@@ -94,13 +94,13 @@ def extract_docx(path: Path) -> Extracted:
         raise ExtractError("not a valid DOCX file (not a ZIP archive; corrupt or truncated?)") from None
     except KeyError as exc:
         raise ExtractError(f"not a valid DOCX file (missing part {exc})") from None
-    except Exception as exc:  # python-docx raises many types for broken packages
+    except Exception as exc:  # noqa: BLE001 - python-docx raises many types for broken packages
         raise ExtractError(f"not a valid DOCX file ({type(exc).__name__}: {exc})") from None
 
     blocks: list[tuple[str, list[str]]] = []  # (text, image parts it shows)
     try:
         headers, footers = _header_footer_lines(document)
-    except Exception:  # headers are a bonus; a broken header part must not lose the body
+    except Exception:  # noqa: BLE001 - headers are a bonus; a broken header part must not lose the body
         headers, footers = [], []
     blocks.extend((f"[header] {h}\n", []) for h in headers)
     for item in document.iter_inner_content():

@@ -24,7 +24,7 @@ def _xml(archive: zipfile.ZipFile, name: str) -> Any:
         return ElementTree.fromstring(archive.read(name))
     except KeyError:
         raise ExtractError(f"not a valid EPUB file (missing {name})") from None
-    except Exception as exc:  # defusedxml refuses entities; a broken file fails to parse
+    except Exception as exc:  # noqa: BLE001 - defusedxml refuses entities; a broken file fails to parse
         raise ExtractError(f"not a valid EPUB file ({name}: {type(exc).__name__}: {exc})") from None
 
 

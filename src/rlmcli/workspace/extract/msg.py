@@ -20,7 +20,7 @@ def extract_msg(path: Path) -> Extracted:
         raise ExtractError("Outlook .msg files need the optional extra: pip install 'rlmcli[msg]'") from None
     try:
         message: Any = extract_msg.openMsg(str(path))
-    except Exception as exc:  # extract-msg raises many types for broken files
+    except Exception as exc:  # noqa: BLE001 - extract-msg raises many types for broken files
         raise ExtractError(f"not a valid Outlook .msg file ({type(exc).__name__}: {exc})") from None
     try:
         head = [f"{label}: {' '.join(str(value).split())}" for label, value in (

@@ -97,7 +97,7 @@ def extract_odf(path: Path, kind: str) -> Extracted:
             root = ElementTree.fromstring(archive.read("content.xml"))
         except KeyError:
             raise ExtractError(f"not a valid {what} file (no content.xml)") from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken file raises many types of error
             raise ExtractError(f"not a valid {what} file (content.xml: {type(exc).__name__}: {exc})") from None
     body = root.find(f"{OFFICE}body")
     if body is None or len(body) == 0:

@@ -62,7 +62,7 @@ def start_ahead(path: Path) -> None:
     try:
         total, outline = len(pdf), _toc(pdf)
         metadata = {k.lower(): str(v) for k, v in pdf.get_metadata_dict(skip_empty=True).items()}
-    except Exception:  # the real extraction names it
+    except Exception:  # noqa: BLE001 - the real extraction names it
         return
     finally:
         pdf.close()
@@ -122,7 +122,7 @@ def _toc(pdf: Any) -> list[OutlineEntry]:
             title = " ".join((item.get_title() or "").split())
             if title and index is not None:
                 outline.append(OutlineEntry(item.level + 1, index + 1, title))
-    except Exception:  # a broken outline is not worth failing the document for
+    except Exception:  # noqa: BLE001 - a broken outline is not worth failing the document for
         return outline
     return outline
 
@@ -164,7 +164,7 @@ def _fill_with_pypdf(path: Path, pages: list[str], indexes: list[int]) -> None:
     for i in indexes:
         try:
             pages[i] = reader.pages[i].extract_text() or ""
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken file raises many types of error
             pages[i] = ""
 
 
@@ -179,14 +179,14 @@ def _pypdf_reader(path: Path) -> Any:
         if reader.is_encrypted:
             try:
                 ok = bool(reader.decrypt(""))
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken file raises many types of error
                 ok = False
             if not ok:
                 raise ExtractError("encrypted PDF: a password is required to open it")
         len(reader.pages)
     except ExtractError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken file raises many types of error
         raise ExtractError(f"corrupt or truncated PDF ({type(exc).__name__}: {exc})") from None
     return reader
 
@@ -197,7 +197,7 @@ def _extract_pypdf(path: Path) -> Extracted:
     for page in reader.pages:
         try:
             pages.append((page.extract_text() or "").replace("\r\n", "\n"))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken file raises many types of error
             pages.append("")
     outline: list[OutlineEntry] = []
 
@@ -208,12 +208,12 @@ def _extract_pypdf(path: Path) -> Extracted:
                 continue
             try:
                 outline.append(OutlineEntry(level, reader.get_destination_page_number(item) + 1, str(item.title)))
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken file raises many types of error
                 continue
 
     try:
         walk(reader.outline, 1)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken file raises many types of error
         pass
     metadata = {k.lstrip("/").lower(): str(v) for k, v in (reader.metadata or {}).items() if v}
     return Extracted(pages=pages, extractor="pypdf", outline=outline, metadata=metadata)

@@ -58,7 +58,7 @@ def _result(pdf: Any, index: int) -> tuple[int, str, str | None, float]:
     try:
         page = page_of(pdf, index)
         return index, page.text, None, page.spaced
-    except Exception as exc:  # one bad page must not lose the others
+    except Exception as exc:  # noqa: BLE001 - one bad page must not lose the others
         return index, "", f"{type(exc).__name__}: {exc}", 0.0
 
 
@@ -99,7 +99,7 @@ def _serve(jobs: int, results: int) -> None:
         path, indexes = job
         try:
             pdf = pdfium.PdfDocument(path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken file raises many types of error
             for index in indexes:
                 _write_all(results, _frame((index, "", f"{type(exc).__name__}: {exc}", 0.0)))
             continue

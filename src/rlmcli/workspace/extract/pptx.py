@@ -54,7 +54,7 @@ def extract_pptx(path: Path) -> Extracted:
 
     try:
         deck = pptx.Presentation(str(path))
-    except Exception as exc:  # python-pptx raises many types for broken packages
+    except Exception as exc:  # noqa: BLE001 - python-pptx raises many types for broken packages
         raise ExtractError(f"not a valid PPTX file ({type(exc).__name__}: {exc})") from None
     pages: list[str] = []
     outline: list[OutlineEntry] = []

@@ -35,7 +35,7 @@ def extract_xlsx(path: Path) -> Extracted:
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for broken workbooks
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for broken workbooks
         raise ExtractError(f"not a valid XLSX file ({type(exc).__name__}: {exc})") from None
     pages: list[str] = []
     outline: list[OutlineEntry] = []
@@ -48,7 +48,7 @@ def extract_xlsx(path: Path) -> Extracted:
                 outline.append(OutlineEntry(1, first, f"Sheet: {sheet.title}"))
     except ExtractError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken file raises many types of error
         raise ExtractError(f"not a valid XLSX file ({type(exc).__name__}: {exc})") from None
     finally:
         book.close()
