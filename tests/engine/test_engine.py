@@ -158,10 +158,10 @@ def test_budget_warning_at_80_percent(model: ScriptedProvider, ws: Workspace) ->
 
 def test_timeout_budget(model: ScriptedProvider, ws: Workspace) -> None:
     model.responder(ROOT, lambda prompt: Scripted(code("print(1)"), delay=0.4))
-    started = time.monotonic()
     result = ask_question(ws, "q", model, timeout=1.5)
     assert result.status == "partial" and result.limit == "timeout"
-    assert time.monotonic() - started < 1.5 + 2
+    # at 0.4 s a reply, a 1.5 s budget ends after a handful of calls, not the 20 iterations allowed
+    assert 1 <= len(model.calls(ROOT)) <= 6
 
 
 def test_sub_call_budget_errors_reach_the_model_as_text(model: ScriptedProvider, ws: Workspace) -> None:
@@ -269,11 +269,10 @@ def test_workspace_description_stays_bounded_with_10000_documents(tmp_path: Path
 def test_empty_replies_end_the_run_as_a_provider_failure_within_seconds(model: ScriptedProvider, ws: Workspace) -> None:
     model.responder(ROOT, lambda prompt: "")
     rec = Recorder()
-    started = time.monotonic()
     result = ask_question(ws, "q", model, rec)
     assert result.status == "failed" and result.error_kind == "empty"
     assert result.error == "the model returned 3 empty replies in a row"
-    assert len(model.calls(ROOT)) == 3 and time.monotonic() - started < 5
+    assert len(model.calls(ROOT)) == 3  # three calls, then the end: no retries of an empty reply
     assert [n.reason for n in rec.of(ev.Notice)] == ["empty-reply", "empty-reply"]
 
 
