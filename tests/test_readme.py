@@ -22,16 +22,44 @@ README = ROOT / "README.md"
 OLLAMA = "http://localhost:11434/v1"  # the README's local-server example; here, the fake server
 
 
+def _is_command(line: str) -> bool:
+    return line.startswith(("rlm ", "export ")) or re.search(r"\|\s*rlm ", line) is not None
+
+
+def _open_quote(line: str) -> bool:
+    try:
+        shlex.split(line, comments=True)
+    except ValueError:  # "No closing quotation": the string goes on on the next line
+        return True
+    return False
+
+
 def command_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) of every `rlm ...`, `... | rlm ...` and `export ...` line in a fenced block."""
-    out, inside = [], False
+    """(line number, line) of every `rlm ...`, `... | rlm ...` and `export ...` line in a fenced block.
+    As in a shell, a line ending in a backslash goes on on the next one, and so does a command whose
+    quoted string is still open (its newlines kept); a command is numbered by its first line."""
+    out: list[tuple[int, str]] = []
+    inside = False
+    pending: tuple[int, str] | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         if line.startswith("```"):
-            inside = not inside
+            inside, pending = not inside, None
             continue
-        stripped = line.strip()
-        if inside and (stripped.startswith(("rlm ", "export ")) or re.search(r"\|\s*rlm ", stripped)):
-            out.append((number, stripped))
+        if not inside:
+            continue
+        if pending is None:
+            start, joined = number, line.strip()
+        elif _is_command(pending[1]) and _open_quote(pending[1]):
+            start, joined = pending[0], f"{pending[1]}\n{line.rstrip()}"
+        else:
+            start, joined = pending[0], f"{pending[1]} {line.strip()}"
+        pending = None
+        if joined.endswith("\\"):
+            pending = (start, joined[:-1].rstrip())
+        elif _is_command(joined) and _open_quote(joined):
+            pending = (start, joined)
+        elif _is_command(joined):
+            out.append((start, joined))
     return out
 
 
@@ -143,6 +171,10 @@ def test_the_parser_finds_lines_and_statuses() -> None:
     text = "x\n```\nrlm ls -w a   # list\necho hi\ncat f | rlm ingest -\nrlm ask q  # exits 3: a budget\n```\nrlm not-in-a-block\n"
     assert command_lines(text) == [(3, "rlm ls -w a   # list"), (5, "cat f | rlm ingest -"), (6, "rlm ask q  # exits 3: a budget")]
     assert [expected_status(line) for _, line in command_lines(text)] == [0, 0, 3]
+    wrapped = ("```\nrlm ask -w deal \\\n    --max-cost 0.5 q  # exits 3\necho a \\\n  | rlm ingest -\n"
+               "rlm ask --schema 'a int\n    b: the b' q  # it's\n{\"json\": \"isn't\n\"}\n```\n")
+    assert command_lines(wrapped) == [(2, "rlm ask -w deal --max-cost 0.5 q  # exits 3"), (4, "echo a | rlm ingest -"),
+                                      (6, "rlm ask --schema 'a int\n    b: the b' q  # it's")]
 
 
 def test_shell_completion_script_and_completions() -> None:
