@@ -18,12 +18,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rlmcli.records import CitationState
 from rlmcli.workspace.store import Workspace
 
-VERIFIED, UNCHECKED, FAILED = "verified", "unchecked", "failed"
-MARKS = {VERIFIED: "✓", UNCHECKED: "○", FAILED: "✗"}
-LEGEND = {VERIFIED: "✓ quote found on the page", UNCHECKED: "○ cited, not checked (no quotation)",
-          FAILED: "✗ failed"}
+VERIFIED, UNCHECKED, FAILED = CitationState.VERIFIED, CitationState.UNCHECKED, CitationState.FAILED
+LEGEND = {VERIFIED: "quote found on the page", UNCHECKED: "cited, not checked (no quotation)", FAILED: "failed"}
 
 _CITE = re.compile(r"\[([^\[\]]+?)(?:,\s*|\s+)(?:p|pp|page|pages)\.?\s*(\d+)(?:\s*[-–]\s*(\d+))?(?:\s+l\.\s*(\d+)(?:-(\d+))?)?\]", re.I)
 _CODE_CITE = re.compile(r"\[([^\[\]\s:]+\.[A-Za-z0-9]{1,8}):(\d+)(?:-\d+)?\]")
@@ -38,7 +37,7 @@ class Citation:
     doc: str | None  # resolved doc id
     page: int
     line: int | None  # the line on the page: given, or where the quote was found
-    status: str  # verified | unchecked | failed
+    status: CitationState
     note: str = ""  # why it failed, or what was checked
     quote: str | None = None  # the quotation checked (the one that failed, for a failure)
     ocr: bool = False  # the page's text came from OCR
@@ -48,6 +47,7 @@ class Citation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["status"] = self.status.value
         data.pop("last")
         name = data.pop("field_name")
         if name is not None:
@@ -101,10 +101,10 @@ def check_citations(answer: str, ws: Workspace) -> list[Citation]:
 
 def _check_quotes(citation: Citation, quotes: list[str], ws: Workspace) -> None:
     assert citation.doc is not None
-    pages = ws.documents()[citation.doc]["pages"]
-    last = min(citation.last or citation.page, pages)
+    record = ws.documents()[citation.doc]
+    last = min(citation.last or citation.page, record.pages)
     text = "\n".join(ws.read_page(citation.doc, p) for p in range(citation.page, last + 1))
-    citation.ocr = citation.page in (ws.documents()[citation.doc].get("ocr_pages") or ())
+    citation.ocr = citation.page in record.ocr_pages
     if not quotes:
         citation.status, citation.note = UNCHECKED, "cited, not checked: the sentence quotes nothing"
         return
@@ -129,7 +129,7 @@ def _page_citation(m: re.Match[str], ws: Workspace) -> Citation | None:
         doc = ws.resolve_doc(raw_doc)
     except Exception:  # noqa: BLE001 - the model named a document we do not have
         return Citation(m.group(0), None, first, line, FAILED, f"no document {raw_doc!r}")
-    pages = ws.documents()[doc]["pages"]
+    pages = ws.documents()[doc].pages
     if not 1 <= first <= pages or last < first:
         return Citation(m.group(0), doc, first, line, FAILED, f"{doc} has {pages} pages")
     if line is not None:
@@ -150,7 +150,7 @@ def _code_citation(m: re.Match[str], ws: Workspace) -> Citation | None:
         page, on_page = ws.reader.locate(doc, line)
     except Exception as exc:  # noqa: BLE001 - not a line-numbered file, or before its start
         return Citation(m.group(0), doc, 1, line, FAILED, str(exc))
-    pages = ws.documents()[doc]["pages"]
+    pages = ws.documents()[doc].pages
     if page > pages or on_page > len(ws.read_page(doc, page).splitlines()):
         total = sum(len(ws.read_page(doc, p).splitlines()) for p in range(1, pages + 1))
         return Citation(m.group(0), doc, min(page, pages), line, FAILED, f"{doc} has {total:,} lines, not {line:,}",
@@ -169,12 +169,12 @@ def sources_text(citations: list[Citation], ws: Workspace) -> str:
         if place in shown_places:
             continue
         shown_places.add(place)
-        mark = MARKS[c.status]
+        mark = c.status.mark
         if c.doc is None or (c.status == FAILED and c.quote is None):
             lines.append(f"  {mark} {c.text}: {c.note}")
             continue
         ocr = ", OCR" if c.ocr else ""
-        name = ws.documents()[c.doc].get("name") or c.doc
+        name = ws.documents()[c.doc].name or c.doc
         where = f"{name}:{c.file_line}" if c.file_line else f"{c.doc} p.{c.page}{ocr}" + (f" l.{c.line}" if c.line else "")
         if c.status == FAILED:
             lines.append(f"  {mark} {where}: {c.note}: \"{c.quote}\"")
@@ -186,5 +186,5 @@ def sources_text(citations: list[Citation], ws: Workspace) -> str:
         else:
             lines.append(f"  {mark} {where}: {shown}")
     states = [s for s in (VERIFIED, UNCHECKED, FAILED) if any(c.status == s for c in citations)]
-    lines.append("  (" + " · ".join(LEGEND[s] for s in states) + ")")
+    lines.append("  (" + " · ".join(f"{s.mark} {LEGEND[s]}" for s in states) + ")")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from rlmcli.engine.gateway import Gateway, ModelConfig, preflight
 from rlmcli.engine.loop import Engine, RunResult
 from rlmcli.engine.providers.base import Provider
 from rlmcli.errors import UsageError
+from rlmcli.records import RunStatus
 from rlmcli.sandbox.interface import Repl, SandboxFactory
 from rlmcli.workspace.store import Workspace
 
@@ -133,12 +134,13 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
     try:
         result = engine.run(question)
         result.follows = follows
-        if shape is not None and result.status != "failed":
+        if shape is not None and result.status is not RunStatus.FAILED:
             from rlmcli.schema import apply_shape
 
             apply_shape(shape, result, ws)  # the object, and its fields' citations checked
         else:
-            result.citations = check_citations(result.answer, ws) if result.answer and result.status != "failed" else []
+            answered = result.answer and result.status is not RunStatus.FAILED
+            result.citations = check_citations(result.answer, ws) if answered else []
         if result.citations:  # the trace keeps the marks; a live view shows them as the run's last lines
             emit(ev.Citations(run_id=run_id, citations=[c.to_dict() for c in result.citations]))
     finally:
@@ -152,7 +154,8 @@ def run_question(settings: Settings, ws: Workspace, question: str, observer: ev.
 
 def answer_record(result: RunResult) -> dict[str, Any]:
     """The `rlm.answer/1` object: `ask --json` prints it, `batch` writes it (plus the job id)."""
-    return {"schema": ANSWER_SCHEMA, "answer": result.answer, "status": result.status, "limit": result.limit,
+    return {"schema": ANSWER_SCHEMA, "answer": result.answer, "status": result.status.value,
+            "limit": result.limit.value if result.limit is not None else None,
             "error": result.error, "citations": [c.to_dict() for c in result.citations], "usage": result.usage,
             "model_calls": result.calls, "iterations": result.iterations, "seconds": round(result.seconds, 3),
             "run_id": result.run_id, "trace": result.trace, "workspace": result.workspace,
@@ -172,7 +175,7 @@ def extras_record(result: RunResult) -> dict[str, Any]:
 def failed_record(error: str) -> dict[str, Any]:
     """The `rlm.answer/1` object of a run that failed before its first model call (a missing key,
     a workspace that is not there): `ask --json` still prints one object."""
-    return {"schema": ANSWER_SCHEMA, "answer": "", "status": "failed", "limit": None, "error": error, "citations": [],
+    return {"schema": ANSWER_SCHEMA, "answer": "", "status": RunStatus.FAILED.value, "limit": None, "error": error, "citations": [],
             "usage": Budget(Limits()).usage(0), "model_calls": [], "iterations": 0, "seconds": 0.0, "run_id": None,
             "trace": None, "workspace": None, "sandbox": []}
 

@@ -467,10 +467,11 @@ class ActorSpend:
         import ray
 
         from rlmcli.engine.budget import BudgetExceeded
+        from rlmcli.records import Limit
 
         granted = ray.get(self.actor.book.remote(prompt_cost, reply_price, cap, least))
         if granted is None:
-            raise BudgetExceeded("max-cost", f"the batch's ${self.max_cost:g} is spent or booked by requests in "
+            raise BudgetExceeded(Limit.MAX_COST, f"the batch's ${self.max_cost:g} is spent or booked by requests in "
                                  "flight", batch=True)
         return int(granted[0]), float(granted[1])
 

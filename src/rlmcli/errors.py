@@ -40,6 +40,11 @@ class ExtractError(RlmError):
     """One input could not be turned into text; the message names what is wrong."""
 
 
+class BinaryFile(ExtractError):
+    """An input that is not a document at all (an executable, an image with no text): one found
+    by walking a folder is skipped quietly and counted, one named on the command line fails."""
+
+
 class Interrupted(RlmError):
     """Ctrl-C, with what was kept (the CLI prints it as `rlm: interrupted: ...`)."""
 

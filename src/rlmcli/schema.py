@@ -273,14 +273,15 @@ def apply_shape(shape: AnswerShape, result: Any, ws: Any) -> None:
     """After a run: the validated object (or what of it was valid) into `result.data`, the answer
     as its JSON text, and each field's citations checked against the workspace."""
     from rlmcli.answer import check_citations
+    from rlmcli.records import Limit, RunStatus
 
     if result.answer:
         data, cites, problems = shape.apply(result.answer)
     else:
         data, cites, problems = None, [], ["the run ended without an answer"]
     result.data, result.schema_errors = data, problems
-    if problems and result.status == "answered":
-        result.status, result.limit = "partial", "schema"
+    if problems and result.status is RunStatus.ANSWERED:
+        result.status, result.limit = RunStatus.PARTIAL, Limit.SCHEMA
     if data is not None:
         result.answer = json.dumps(data, ensure_ascii=False)
     result.citations = []

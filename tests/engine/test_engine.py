@@ -209,6 +209,21 @@ def test_a_failed_batch_item_fails_alone(model: ScriptedProvider, ws: Workspace)
     ask_question(ws, "q", model, rec)
     out = outputs(rec)[0]
     assert out.startswith("['fine good 1', 'ERROR: the model call failed:") and out.rstrip().endswith("'fine good 2']")
+    [finished] = [e for e in rec.of(ev.SubcallFinished) if e.call == "llm_batch"]
+    assert (finished.ok, finished.failed, finished.done) == (False, 1, 3)
+
+
+def test_a_sub_model_answer_that_starts_with_error_is_an_answer(model: ScriptedProvider, ws: Workspace) -> None:
+    """Whether a sub-call failed is known from how it ended, not read back from its text: a model
+    may well answer "ERROR: ..." (a log line it was asked to find)."""
+    model.script(ROOT, [code("print(llm_query('the first log line'))\nprint(llm_batch(['a', 'b']))"), code("FINAL('ok')")])
+    model.responder(SUB, lambda prompt: "ERROR: disk full at 03:12")
+    rec = Recorder()
+    ask_question(ws, "q", model, rec)
+    assert outputs(rec)[0].startswith("ERROR: disk full at 03:12\n")
+    finished = rec.of(ev.SubcallFinished)
+    assert [(e.call, e.ok, e.failed, e.error) for e in finished] == [("llm_query", True, 0, None),
+                                                                     ("llm_batch", True, 0, None)]
 
 
 def test_over_long_sub_prompt_is_refused_before_sending(ws: Workspace) -> None:
@@ -251,11 +266,14 @@ def test_cache_makes_a_second_run_free_and_instant(model: ScriptedProvider, ws: 
 
 def test_workspace_description_stays_bounded_with_10000_documents(tmp_path: Path) -> None:
     from rlmcli.engine.loop import describe_workspace
+    from rlmcli.records import DocumentRecord
     from rlmcli.tokens import count_tokens
     from rlmcli.workspace.reader import WorkspaceReader
 
     # The description reads only the manifest: a manifest of 10,000 documents is enough.
-    docs = {f"many-note{i:05d}.txt": {"type": "text", "pages": 1, "tokens": 3, "warnings": []} for i in range(10_000)}
+    docs = {f"many-note{i:05d}.txt": DocumentRecord(
+        name=f"many-note{i:05d}.txt", source=f"/notes/many-note{i:05d}.txt", aliases=[], sha256=f"{i:064x}", size=8,
+        mtime_ns=1, type="text", extractor="text", pages=1, chars=8, tokens=3).to_json() for i in range(10_000)}
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "documents": docs, "totals": {
         "documents": 10_000, "pages": 10_000, "tokens": 30_000, "chars": 80_000}}))
     text = describe_workspace(WorkspaceReader(tmp_path))

@@ -136,7 +136,7 @@ def _consistent(root: Path) -> None:
         rows = conn.execute("SELECT DISTINCT doc, page FROM chunks").fetchall()
     assert indexed == {doc: rec["sha256"] for doc, rec in docs.items()}
     assert all(doc in docs and 1 <= int(page) <= docs[doc]["pages"] for doc, page in rows)
-    assert ws.documents() == docs
+    assert {doc: rec.to_json() for doc, rec in ws.documents().items()} == docs
 
 
 def test_an_ingest_killed_at_any_moment_leaves_a_consistent_workspace(tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ def test_pptx_slides_are_pages_with_tables_and_notes(tmp_path: Path) -> None:
     assert first.startswith("# Slide 1: Quarterly results\nRevenue grew 12% to EUR 48.5 million\nChurn fell to 3.1%")
     assert "[notes] Mention the Contoso renewal." in first
     assert "Region | Revenue | Growth\nEMEA | 21.0 | 9%\nAPAC | 14.2 | 18%" in second
-    assert ws.documents()["deck.pptx"]["type"] == "pptx"
+    assert ws.documents()["deck.pptx"].type == "pptx"
 
 
 def test_xlsx_sheets_rows_repeated_headers_and_cached_formulas(tmp_path: Path) -> None:
@@ -292,7 +292,7 @@ def test_a_format_behind_the_wrong_extension_is_read_as_what_it_is(tmp_path: Pat
     shutil.copy(FIXTURES / "contract.pdf", pdf_as_text)
     ws, report = ingest([str(renamed), str(pdf_as_text)], tmp_path / "ws")
     assert not report.failed
-    assert ws.documents()["slides.pdf"]["type"] == "pptx" and ws.documents()["contract.txt"]["type"] == "pdf"
+    assert ws.documents()["slides.pdf"].type == "pptx" and ws.documents()["contract.txt"].type == "pdf"
 
 
 def test_msg_without_the_extra_or_broken_says_so(tmp_path: Path) -> None:
@@ -381,8 +381,8 @@ def test_ocr_always_reads_every_page_and_the_model_is_told(tmp_path: Path) -> No
     from rlmcli.sandbox import Sandbox
 
     ws, _ = ingest([str(FIXTURES / "contract.pdf")], tmp_path / "ws", ocr="always")
-    assert ws.documents()["contract.pdf"]["ocr_pages"]  # the text layer was poorer on none: OCR is kept where richer
-    ocr_page = ws.documents()["contract.pdf"]["ocr_pages"][0]
+    assert ws.documents()["contract.pdf"].ocr_pages  # the text layer was poorer on none: OCR is kept where richer
+    ocr_page = ws.documents()["contract.pdf"].ocr_pages[0]
     with Sandbox(ws.root) as sb:
         out = sb.run(f"print(read('contract.pdf', {ocr_page}).splitlines()[0])")
     assert out.stdout == f"[contract.pdf p.{ocr_page}, OCR]\n", out.stderr

@@ -58,7 +58,7 @@ def test_touched_file_is_hashed_and_kept(tmp_path: Path) -> None:
     os.utime(src, (1, 1))
     ws, report = ingest([str(src)], tmp_path / "ws")
     assert report.unchanged == ["notes.md"] and not report.added and not report.replaced
-    assert ws.documents()["notes.md"]["mtime_ns"] == 1_000_000_000
+    assert ws.documents()["notes.md"].mtime_ns == 1_000_000_000
 
 
 def test_changed_file_replaces_its_old_version(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_same_content_under_two_names_is_stored_once(tmp_path: Path) -> None:
     b = _copy(FIXTURES / "contract.pdf", tmp_path / "b.pdf")
     ws, report = ingest([str(a), str(b)], tmp_path / "ws")
     assert report.added == ["a.pdf"] and report.duplicates == [("b.pdf", "a.pdf")]
-    assert ws.documents()["a.pdf"]["aliases"] == [str(b.resolve())]
+    assert ws.documents()["a.pdf"].aliases == [str(b.resolve())]
     assert sorted(p.name for p in ws.docs_dir.iterdir()) == ["a.pdf"]
 
 
@@ -123,27 +123,22 @@ def test_stdin_becomes_a_document_named_stdin(tmp_path: Path) -> None:
 
     ws, report = ingest(["-"], tmp_path / "ws", stdin=io.BytesIO(b"piped text about termination\n"))
     assert report.added == ["stdin"]
-    assert ws.documents()["stdin"]["source"] == "-"
+    assert ws.documents()["stdin"].source == "-"
     assert ws.read_page("stdin", 1) == "piped text about termination\n"
 
 
-def test_crash_leftovers_are_cleaned_and_orphans_recovered(tmp_path: Path) -> None:
+def test_crash_leftovers_are_cleaned_when_a_writer_opens(tmp_path: Path) -> None:
+    """A writer killed mid-build leaves a half-built document in .tmp/ and maybe a .trash/ of
+    replaced ones: neither was ever committed, and the next writer removes both."""
     ws, _ = ingest([str(FIXTURES / "notes.md")], tmp_path / "ws")
-    # Simulate a writer killed after renaming a new document in, before flushing the manifest.
-    orphan = ws.docs_dir / "orphan.txt"
-    shutil.copytree(ws.docs_dir / "notes.md", orphan)
-    meta = json.loads((orphan / "meta.json").read_text())
-    meta.update(id="orphan.txt", name="orphan.txt", source="/gone/orphan.txt", sha256="f" * 64)
-    (orphan / "meta.json").write_text(json.dumps(meta))
-    (ws.root / ".dirty").touch()
-    (ws.root / ".tmp" / "half-built").mkdir(parents=True)
+    manifest = ws.manifest_path.read_bytes()
+    (ws.root / ".tmp" / "half-built" / "pages").mkdir(parents=True)
+    (ws.root / ".tmp" / "half-built" / "pages" / "0001.txt").write_text("never committed\n")
+    (ws.root / ".trash" / "old").mkdir(parents=True)
     with ws.writer():
         pass
-    assert sorted(ws.documents()) == ["notes.md", "orphan.txt"]
-    assert not (ws.root / ".tmp").exists() and not (ws.root / ".dirty").exists()
-    with sqlite3.connect(ws.index_path) as conn:
-        docs = {r[0] for r in conn.execute("SELECT doc FROM chunks WHERE chunks MATCH 'Contoso'")}
-    assert docs == {"notes.md", "orphan.txt"}
+    assert not (ws.root / ".tmp").exists() and not (ws.root / ".trash").exists()
+    assert sorted(ws.documents()) == ["notes.md"] and ws.manifest_path.read_bytes() == manifest
 
 
 _CONCURRENT = """
@@ -183,13 +178,13 @@ def test_ten_copies_of_a_real_pdf_stay_distinct_when_their_bytes_differ(tmp_path
         paths.append(str(p))
     ws, report = ingest(paths, tmp_path / "ws")
     assert report.added == ["faq0.pdf", "faq1.pdf", "faq2.pdf"]
-    assert ws.documents()["faq1.pdf"]["pages"] == ws.documents()["faq0.pdf"]["pages"] > 30
+    assert ws.documents()["faq1.pdf"].pages == ws.documents()["faq0.pdf"].pages > 30
 
 
 def test_a_document_that_fails_while_committing_leaves_no_trace(tmp_path: Path) -> None:
     """Pages are written and indexed before token counts arrive; a failure then must undo both,
     and a failed replacement must keep the old version."""
-    from rlmcli.workspace.store import DocumentBuild
+    from rlmcli.workspace.build import DocumentBuild
 
     ws, _ = ingest([str(FIXTURES / "notes.md")], tmp_path / "ws")
     before = (ws.docs_dir / "notes.md" / "pages" / "0001.txt").read_text()
@@ -225,7 +220,7 @@ def test_a_document_that_fails_while_committing_leaves_no_trace(tmp_path: Path) 
 def _stage_commit(tmp_path: Path, committed: bool) -> tuple[Workspace, str]:
     """A writer that died between writing its journal and finishing the commit: the journal says
     what the new generation is; the index did (or did not) commit it."""
-    from rlmcli.workspace.store import JOURNAL
+    from rlmcli.workspace.journal import JOURNAL
 
     ws, _ = ingest([str(FIXTURES / "notes.md")], tmp_path / "ws")
     new = tmp_path / "new.txt"
@@ -250,7 +245,7 @@ def _stage_commit(tmp_path: Path, committed: bool) -> tuple[Workspace, str]:
 def test_an_interrupted_commit_is_rolled_forward_once_the_index_committed(tmp_path: Path) -> None:
     ws, sha = _stage_commit(tmp_path, committed=True)
     opened = Workspace.open(ws.root)  # any command opening the workspace settles it
-    assert sorted(opened.documents()) == ["new.txt", "notes.md"] and opened.documents()["new.txt"]["sha256"] == sha
+    assert sorted(opened.documents()) == ["new.txt", "notes.md"] and opened.documents()["new.txt"].sha256 == sha
     assert opened.read_page("new.txt", 1) == "a new document about termination\n"
     assert not (ws.root / ".journal.json").exists()
 

@@ -19,6 +19,7 @@ from rlmcli.batch.work import Work, register_spend
 from rlmcli.config import Settings
 from rlmcli.engine.budget import SharedSpend
 from rlmcli.errors import UsageError
+from rlmcli.records import RunStatus
 
 
 @dataclass
@@ -134,7 +135,7 @@ class Batch:
         settings = self.settings.to_dict()
         for job in jobs:
             if job.id in problems:
-                self._record(results, {"id": job.id, "question": job.question, "status": "failed",
+                self._record(results, {"id": job.id, "question": job.question, "status": RunStatus.FAILED.value,
                                        "error": problems[job.id]}, report)
                 report.failed += 1
             else:
@@ -146,7 +147,7 @@ class Batch:
         try:
             for work, row in self.executor.run(works, self._may_start):
                 status = row.get("status")
-                if status == "skipped" and row.get("error") == STOPPED:
+                if status == RunStatus.SKIPPED and row.get("error") == STOPPED:
                     report.not_started += 1  # not written either: a re-run runs it
                     continue
                 row = {"id": work.job.id, "question": work.job.question, **row}
@@ -157,12 +158,12 @@ class Batch:
                 if usage.get("calls") and usage.get("cost") is None:
                     report.cost_known = False
                 with self.lock:
-                    if status != "skipped" or row.get("limit") == BATCH_LIMIT:  # it had started
+                    if status != RunStatus.SKIPPED or row.get("limit") == BATCH_LIMIT:  # it had started
                         self.running -= 1
                         self.spent += float(usage.get("cost") or 0.0)
-                if status == "skipped" or row.get("limit") == BATCH_LIMIT:
+                if status == RunStatus.SKIPPED or row.get("limit") == BATCH_LIMIT:
                     report.skipped += 1
-                elif status == "failed":
+                elif status == RunStatus.FAILED:
                     report.failed += 1
                 else:
                     report.done += 1

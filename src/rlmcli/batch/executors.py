@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from rlmcli.batch.work import Work, run_work
+from rlmcli.records import RunStatus
 
 Result = tuple[Work, dict[str, Any]]
 
@@ -32,7 +33,7 @@ def start_more(queue: list[Work], running: dict[Any, Work], n: int, may_start: C
         work = queue.pop(0)
         reason = may_start()
         if reason is not None:
-            yield work, {"status": "skipped", "error": reason}
+            yield work, {"status": RunStatus.SKIPPED.value, "error": reason}
             continue
         running[submit(work)] = work
 
@@ -57,7 +58,7 @@ class LocalExecutor:
                     try:
                         yield work, future.result()
                     except Exception as exc:  # noqa: BLE001 - a crashed job fails alone
-                        yield work, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                        yield work, {"status": RunStatus.FAILED.value, "error": f"{type(exc).__name__}: {exc}"}
 
     def live_cost(self, batch_id: str) -> float:
         from rlmcli.batch.work import live_cost

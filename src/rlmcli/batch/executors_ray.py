@@ -39,6 +39,7 @@ from rlmcli.cluster import (
     head_lost,
     make_limiter,
 )
+from rlmcli.records import RunStatus
 
 SHIPPED_DIR = "rlm-ray-workspaces"  # under the worker machine's temp dir
 JOB_CPUS = 0.25
@@ -201,7 +202,7 @@ class RayExecutor:
         while queue or running:
             yield from start_more(queue, running, self.n, may_start, self._submit)
             for unsent in [ref for ref in running if isinstance(ref, _Unsent)]:
-                yield running.pop(unsent), {"status": "failed", "error": f"could not send the job to the Ray cluster: "
+                yield running.pop(unsent), {"status": RunStatus.FAILED.value, "error": f"could not send the job to the Ray cluster: "
                                                                        f"{unsent.reason}"}
             if not running:
                 continue
@@ -216,14 +217,14 @@ class RayExecutor:
             if lost:  # what ran fails with the reason; what never started gets no row, so a rerun runs it
                 self.lost = True
                 for work in running.values():
-                    yield work, {"status": "failed", "error": f"the Ray cluster was lost: {lost}"}
+                    yield work, {"status": RunStatus.FAILED.value, "error": f"the Ray cluster was lost: {lost}"}
                 return
             for ref in done:
                 work = running.pop(ref)
                 try:
                     row = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a job lost beyond its retries fails alone
-                    row = {"status": "failed", "error": f"Ray task failed: {describe(exc)}"}
+                    row = {"status": RunStatus.FAILED.value, "error": f"Ray task failed: {describe(exc)}"}
                 if self.ship:
                     self._bring_back(work, row)
                 yield work, row

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmcli.errors import RlmError, UsageError
+from rlmcli.records import Limit, RunStatus
 
 LOCK_SUFFIX = ".lock"
 
@@ -40,7 +41,7 @@ def latest_rows(results: Path) -> dict[str, dict[str, Any]]:
             continue
     return latest
 
-BATCH_LIMIT = "batch-max-cost"  # the `limit` of a job the batch's --max-cost stopped mid-run
+BATCH_LIMIT = Limit.BATCH_MAX_COST.value  # the `limit` of a job the batch's --max-cost stopped mid-run
 
 def finished_ids(results: Path, rerun_failed: bool, questions: dict[str, str] | None = None) -> set[str]:
     """Ids whose latest result line counts as done. Never done: jobs the batch budget skipped or
@@ -48,8 +49,8 @@ def finished_ids(results: Path, rerun_failed: bool, questions: dict[str, str] | 
     question is not `questions[id]` (the question under this id changed)."""
     done = set()
     for job_id, row in latest_rows(results).items():
-        status = row.get("status", "failed")
-        if status == "skipped" or row.get("limit") == BATCH_LIMIT or (rerun_failed and status == "failed"):
+        status = row.get("status", RunStatus.FAILED)
+        if status == RunStatus.SKIPPED or row.get("limit") == BATCH_LIMIT or (rerun_failed and status == RunStatus.FAILED):
             continue
         asked = row.get("question")
         if questions is not None and isinstance(asked, str) and job_id in questions and questions[job_id] != asked:

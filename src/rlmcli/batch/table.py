@@ -14,7 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-MARKS = {"verified": "✓", "unchecked": "○", "failed": "✗"}  # the marks of answer.py
+from rlmcli.records import CitationState
+
+MARKS = {state.value: state.mark for state in CitationState}
 _ITEM = re.compile(r"items\[(\d+)\]\.?(.*)")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from rlmcli.batch.jobs import Job
 from rlmcli.batch.results import BATCH_LIMIT
 from rlmcli.config import Settings
+from rlmcli.records import Limit, RunStatus
 
 
 @dataclass
@@ -122,11 +123,11 @@ def run_work(work: Work, limiter: LimiterFactory = local_limiter) -> dict[str, A
             with _lock:
                 _live.get(work.batch_id, {}).pop(job.id, None)
         row = answer_record(result)
-        if budget.stopped_by_batch and result.limit == "max-cost":  # the batch's, not the job's: rerun it
+        if budget.stopped_by_batch and result.limit is Limit.MAX_COST:  # the batch's, not the job's: rerun it
             row["limit"] = BATCH_LIMIT
             if not any(not c.cache_hit for c in budget.calls):
-                return {"status": "skipped", "limit": BATCH_LIMIT, "usage": row["usage"],
+                return {"status": RunStatus.SKIPPED.value, "limit": BATCH_LIMIT, "usage": row["usage"],
                         "error": "batch budget reached: its first request did not fit in what the batch had left"}
         return row
     except Exception as exc:  # noqa: BLE001 - a job fails alone, with its reason
-        return {"status": "failed", "error": str(exc) or type(exc).__name__}
+        return {"status": RunStatus.FAILED.value, "error": str(exc) or type(exc).__name__}

@@ -16,6 +16,7 @@ import typer
 from rlmcli import __version__
 from rlmcli.cli import completion
 from rlmcli.errors import ExitStatus, RlmError, UsageError, redact
+from rlmcli.records import ExecutorKind
 
 HELP = f"""rlm {__version__}: ask questions about documents far larger than a model's context window.
 
@@ -37,7 +38,7 @@ WorkspaceOpt = typer.Option(
     "other commands: the last one an ingest or question used.",
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (with a schema field).")
-ExecutorOpt = typer.Option("local", "--executor", envvar="RLM_EXECUTOR", click_type=click.Choice(["local", "ray"]),  # type: ignore[call-overload]
+ExecutorOpt = typer.Option("local", "--executor", envvar="RLM_EXECUTOR", click_type=click.Choice([e.value for e in ExecutorKind]),  # type: ignore[call-overload]
                            autocompletion=completion.executors,
                            help="Where the work runs: this machine, or Ray (RAY_ADDRESS, else a local Ray; needs rlmcli[ray]).")
 ShipOpt = typer.Option(False, "--ship", help="With --executor ray: send workspaces and files through Ray's object store "

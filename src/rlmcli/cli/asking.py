@@ -13,6 +13,7 @@ from rlmcli.cli.documents import given_workspace, no_workspace_yet, workspace_fo
 from rlmcli.cli.inputs import parse_inputs
 from rlmcli.errors import ExitStatus
 from rlmcli.options import run_options
+from rlmcli.records import Limit, RunStatus
 
 
 @app.command(context_settings={"allow_interspersed_args": True},
@@ -185,7 +186,7 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
             live.__exit__(None, None, None)
     if as_json:
         typer.echo(json.dumps(answer_record(result), ensure_ascii=False, indent=1))
-    elif result.status != "failed":
+    elif result.status is not RunStatus.FAILED:
         typer.echo(json.dumps(result.data, ensure_ascii=False, indent=2) if result.data is not None else result.answer)
     if not quiet and not as_json:
         if result.citations and (live is None or shape is not None):  # a live tree ends with them already
@@ -197,7 +198,7 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
                 say(sources_text(result.citations, ws))
         for problem in result.schema_errors[:10]:
             say(f"rlm: schema: {problem}")
-        if live is None and result.status != "failed":
+        if live is None and result.status is not RunStatus.FAILED:
             u = result.usage
             cost = dollars(u.get("cost"))
             cached = f" ({u['cache_hits']} from the cache)" if u.get("cache_hits") else ""
@@ -206,18 +207,18 @@ def _run_and_print(ws: Any, question: str, settings: Any, refresh: bool, as_json
             say(f"rlm: {result.status} in {result.iterations} iterations, {u.get('calls', 0)} calls{cached}, "
                 f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,} tokens, {cost}, "
                 f"{result.seconds:.1f}s; trace {result.run_id}")
-    if result.status == "failed":  # the engine fails a run only on provider errors
+    if result.status is RunStatus.FAILED:  # the engine fails a run only on provider errors
         fail(result.error or "the run failed", ExitStatus.PROVIDER)
-    if result.limit == "interrupted":
+    if result.limit is Limit.INTERRUPTED:
         say("rlm: interrupted; the partial answer above and the trace were saved")
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(ExitStatus.INTERRUPTED))  # do not wait for in-flight sub-calls to time out
-    if result.status == "partial" and result.limit == "schema":
+    if result.status is RunStatus.PARTIAL and result.limit is Limit.SCHEMA:
         say(f"rlm: partial answer: still not valid under the schema after {shape.attempts if shape else 0} "
             "corrections; printed what was valid")
         raise typer.Exit(int(ExitStatus.PARTIAL))
-    if result.status == "partial":
+    if result.status is RunStatus.PARTIAL:
         say(f"rlm: partial answer: the {result.limit} budget was reached")
         raise typer.Exit(int(ExitStatus.PARTIAL))
 

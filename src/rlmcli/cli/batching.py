@@ -12,6 +12,7 @@ import typer
 from rlmcli.cli.app import ExecutorOpt, ShipOpt, app, examples, handle_errors, say, stderr_console
 from rlmcli.errors import ExitStatus
 from rlmcli.options import run_options
+from rlmcli.records import ExecutorKind, RunStatus
 
 if TYPE_CHECKING:
     from rlmcli.batch.driver import BatchReport
@@ -94,7 +95,7 @@ def batch(
         _say_missing(source, todo)
         _run(settings, todo, results, report, jobs_at_once, batch_max_cost, executor, ship, shape)
         latest = latest_rows(output)
-        report.earlier_failed = sum(1 for j in jobs if j.id in done and latest.get(j.id, {}).get("status") == "failed")
+        report.earlier_failed = sum(1 for j in jobs if j.id in done and latest.get(j.id, {}).get("status") == RunStatus.FAILED)
     finally:
         results.close()
     if out_format is not None and not report.write_error:
@@ -137,7 +138,7 @@ def _run(settings: Settings, todo: list[Job], results: ResultsFile, report: Batc
 
             prewarm()
     chosen = None
-    if executor == "ray" and todo:
+    if ExecutorKind(executor) is ExecutorKind.RAY and todo:
         from rlmcli.batch.executors_ray import RayExecutor
 
         chosen = RayExecutor(jobs_at_once, settings.concurrency, ship=ship, max_cost=batch_max_cost)

@@ -9,6 +9,7 @@ import typer
 
 from rlmcli.cli.app import WorkspaceOpt, app, examples, handle_errors, say, stderr_console
 from rlmcli.options import run_options
+from rlmcli.records import Limit, RunStatus
 
 COMMANDS = {
     "!cost": "calls, tokens and US dollars of this session so far",
@@ -159,15 +160,15 @@ def _question(session: Any, question: str, verbose: bool, no_color: bool) -> Non
     finally:
         if live is not None:
             live.__exit__(None, None, None)
-    if result.status != "failed":
+    if result.status is not RunStatus.FAILED:
         typer.echo(result.answer)
     if result.citations:
         say(sources_text(result.citations, session.ws))
-    if result.status == "failed":
+    if result.status is RunStatus.FAILED:
         say(f"rlm: error: {result.error or 'the run failed'}")
-    elif result.limit == "interrupted":
+    elif result.limit is Limit.INTERRUPTED:
         say("rlm: interrupted; the partial answer above and the trace were saved")
-    elif result.status == "partial":
+    elif result.status is RunStatus.PARTIAL:
         say(f"rlm: partial answer: the {result.limit} budget was reached")
     if session.repl.restarts != restarts:
         say("rlm: the sandbox was restarted: the variables built so far are gone")

@@ -92,6 +92,7 @@ def ingest(
     try:  # Ctrl-C before the writer opened (imports, discovery) has changed nothing; the writer's own says what it kept
         from rlmcli.config import Settings
         from rlmcli.progress import IngestProgress
+        from rlmcli.records import ExecutorKind
         from rlmcli.workspace.ingest import ingest as run_ingest
 
         settings = Settings.resolve({"ocr": ocr})
@@ -101,7 +102,7 @@ def ingest(
             ws, report = run_ingest(
                 paths, workspace, progress=progress,
                 on_wait=lambda: say("waiting for another rlm process to finish with this workspace..."),
-                follow_symlinks=follow_symlinks, ocr=settings.ocr, executor=executor, ship=ship,
+                follow_symlinks=follow_symlinks, ocr=settings.ocr, executor=ExecutorKind(executor), ship=ship,
             )
         finally:
             if progress:
@@ -152,7 +153,7 @@ def show(
     ws = open_workspace(workspace)
     doc_id = ws.resolve_doc(doc)
     text = ws.read_page(doc_id, page)
-    say(f"{doc_id} p.{page}/{ws.documents()[doc_id]['pages']}")
+    say(f"{doc_id} p.{page}/{ws.documents()[doc_id].pages}")
     sys.stdout.write(text if text.endswith("\n") else text + "\n")  # the prompt starts on a line of its own
 
 
@@ -167,7 +168,7 @@ def rm(
     ws = open_workspace(workspace)
     ids = list(dict.fromkeys(ws.resolve_doc(d) for d in docs))
     records = ws.documents()
-    listing = ", ".join(f"{d} ({records[d]['pages']} pages)" for d in ids)
+    listing = ", ".join(f"{d} ({records[d].pages} pages)" for d in ids)
     confirm(f"remove {listing} from {ws.root}", yes)
     with ws.writer() as writer:
         for doc_id in ids:

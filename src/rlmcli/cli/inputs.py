@@ -106,7 +106,7 @@ def _add_file(found: Inputs, name: str, ws: Any, workspace: Optional[str], verb:
                          f"or ask about it alone: `rlm {verb} {quoted} \"...\"`" if verb == "ask" else
                          f"{name} is not in the workspace {workspace}: add it with `rlm ingest {quoted} -w {workspace}`, "
                          f"or search it alone: `rlm {verb} {quoted} \"...\"`")
-    if ws.documents()[doc].get("source") == str(os.path.realpath(os.path.expanduser(name))):
+    if ws.documents()[doc].source == str(os.path.realpath(os.path.expanduser(name))):
         found.paths.append(name)  # the file it came from: a changed one is ingested again (a stat when not)
     found.focus.append(doc)
 

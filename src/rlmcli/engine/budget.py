@@ -8,6 +8,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlmcli.records import Limit
+
 
 def dollars(cost: float | None, unknown: str = "cost unknown") -> str:
     """A cost for people: `unknown` when no price is known (never $0.0000), small sums in full."""
@@ -20,7 +22,7 @@ MIN_REPLY_TOKENS = 256  # a request whose reply could not hold this many tokens 
 
 
 class BudgetExceeded(Exception):
-    def __init__(self, limit: str, detail: str, batch: bool = False) -> None:
+    def __init__(self, limit: Limit, detail: str, batch: bool = False) -> None:
         super().__init__(f"budget reached: {limit} ({detail})")
         self.limit = limit
         self.batch = batch  # the batch's --max-cost, not this run's own limit
@@ -82,7 +84,7 @@ class SharedSpend:
                 elif left < 0:
                     grant = -1
                 if grant < least:
-                    raise BudgetExceeded("max-cost", f"the batch's ${self.max_cost:g} is spent or booked by "
+                    raise BudgetExceeded(Limit.MAX_COST, f"the batch's ${self.max_cost:g} is spent or booked by "
                                          f"requests in flight (${self.spent:.6f} spent)", batch=True)
             booked = prompt_cost + grant * reply_price
             self.pending += booked
@@ -103,13 +105,13 @@ class Budget:
     limits: Limits
     started: float = field(default_factory=time.monotonic)
     calls: list[CallRecord] = field(default_factory=list)
-    reached: str | None = None  # the first limit that stopped the run
+    reached: Limit | None = None  # the first limit that stopped the run
     pending: int = 0  # calls reserved and in flight: concurrent calls cannot overshoot max-calls
     pending_tokens: int = 0  # their worst-case tokens (prompt + reply cap)
     pending_cost: float = 0.0  # and dollars
     shared: SharedSpend | None = None  # a batch's spend, drawn on by this run too
     stopped_by_batch: bool = False
-    warned: set[str] = field(default_factory=set)
+    warned: set[Limit] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _spent(self) -> tuple[int, float, int]:
@@ -117,17 +119,17 @@ class Budget:
         paid = [c for c in self.calls if not c.cache_hit]
         return sum(c.prompt_tokens + c.completion_tokens for c in paid), sum(c.cost or 0.0 for c in paid), len(paid)
 
-    def _problem(self) -> tuple[str, str] | None:
+    def _problem(self) -> tuple[Limit, str] | None:
         lim = self.limits
         tokens, dollars, calls = self._spent()
         if lim.timeout is not None and time.monotonic() - self.started >= lim.timeout:
-            return "timeout", f"{lim.timeout:g} s"
+            return Limit.TIMEOUT, f"{lim.timeout:g} s"
         if calls + self.pending >= lim.max_calls:
-            return "max-calls", f"{lim.max_calls} calls"
+            return Limit.MAX_CALLS, f"{lim.max_calls} calls"
         if lim.max_tokens is not None and tokens >= lim.max_tokens:
-            return "max-tokens", f"{lim.max_tokens:,} tokens"
+            return Limit.MAX_TOKENS, f"{lim.max_tokens:,} tokens"
         if lim.max_cost is not None and dollars >= lim.max_cost:
-            return "max-cost", f"${lim.max_cost:g}"
+            return Limit.MAX_COST, f"${lim.max_cost:g}"
         return None
 
     def check(self) -> None:
@@ -155,7 +157,7 @@ class Budget:
                 limited = True
                 grant = min(grant, lim.max_tokens - tokens - self.pending_tokens - prompt_tokens)
                 if grant < least:
-                    problem = ("max-tokens", f"{lim.max_tokens:,} tokens: the next request's {prompt_tokens:,} "
+                    problem = (Limit.MAX_TOKENS, f"{lim.max_tokens:,} tokens: the next request's {prompt_tokens:,} "
                                              f"prompt tokens and a reply do not fit in what is left")
             price_in, price_out = prices or (0.0, 0.0)
             if problem is None and prices is not None and lim.max_cost is not None:
@@ -166,7 +168,7 @@ class Budget:
                 elif left < 0:
                     grant = -1
                 if grant < least:
-                    problem = ("max-cost", f"${lim.max_cost:g}: the next request (${prompt_tokens * price_in:.6f} "
+                    problem = (Limit.MAX_COST, f"${lim.max_cost:g}: the next request (${prompt_tokens * price_in:.6f} "
                                            f"of prompt and a reply) does not fit in the ${max(0.0, left + prompt_tokens * price_in):.6f} left")
             shared = 0.0
             if problem is None and prices is not None and self.shared is not None \
@@ -202,19 +204,19 @@ class Budget:
         if self.shared is not None and self.shared.max_cost is not None:
             self.shared.settle(reservation.shared, actual)
 
-    def new_warnings(self, threshold: float = 0.8) -> list[tuple[str, float, float]]:
+    def new_warnings(self, threshold: float = 0.8) -> list[tuple[Limit, float, float]]:
         """Limits that have just passed `threshold` of their maximum: (limit, used, max), once each."""
         lim = self.limits
         with self._lock:
             paid = [c for c in self.calls if not c.cache_hit]
-            candidates = [("max-calls", float(len(paid)), float(lim.max_calls))]
+            candidates = [(Limit.MAX_CALLS, float(len(paid)), float(lim.max_calls))]
             if lim.max_tokens is not None:
-                candidates.append(("max-tokens", float(sum(c.prompt_tokens + c.completion_tokens for c in paid)),
+                candidates.append((Limit.MAX_TOKENS, float(sum(c.prompt_tokens + c.completion_tokens for c in paid)),
                                    float(lim.max_tokens)))
             if lim.max_cost is not None:
-                candidates.append(("max-cost", sum(c.cost or 0.0 for c in paid), lim.max_cost))
+                candidates.append((Limit.MAX_COST, sum(c.cost or 0.0 for c in paid), lim.max_cost))
             if lim.timeout is not None:
-                candidates.append(("timeout", time.monotonic() - self.started, lim.timeout))
+                candidates.append((Limit.TIMEOUT, time.monotonic() - self.started, lim.timeout))
             fresh = [(name, used, top) for name, used, top in candidates
                      if top > 0 and used >= threshold * top and name not in self.warned]
             self.warned.update(name for name, _, _ in fresh)
@@ -229,7 +231,7 @@ class Budget:
             return None
         return max(0.0, self.limits.timeout - (time.monotonic() - self.started))
 
-    def hit(self, limit: str) -> None:
+    def hit(self, limit: Limit) -> None:
         with self._lock:
             self.reached = self.reached or limit
 

@@ -213,20 +213,12 @@ Observer = Callable[[Event], None]
 
 
 def from_dict(raw: dict[str, Any]) -> Event | None:
-    """An event from its `to_dict()` form (or the untyped form of traces written before 0.2)."""
+    """An event from its `to_dict()` form; None for a kind this version does not know."""
     cls = KINDS.get(str(raw.get("kind")))
     if cls is None:
         return None
-    data = dict(raw)
-    if isinstance(data.get("data"), dict):  # old traces: {"kind", "depth", "time", "data": {...}}
-        old = data.pop("data")
-        if "id" in old:
-            old["call_id"] = old.pop("id")
-        if cls in (SubcallStarted, SubcallProgress, SubcallFinished) and "kind" in old:
-            old["call"] = old.pop("kind")
-        data.update(old)
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 class Recorder:

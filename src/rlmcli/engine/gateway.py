@@ -20,6 +20,7 @@ from rlmcli.engine.budget import Budget, BudgetExceeded, CallRecord, Reservation
 from rlmcli.engine.cache import ResponseCache
 from rlmcli.engine.providers.base import ERROR_KINDS, Completion, Provider, ProviderError, Request
 from rlmcli.errors import redact
+from rlmcli.records import Limit
 
 CONNECTION_GIVE_UP = 2.0  # seconds of refused connections before the run fails
 MAX_RETRY_DELAY = 60.0
@@ -153,7 +154,7 @@ class Gateway:
         return self.provider_for(model).context_window(model)
 
     def check_prompt(self, prompt: str, model: str) -> str | None:
-        """A clear error for a prompt longer than the model's window, before anything is sent."""
+        """Why a prompt cannot be sent (longer than the model's window), in words for the model; None if it can."""
         window = self.context_window(model)
         if window is None:
             return None
@@ -163,7 +164,7 @@ class Gateway:
 
         tokens = count_tokens(prompt)
         if tokens > window * 0.95:
-            return (f"ERROR: this prompt is {tokens:,} tokens but {model} accepts about {window:,}; "
+            return (f"this prompt is {tokens:,} tokens but {model} accepts about {window:,}; "
                     "split the text into smaller pieces (for example with llm_batch over chunks).")
         return None
 
@@ -264,8 +265,8 @@ class Gateway:
                 give_up = give_up or not exc.retryable or attempt >= self.config.retries
                 left = self.budget.remaining_time()
                 if not give_up and left is not None and delay >= left:
-                    self.budget.hit("timeout")
-                    raise BudgetExceeded("timeout", f"{self.budget.limits.timeout:g} s; the last request failed: "
+                    self.budget.hit(Limit.TIMEOUT)
+                    raise BudgetExceeded(Limit.TIMEOUT, f"{self.budget.limits.timeout:g} s; the last request failed: "
                                          f"{exc.short}") from None
                 if give_up:
                     failure = self._failure(exc, model, attempt)

@@ -30,6 +30,7 @@ from rlmcli.engine.budget import Budget, BudgetExceeded, Limits
 from rlmcli.engine.gateway import Gateway, ModelConfig, Origin
 from rlmcli.engine.parse import code_blocks, textual_final
 from rlmcli.engine.providers.base import ProviderError
+from rlmcli.records import Limit, RunStatus, SubcallOutcome
 from rlmcli.sandbox.interface import Repl, SandboxFactory
 from rlmcli.workspace.reader import WorkspaceReader
 
@@ -83,10 +84,9 @@ def system_prompt() -> str:
 
 def describe_workspace(reader: WorkspaceReader, focus: list[str] | None = None) -> str:
     """A bounded description: documents with pages and tokens, outlines while they fit."""
-    manifest = reader.manifest()
-    docs = manifest["documents"]
+    docs = reader.records
     names = [d for d in docs if not focus or d in focus]
-    totals = manifest["totals"]
+    totals = reader.totals()
     lines = [f"The workspace holds {totals['documents']:,} documents, {totals['pages']:,} pages, "
              f"{totals['tokens']:,} tokens."]
     if focus:
@@ -95,9 +95,9 @@ def describe_workspace(reader: WorkspaceReader, focus: list[str] | None = None) 
     shown = 0
     for doc in names:
         rec = docs[doc]
-        warn = f"; warnings: {'; '.join(rec['warnings'])}" if rec["warnings"] else ""
-        ocr = f", {len(rec['ocr_pages'])} pages by OCR" if rec.get("ocr_pages") else ""
-        line = f"- {doc} ({rec['type']}, {rec['pages']} pages{ocr}, {rec['tokens']:,} tokens{warn})"
+        warn = f"; warnings: {'; '.join(rec.warnings)}" if rec.warnings else ""
+        ocr = f", {len(rec.ocr_pages)} pages by OCR" if rec.ocr_pages else ""
+        line = f"- {doc} ({rec.type}, {rec.pages} pages{ocr}, {rec.tokens:,} tokens{warn})"
         if used + len(line) > DESCRIPTION_BUDGET:
             break
         lines.append(line)
@@ -118,8 +118,8 @@ def describe_workspace(reader: WorkspaceReader, focus: list[str] | None = None) 
 @dataclass
 class RunResult:
     answer: str
-    status: str  # answered | partial | failed
-    limit: str | None = None  # the budget that stopped a partial run
+    status: RunStatus
+    limit: Limit | None = None  # what stopped a partial run
     error: str | None = None
     error_kind: str | None = None  # the provider error's kind when status is failed
     iterations: int = 0
@@ -190,11 +190,7 @@ class Engine:
             with self._lock:
                 self._queries_this_cell += 1
             self.emit(ev.SubcallStarted(call_id=call_id, call=kind, model=model, size=len(prompt)))
-            answer = self._plain(prompt, model, call_id)
-            ok = not answer.startswith("ERROR:")
-            self.emit(ev.SubcallFinished(call_id=call_id, call=kind, ok=ok, done=1, total=1,
-                                         error=None if ok else answer))
-            return answer
+            return self._finished(call_id, kind, self._plain(prompt, model, call_id))
         if kind == "llm_batch":
             given = payload.get("prompts", [])
             if not isinstance(given, list):  # a string would become one prompt per character
@@ -208,12 +204,15 @@ class Engine:
             target = self._rlm_target(payload.get("target"))
             size = len(target) if isinstance(target, str) else sum(len(d) for d in target)
             self.emit(ev.SubcallStarted(call_id=call_id, call=kind, model=model, size=size))
-            answer = self._recurse(question, target, model, call_id)
-            ok = not answer.startswith("ERROR:")
-            self.emit(ev.SubcallFinished(call_id=call_id, call=kind, ok=ok, done=1, total=1,
-                                         error=None if ok else answer))
-            return answer
+            return self._finished(call_id, kind, self._recurse(question, target, model, call_id))
         raise ValueError(f"unknown request {kind!r}")
+
+    def _finished(self, call_id: int, call: str, outcome: SubcallOutcome) -> str:
+        """Record a single sub-call's outcome; what model code gets back is its text."""
+        text = outcome.for_model()
+        self.emit(ev.SubcallFinished(call_id=call_id, call=call, ok=outcome.ok, done=1, total=1,
+                                     error=None if outcome.ok else text))
+        return text
 
     def _look(self, payload: dict[str, Any], call_id: int) -> str:
         """A picture of a page, described by the vision model (one model call, budgeted and cached)."""
@@ -234,24 +233,15 @@ class Engine:
             url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
             content.append({"type": "image_url", "image_url": {"url": url}})
         self.emit(ev.SubcallStarted(call_id=call_id, call="look", model=model, size=sum(len(d) for _, d in images)))
-        sub = Origin(self.origin.run_id, self.origin.parent_id, self.depth + 1)
-        try:
-            answer = self.gateway.complete([{"role": "user", "content": content}], model, sub, call_id=call_id)
-        except BudgetExceeded as exc:
-            answer = f"ERROR: {exc}; stop making calls and answer with FINAL from what you have."
-        except ProviderError as exc:
-            answer = f"ERROR: the model call failed: {exc}"
-        ok = not answer.startswith("ERROR:")
-        self.emit(ev.SubcallFinished(call_id=call_id, call="look", ok=ok, done=1, total=1, error=None if ok else answer))
-        return answer
+        return self._finished(call_id, "look", self._complete([{"role": "user", "content": content}], model, call_id))
 
     def _batch(self, prompts: list[str], model: str, call_id: int) -> list[str]:
         self.emit(ev.SubcallStarted(call_id=call_id, call="llm_batch", model=model, size=len(prompts)))
         done = [0]
 
-        def one(prompt: str) -> str:
+        def one(prompt: str) -> SubcallOutcome:
             if self.cancelled.is_set():
-                return "ERROR: interrupted"
+                return SubcallOutcome.failure("interrupted")
             answer = self._plain(prompt, model, call_id)
             with self._lock:
                 done[0] += 1
@@ -267,25 +257,29 @@ class Engine:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        failed = sum(a.startswith("ERROR:") for a in answers)
+        failed = sum(not a.ok for a in answers)
         self.emit(ev.SubcallFinished(call_id=call_id, call="llm_batch", ok=failed == 0, failed=failed, done=done[0],
                                      total=len(prompts)))
-        return answers
+        return [a.for_model() for a in answers]
 
-    def _plain(self, prompt: str, model: str, call_id: int | None = None) -> str:
+    def _plain(self, prompt: str, model: str, call_id: int | None = None) -> SubcallOutcome:
         if len(prompt) > MAX_PROMPT_CHARS:
-            return (f"ERROR: this prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}. "
-                    "Split the text into pieces (llm_batch over chunks).")
+            return SubcallOutcome.failure(f"this prompt is {len(prompt):,} characters; the limit is "
+                                          f"{MAX_PROMPT_CHARS:,}. Split the text into pieces (llm_batch over chunks).")
         problem = self.gateway.check_prompt(prompt, model)
         if problem:
-            return problem
+            return SubcallOutcome.failure(problem)
+        return self._complete([{"role": "user", "content": prompt}], model, call_id)
+
+    def _complete(self, messages: list[dict[str, Any]], model: str, call_id: int | None) -> SubcallOutcome:
+        """One sub-model call, one level deeper; a budget or provider failure is its outcome, not raised."""
         sub = Origin(self.origin.run_id, self.origin.parent_id, self.depth + 1)
         try:
-            return self.gateway.complete([{"role": "user", "content": prompt}], model, sub, call_id=call_id)
+            return SubcallOutcome(self.gateway.complete(messages, model, sub, call_id=call_id))
         except BudgetExceeded as exc:
-            return f"ERROR: {exc}; stop making calls and answer with FINAL from what you have."
+            return SubcallOutcome.failure(f"{exc}; stop making calls and answer with FINAL from what you have.")
         except ProviderError as exc:
-            return f"ERROR: the model call failed: {exc}"
+            return SubcallOutcome.failure(f"the model call failed: {exc}")
 
     def _rlm_target(self, target: Any) -> str | list[str]:
         """What rlm_query is over, bounded before any work: a text of at most MAX_RLM_TEXT_CHARS,
@@ -304,19 +298,21 @@ class Engine:
             raise ValueError(f"rlm_query: a document name longer than {MAX_NAME_CHARS:,} characters")
         return list(dict.fromkeys(self.reader.resolve(d) for d in target))
 
-    def _recurse(self, question: str, target: str | list[str], model: str, call_id: int) -> str:
+    def _recurse(self, question: str, target: str | list[str], model: str, call_id: int) -> SubcallOutcome:
         if self.depth + 1 >= self.limits.max_depth:
             if isinstance(target, str):
                 if len(question) + len(target) > MAX_PROMPT_CHARS:  # known before joining them
-                    return (f"ERROR: this prompt is {len(question) + len(target):,} characters; the limit is "
-                            f"{MAX_PROMPT_CHARS:,}. Split the text into pieces (llm_batch over chunks).")
+                    return SubcallOutcome.failure(
+                        f"this prompt is {len(question) + len(target):,} characters; the limit is "
+                        f"{MAX_PROMPT_CHARS:,}. Split the text into pieces (llm_batch over chunks).")
                 context = target
             else:
                 size = self._docs_size(target)
                 if size > MAX_PROMPT_CHARS:
-                    return (f"ERROR: rlm_query: those documents hold {size:,} characters, more than one sub-call takes "
-                            f"({MAX_PROMPT_CHARS:,}). Name fewer documents, or grep()/search() for the pages you "
-                            "need and llm_batch over them.")
+                    return SubcallOutcome.failure(
+                        f"rlm_query: those documents hold {size:,} characters, more than one sub-call takes "
+                        f"({MAX_PROMPT_CHARS:,}). Name fewer documents, or grep()/search() for the pages you "
+                        "need and llm_batch over them.")
                 context = "\n\n".join(self._doc_text(d) for d in target)
             return self._plain(f"{question}\n\n---\n{context}", model, call_id)
         if isinstance(target, str):  # a text: a temporary workspace of its own, removed afterwards
@@ -330,16 +326,16 @@ class Engine:
                 result = self._child(child_ws.root, None, call_id).run(question)
         else:
             result = self._child(self.root, target, call_id).run(question)
-        if result.status == "failed":
-            return f"ERROR: the recursive run failed: {result.error}"
-        return result.answer
+        if result.status is RunStatus.FAILED:
+            return SubcallOutcome.failure(f"the recursive run failed: {result.error}")
+        return SubcallOutcome(result.answer)
 
     def _docs_size(self, docs: list[str]) -> int:
         """Characters `_doc_text` would join, from the manifest (nothing is read)."""
         total = 0
         for doc in docs:
-            rec = self.reader.documents[doc]
-            total += int(rec.get("chars", 0)) + int(rec.get("pages", 0)) * (len(doc) + 16)
+            rec = self.reader.records[doc]
+            total += rec.chars + rec.pages * (len(doc) + 16)
         return total
 
     def _child(self, root: Path, focus: list[str] | None, call_id: int) -> Engine:
@@ -356,7 +352,7 @@ class Engine:
     def run(self, question: str) -> RunResult:
         started = time.monotonic()
         model = self.config.model if self.depth == 0 else self.gateway.sub_model
-        result = RunResult(answer="", status="failed")
+        result = RunResult(answer="", status=RunStatus.FAILED)
         owned = self.sandbox is None
         sandbox = self.sandbox if self.sandbox is not None else self.sandbox_factory(self.root)
         if not owned:
@@ -375,16 +371,16 @@ class Engine:
             try:
                 self._loop(sandbox, messages, model, result)
             except BudgetExceeded as exc:
-                result.status, result.limit = "partial", exc.limit
+                result.status, result.limit = RunStatus.PARTIAL, exc.limit
                 result.answer = result.answer or self._best_effort(messages, exc.limit, result.iterations)
             except ProviderError as exc:
-                result.status, result.error, result.error_kind = "failed", str(exc), exc.kind
+                result.status, result.error, result.error_kind = RunStatus.FAILED, str(exc), exc.kind
             except KeyboardInterrupt:
                 if self.depth > 0:
                     raise  # the root run owns the interrupt
                 self.cancelled.set()
-                result.status, result.limit = "partial", "interrupted"
-                result.answer = result.answer or self._last_prose(messages) or no_answer("interrupted",
+                result.status, result.limit = RunStatus.PARTIAL, Limit.INTERRUPTED
+                result.answer = result.answer or self._last_prose(messages) or no_answer(Limit.INTERRUPTED,
                                                                                          result.iterations)
         finally:
             if owned:
@@ -469,15 +465,15 @@ class Engine:
                 assert self.shape is not None
                 rejected += 1
                 if rejected > self.shape.attempts:
-                    result.answer, result.status, result.limit = final, "partial", "schema"
+                    result.answer, result.status, result.limit = final, RunStatus.PARTIAL, Limit.SCHEMA
                     return
                 self._notice(messages, iteration, "schema", problem)
                 continue
-            result.answer, result.status = final, "answered"
+            result.answer, result.status = final, RunStatus.ANSWERED
             return
-        self.budget.hit("max-iterations")
-        result.limit, result.status = "max-iterations", "partial"
-        result.answer = self._best_effort(messages, "max-iterations", result.iterations)
+        self.budget.hit(Limit.MAX_ITERATIONS)
+        result.limit, result.status = Limit.MAX_ITERATIONS, RunStatus.PARTIAL
+        result.answer = self._best_effort(messages, Limit.MAX_ITERATIONS, result.iterations)
 
     def _run_blocks(self, sandbox: Repl, blocks: list[str], iteration: int) -> tuple[str | None, list[str], bool]:
         """Run a reply's code blocks in order (at most MAX_CELLS_PER_REPLY), stopping at an error:
@@ -522,12 +518,12 @@ class Engine:
         self.emit(ev.Notice(iteration=iteration, reason=reason, text=text))
         messages.append({"role": "user", "content": text})
 
-    def _best_effort(self, messages: list[dict[str, Any]], limit: str, iterations: int) -> str:
+    def _best_effort(self, messages: list[dict[str, Any]], limit: Limit, iterations: int) -> str:
         """A partial answer in words, never code: one short last call for the best answer when the
         budget still has room for it, else the model's last prose, else a line saying there is none."""
         try:  # refused at once when the budget left cannot pay for the call
             model = self.config.model if self.depth == 0 else self.gateway.sub_model
-            what = "the iteration limit" if limit == "max-iterations" else f"this run's {limit} budget"
+            what = "the iteration limit" if limit is Limit.MAX_ITERATIONS else f"this run's {limit} budget"
             last = LAST_CALL_SHAPED.format(limit=what) if self.shape is not None else LAST_CALL.format(limit=what)
             reply = self.gateway.complete(messages + [{"role": "user", "content": last}], model,
                                           self.origin, reply_cap=LAST_CALL_TOKENS)
@@ -550,8 +546,8 @@ class Engine:
         return ""
 
 
-def no_answer(limit: str, iterations: int) -> str:
-    what = "the run was interrupted" if limit == "interrupted" else f"the {limit} budget was reached"
+def no_answer(limit: Limit, iterations: int) -> str:
+    what = "the run was interrupted" if limit is Limit.INTERRUPTED else f"the {limit} budget was reached"
     return f"no answer: {what} after {iterations} iteration{'s' * (iterations != 1)}"
 
 

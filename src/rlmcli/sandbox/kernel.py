@@ -92,7 +92,7 @@ class ParentChannel:
 
 
 # Bookkeeping a workspace holds beside its documents: never listed to model code.
-HIDDEN = frozenset({"runs", ".lock", ".last_used", ".dirty", ".tmp", ".trash", ".journal.json",
+HIDDEN = frozenset({"runs", ".lock", ".last_used", ".tmp", ".trash", ".journal.json",
                     "index.sqlite-wal", "index.sqlite-shm"})
 
 

@@ -206,16 +206,16 @@ async def _sample(ctx: Any, prompt: str) -> str:
                               "not offer sampling: llm_query is unavailable here")
     import warnings
 
+    from mcp.shared.exceptions import NoBackChannelError
+
     try:
         with warnings.catch_warnings():  # deprecated in MCP 2026-07-28, still what handshake-era clients offer
             warnings.simplefilter("ignore")
             result = await ctx.session.create_message(
                 [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=4000)
-    except Exception as exc:
-        if "back-channel" in str(exc):
-            raise PermissionError("this client connection has no channel for sampling requests (MCP 2026-07-28 "
-                                  "connections have none): start the server with --model to serve llm_query") from None
-        raise
+    except NoBackChannelError:
+        raise PermissionError("this client connection has no channel for sampling requests (MCP 2026-07-28 "
+                              "connections have none): start the server with --model to serve llm_query") from None
     content = result.content
     return content.text if isinstance(content, TextContent) else str(content)
 

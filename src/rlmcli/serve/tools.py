@@ -16,6 +16,7 @@ from typing import Any
 from rlmcli.config import Settings
 from rlmcli.engine import events as ev
 from rlmcli.engine.budget import Budget, BudgetExceeded
+from rlmcli.records import Limit
 from rlmcli.serve.access import Access, page_uri
 from rlmcli.serve.pools import Pools, Ticket
 from rlmcli.serve.sandboxes import Reaper, SandboxPool, interrupt, start_sandbox
@@ -44,8 +45,8 @@ class Stoppable(Budget):
 
     def _stop_if_cancelled(self) -> None:
         if self.stopped:
-            self.hit("cancelled")
-            raise BudgetExceeded("cancelled", "the client cancelled the call")
+            self.hit(Limit.CANCELLED)
+            raise BudgetExceeded(Limit.CANCELLED, "the client cancelled the call")
 
 
 def cite(doc: str, page: int, line: int | None = None) -> str:
@@ -70,9 +71,8 @@ class Tools:
         ws = self.access.open(workspace, need_documents=False)
         docs = []
         for doc, rec in ws.documents().items():
-            card = rec.get("card") or {}
-            docs.append({"doc": doc, "title": card.get("title") or rec.get("name", doc), "type": rec["type"],
-                         "pages": rec["pages"], "tokens": rec["tokens"], "warnings": rec.get("warnings", [])})
+            docs.append({"doc": doc, "title": rec.card.get("title") or rec.name or doc, "type": rec.type,
+                         "pages": rec.pages, "tokens": rec.tokens, "warnings": rec.warnings})
         return {"workspace": str(ws.root), "documents": docs, "totals": ws.manifest()["totals"]}
 
     def search(self, query: str, workspace: str | None, doc: str | None, k: int,

@@ -1,7 +1,8 @@
 """One source -> a DocumentBuild: extracted pages and their token counts, not yet committed.
 
 The ingest loop (ingest.py) calls `build_document` here, or the Ray builder (ingest_ray.py) calls
-it on a worker; both then hand the build to the workspace writer.
+it on a worker; both then hand the build to the workspace writer (writer.py). A long document's
+pages go to a PageSpool on disk as they are extracted, never all in memory.
 """
 
 from __future__ import annotations
@@ -10,18 +11,128 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rlmcli.errors import ExtractError
+from rlmcli.errors import BinaryFile, ExtractError
+from rlmcli.records import DocumentRecord
 from rlmcli.tokens import TokenCounter
+from rlmcli.workspace.reader import PAGE_SEP, TEXT, TEXT_INDEX, TextIndex, page_name
 from rlmcli.workspace.sources import Source
-from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
+
+if TYPE_CHECKING:
+    from rlmcli.workspace.writer import WorkspaceWriter
 
 MAX_TEXT_BYTES = 4 << 30  # text is streamed page by page; beyond this it is surely not a document
 MAX_HTML_BYTES = 64 << 20  # HTML is parsed whole
 TOKEN_BATCH = 512  # pages of a streamed document counted at a time
+
+
+@dataclass
+class DocumentBuild:
+    """Everything needed to commit one document."""
+
+    name: str  # what the user calls it: the file name, or 'stdin'
+    source: str  # absolute path, or '-' for stdin
+    sha256: str
+    size: int
+    mtime_ns: int
+    type: str
+    extractor: str
+    pages: list[str] | PageSpool  # a spool: pages already written to disk as they were extracted
+    tokens: list[int] | Callable[[], list[int]]  # a callable while the token helper is counting
+    outline: list[tuple[int, int, str]] = field(default_factory=list)  # (level, page, title)
+    warnings: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more meta.json fields (ocr_pages, ...)
+    attachments: list[Source] = field(default_factory=list)  # found inside this one (a mail's files)
+    extraction: str = ""  # the options that shaped its text ("ocr=always"): part of its identity
+
+    def page_tokens(self) -> list[int]:
+        if callable(self.tokens):
+            self.tokens = self.tokens()
+        return self.tokens
+
+    @property
+    def page_count(self) -> int:
+        return self.pages.count if isinstance(self.pages, PageSpool) else len(self.pages)
+
+    def page_texts(self) -> Iterator[str]:
+        return self.pages.texts() if isinstance(self.pages, PageSpool) else iter(self.pages)
+
+    def chars(self) -> int:
+        return self.pages.chars if isinstance(self.pages, PageSpool) else sum(len(p) for p in self.pages)
+
+
+class PageSpool:
+    """Pages written to `<directory>/pages/` as they are extracted, so a 300 MB text file never
+    sits in memory: only counts are kept. Each page also goes to the end of text.txt, whose page
+    offsets `finish()` writes to text.idx; `finish()` also fixes the page files' name width."""
+
+    def __init__(self, directory: Path, on_page: Callable[[int], None] | None = None) -> None:
+        self.directory = directory
+        self.pages_dir = directory / "pages"
+        self.pages_dir.mkdir(parents=True)
+        self.count = 0
+        self.chars = 0
+        self.on_page = on_page
+        self._text = open(directory / TEXT, "wb")
+        self._bytes = self._offset = 0  # bytes and characters of text.txt so far
+        self._starts: tuple[list[int], list[int]] = ([], [])
+
+    def add(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self.count:
+            self._text.write(_SEP_BYTES)
+            self._bytes += len(_SEP_BYTES)
+            self._offset += len(PAGE_SEP)
+        self._starts[0].append(self._bytes)
+        self._starts[1].append(self._offset)
+        self._text.write(data)
+        self._bytes += len(data)
+        self._offset += len(text)
+        self.count += 1
+        self.chars += len(text)
+        with open(self.pages_dir / page_name(self.count, 1), "wb") as fh:
+            fh.write(data)
+        if self.on_page is not None:
+            self.on_page(self.count)
+
+    def finish(self) -> None:
+        """Close text.txt, write its page offsets, and rename pages to the width a document of
+        this many pages uses (10,000 pages or more)."""
+        self._text.close()
+        index = TextIndex(self._starts[0] + [self._bytes], self._starts[1] + [self._offset])
+        (self.directory / TEXT_INDEX).write_bytes(index.to_bytes())
+        if page_name(1, self.count) != page_name(1, 1):
+            for n in range(1, self.count + 1):
+                os.rename(self.pages_dir / page_name(n, 1), self.pages_dir / page_name(n, self.count))
+
+    def close(self) -> None:
+        self._text.close()
+
+    def texts(self) -> Iterator[str]:
+        for n in range(1, self.count + 1):
+            yield (self.pages_dir / page_name(n, self.count)).read_text(encoding="utf-8")
+
+    @classmethod
+    def of(cls, directory: Path, pages: Iterator[str] | list[str],
+           on_page: Callable[[int], None] | None = None) -> PageSpool:
+        """A finished spool of these pages; the directory is removed if writing them fails."""
+        spool = cls(directory, on_page)
+        try:
+            for text in pages:
+                spool.add(text)
+            spool.finish()
+        except BaseException:
+            spool.close()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return spool
+
+
+_SEP_BYTES = PAGE_SEP.encode()
 
 
 class Progress(Protocol):
@@ -95,12 +206,11 @@ def extraction_key(kind: str, options: IngestOptions) -> str:
     return f"ocr={options.ocr}" if kind in OCR_KINDS else ""
 
 
-def stale(record: dict[str, Any], options: IngestOptions) -> bool:
+def stale(record: DocumentRecord, options: IngestOptions) -> bool:
     """Whether a committed document was extracted with options other than these (a record
     without the field was extracted with the defaults)."""
-    kind = str(record.get("type", ""))
-    stored = record.get("extraction", extraction_key(kind, IngestOptions()))
-    return bool(stored != extraction_key(kind, options))
+    stored = record.extraction or extraction_key(record.type, IngestOptions())
+    return stored != extraction_key(record.type, options)
 
 
 Builder = Callable[..., DocumentBuild]  # build_document's signature: extracts one source (here, or on Ray)
@@ -122,7 +232,7 @@ def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: 
         raise ExtractError("empty file (0 bytes)")
     kind = "text" if options.as_text else detect_type(path, head, source.data)
     if kind == "binary":
-        raise ExtractError("binary file: not a supported document type")
+        raise BinaryFile("binary file: not a supported document type")
     if kind == "text" and size > MAX_TEXT_BYTES:
         raise ExtractError(f"text file too large ({size >> 20:,} MB; the limit is {MAX_TEXT_BYTES >> 20:,} MB)")
     if kind == "html" and size > MAX_HTML_BYTES:

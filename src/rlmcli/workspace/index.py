@@ -16,9 +16,11 @@ CHUNK_CHARS = 800
 SCHEMA_VERSION = 1
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+)")
 
+# A document's passages are inserted together, so they hold one run of rowids (docs.first_row
+# to last_row): searching one document is a rowid range the FTS index seeks to, not a scan.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS docs(doc TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs(doc TEXT PRIMARY KEY, sha256 TEXT NOT NULL, first_row INTEGER, last_row INTEGER);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(
     heading, body, doc UNINDEXED, page UNINDEXED, line UNINDEXED,
     tokenize = "porter unicode61 remove_diacritics 2"
@@ -37,23 +39,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-    _add_row_ranges(conn)
     return conn
-
-
-def _add_row_ranges(conn: sqlite3.Connection) -> None:
-    """Each document's passages are inserted together, so they hold one run of rowids; searching
-    one document is then a rowid range the FTS index seeks to, not a scan. An index made before
-    these columns existed gets them here, once (one pass over the passages)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
-    if "first_row" in columns:
-        return
-    conn.execute("BEGIN")
-    conn.execute("ALTER TABLE docs ADD COLUMN first_row INTEGER")
-    conn.execute("ALTER TABLE docs ADD COLUMN last_row INTEGER")
-    ranges = conn.execute("SELECT doc, min(rowid), max(rowid) FROM chunks GROUP BY doc").fetchall()
-    conn.executemany("UPDATE docs SET first_row = ?, last_row = ? WHERE doc = ?", [(a, b, d) for d, a, b in ranges])
-    conn.execute("COMMIT")
 
 
 def add_card(conn: sqlite3.Connection, doc: str, name: str, card: dict[str, str]) -> None:
@@ -114,12 +100,8 @@ def chunk_page(text: str, heading: str, titles: Iterable[str] = ()) -> Iterator[
         yield heading, start, "\n".join(buf)
 
 
-def page_headings(pages: list[str], outline: Iterable[tuple[int, str]]) -> list[tuple[str, list[str]]]:
-    """For each page: the outline heading in force at its top, and the titles that start on it."""
-    return list(page_headings_iter(len(pages), outline))
-
-
 def page_headings_iter(total: int, outline: Iterable[tuple[int, str]]) -> Iterator[tuple[str, list[str]]]:
+    """For each page: the outline heading in force at its top, and the titles that start on it."""
     starting: dict[int, list[str]] = {}
     for page, title in outline:
         starting.setdefault(page, []).append(title)
@@ -164,6 +146,3 @@ def remove_document(conn: sqlite3.Connection, doc: str) -> None:
     conn.execute("DELETE FROM cards WHERE doc = ?", (doc,))
     conn.execute("DELETE FROM docs WHERE doc = ?", (doc,))
 
-
-def indexed_docs(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT doc, sha256 FROM docs"))

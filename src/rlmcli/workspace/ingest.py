@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from rlmcli.errors import ExtractError, Interrupted
+from rlmcli.errors import BinaryFile, ExtractError, Interrupted
+from rlmcli.records import ExecutorKind
 from rlmcli.tokens import TokenCounter
 from rlmcli.workspace.build import Builder, IngestOptions, Progress, build_document, source_sha, source_stat, stale
 from rlmcli.workspace.sources import Source, describe_os_error
-from rlmcli.workspace.store import Workspace, WorkspaceWriter
+from rlmcli.workspace.store import Workspace
+from rlmcli.workspace.writer import WorkspaceWriter
 
 __all__ = ["IngestOptions", "IngestReport", "Progress", "ingest", "ingest_sources", "workspace_path"]
 
@@ -40,10 +42,10 @@ class IngestReport:
     seconds: float = 0.0
 
 
-def auto_key(sources: list[Source], shas: dict[int, str]) -> str:
+def auto_key(sources: list[Source], shas: dict[Source, str]) -> str:
     """The automatic workspace's name: a hash of the inputs' content hashes."""
     digest = hashlib.sha256()
-    for sha in sorted(shas[id(s)] for s in sources):
+    for sha in sorted(shas[s] for s in sources):
         digest.update(sha.encode())
     return digest.hexdigest()[:20]
 
@@ -52,22 +54,22 @@ def ingest_sources(
     writer: WorkspaceWriter,
     sources: list[Source],
     progress: Progress | None = None,
-    known_shas: dict[int, str] | None = None,
+    known_shas: dict[Source, str] | None = None,
     report: IngestReport | None = None,
     options: IngestOptions | None = None,
-    executor: str = "local",
+    executor: ExecutorKind = ExecutorKind.LOCAL,
     ship: bool = False,
 ) -> IngestReport:
     """Ingest each source into the workspace behind `writer`; failures are recorded, not raised.
 
-    With executor="ray", extraction runs as one Ray task per file while this process still
+    On Ray, extraction runs as one Ray task per file while this process still
     commits every document itself, in input order: the listing is the same as a local ingest."""
     report = report or IngestReport()
     known_shas = known_shas or {}
     options = options or IngestOptions()
     started = time.perf_counter()
     builder: Builder = build_document
-    if executor == "ray":
+    if executor is ExecutorKind.RAY:
         from rlmcli.workspace.ingest_ray import RayBuilder
 
         builder = RayBuilder(writer, sources, options, ship)
@@ -92,7 +94,7 @@ def ingest_sources(
 
 
 def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestReport,
-                known_shas: dict[int, str], counter: TokenCounter, progress: Progress | None,
+                known_shas: dict[Source, str], counter: TokenCounter, progress: Progress | None,
                 options: IngestOptions, builder: Builder = build_document) -> None:
     queue = list(sources)
 
@@ -106,13 +108,13 @@ def _ingest_all(writer: WorkspaceWriter, sources: list[Source], report: IngestRe
         if progress:
             progress.file_started(source.name)
         try:
-            pages, attachments = _ingest_one(writer, source, report, known_shas.get(id(source)), counter, progress,
+            pages, attachments = _ingest_one(writer, source, report, known_shas.get(source), counter, progress,
                                              options, builder, ahead)
             queue[0:0] = attachments  # a mail's attachments (an archive's members) right after it
             if attachments and progress:
                 progress.more(len(attachments))
         except ExtractError as exc:
-            if not source.explicit and str(exc).startswith("binary file"):
+            if isinstance(exc, BinaryFile) and not source.explicit:
                 report.skipped_binary += 1
             else:
                 _failed(report, source, str(exc))
@@ -139,8 +141,8 @@ def _start_ahead(writer: WorkspaceWriter, source: Source, options: IngestOptions
     except OSError:
         return
     existing = writer.find_by_source(source.key)
-    if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == (size, mtime_ns) \
-            and not stale(writer.documents[existing], options):
+    rec = writer.documents.get(existing) if existing else None
+    if rec is not None and (rec.size, rec.mtime_ns) == (size, mtime_ns) and not stale(rec, options):
         return  # unchanged: nothing to extract
     from rlmcli.workspace.extract.pdf import start_ahead
 
@@ -156,22 +158,22 @@ def _ingest_one(writer: WorkspaceWriter, source: Source, report: IngestReport, s
     size, mtime_ns = source_stat(source)
     existing = writer.find_by_source(key)
     other_options = existing is not None and stale(writer.documents[existing], options)  # --ocr changed
-    if existing and source.data is None and not other_options:
+    if existing is not None and source.data is None and not other_options:
         rec = writer.documents[existing]
-        if rec["size"] == size and rec["mtime_ns"] == mtime_ns:
+        if rec.size == size and rec.mtime_ns == mtime_ns:
             report.unchanged.append(existing)  # fast path: no read at all
             return 0, []
     sha = sha or source_sha(source)
-    if existing and writer.documents[existing]["sha256"] == sha and not other_options:
-        if writer.documents[existing]["mtime_ns"] != mtime_ns:
+    if existing is not None and writer.documents[existing].sha256 == sha and not other_options:
+        if writer.documents[existing].mtime_ns != mtime_ns:
             writer.update_record(existing, mtime_ns=mtime_ns)  # touched, not changed
         report.unchanged.append(existing)
         return 0, []
     same = writer.find_by_sha(sha) if key != "-" else None  # stdin keeps its name, whatever it repeats
     if same and same != existing:
         rec = writer.documents[same]
-        if key not in rec["aliases"] and key != rec["source"]:
-            writer.update_record(same, aliases=rec["aliases"] + [key])
+        if key not in rec.aliases and key != rec.source:
+            writer.update_record(same, aliases=rec.aliases + [key])
         report.duplicates.append((source.name, same))
         return 0, []
     if not source.explicit and source.path is not None and size > 0:
@@ -225,7 +227,7 @@ def ingest(
     on_wait: Callable[[], None] | None = None,
     follow_symlinks: bool = False,
     ocr: str = "auto",
-    executor: str = "local",
+    executor: ExecutorKind = ExecutorKind.LOCAL,
     ship: bool = False,
     as_text: bool = False,
 ) -> tuple[Workspace, IngestReport]:
@@ -238,12 +240,12 @@ def ingest(
     found = discover(inputs, stdin, follow_symlinks)
     report = IngestReport(failed=list(found.errors), skipped=list(found.skipped), unreadable=list(found.unreadable),
                           skipped_ignored=found.counts["ignored"], skipped_empty=found.counts["empty"])
-    shas: dict[int, str] = {}
+    shas: dict[Source, str] = {}
     if workspace is None:
         readable = []
         for source in found.sources:
             try:
-                shas[id(source)] = source_sha(source)
+                shas[source] = source_sha(source)
                 readable.append(source)
             except OSError as exc:
                 _failed(report, source, describe_os_error(exc))

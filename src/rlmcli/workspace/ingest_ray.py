@@ -18,9 +18,18 @@ from typing import Any
 
 from rlmcli.cluster import ClusterError, connect, describe, disconnect, get, lost
 from rlmcli.errors import ExtractError
-from rlmcli.workspace.build import IngestOptions, Progress, build_document, source_sha, source_stat, stale
+from rlmcli.workspace.build import (
+    DocumentBuild,
+    IngestOptions,
+    PageSpool,
+    Progress,
+    build_document,
+    source_sha,
+    source_stat,
+    stale,
+)
 from rlmcli.workspace.sources import Source
-from rlmcli.workspace.store import DocumentBuild, PageSpool, WorkspaceWriter
+from rlmcli.workspace.writer import WorkspaceWriter
 
 
 class _Scratch:
@@ -56,15 +65,16 @@ class RayBuilder:
 
         ray = self.ray = connect()
         task = ray.remote(num_cpus=1, max_retries=1)(_remote_build)
-        self.refs: dict[int, Any] = {}
+        self.refs: dict[Source, Any] = {}  # the driver's own Source objects: what it hands back
         for original in sources:
             source = original
             if source.path is not None and source.data is None:
                 try:
                     st = os.stat(source.path)
                     existing = writer.find_by_source(source.key)
-                    if existing and (writer.documents[existing]["size"], writer.documents[existing]["mtime_ns"]) == \
-                            (st.st_size, st.st_mtime_ns) and not stale(writer.documents[existing], options):
+                    rec = writer.documents[existing] if existing else None
+                    if rec is not None and (rec.size, rec.mtime_ns) == (st.st_size, st.st_mtime_ns) \
+                            and not stale(rec, options):
                         continue  # unchanged: the driver will not read it at all
                     if not source.explicit:
                         with open(source.path, "rb") as fh:
@@ -75,14 +85,14 @@ class RayBuilder:
                 except OSError:
                     continue  # the driver reports it when it gets there
             try:
-                self.refs[id(original)] = task.remote(source, options)
+                self.refs[original] = task.remote(source, options)
             except Exception as exc:  # noqa: BLE001 - Ray's own errors (a full object store), as one line
                 self.close()
                 raise ClusterError(f"could not send {source.name} to the Ray cluster: {describe(exc)}") from None
 
     def __call__(self, source: Source, sha: str, size: int, mtime_ns: int, counter: Any, writer: WorkspaceWriter,
                  progress: Progress | None, options: IngestOptions) -> DocumentBuild:
-        ref = self.refs.pop(id(source), None)
+        ref = self.refs.pop(source, None)
         if ref is None:  # an attachment found on the way, or a file that was not sent
             return build_document(source, sha, size, mtime_ns, counter, writer, progress, options)
         try:

@@ -196,7 +196,7 @@ class Searcher:
                     if i is None:
                         return
                     try:
-                        results[i] = self._run_on(db, *queries[i], optional=False)
+                        results[i] = self._run_on(db, *queries[i])
                     except BaseException as exc:  # noqa: BLE001 - raised in the caller
                         results[i] = exc
             finally:
@@ -217,31 +217,17 @@ class Searcher:
         return out
 
     def _execute(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any]:
-        rows = self._run(sql, args, optional=False)
-        assert rows is not None
-        return rows
+        return self._run_on(self._conn(), sql, args)
 
-    def _optional(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any] | None:
-        """Rows of a query on a table or column an older index may lack (then None)."""
-        return self._run(sql, args, optional=True)
-
-    def _run(self, sql: str, args: list[Any] | tuple[Any, ...], optional: bool) -> list[Any] | None:
-        return self._run_on(self._conn(), sql, args, optional)
-
-    def _run_on(self, db: sqlite3.Connection, sql: str, args: list[Any] | tuple[Any, ...],
-                optional: bool) -> list[Any] | None:
+    def _run_on(self, db: sqlite3.Connection, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any]:
         """Rows, or one clear error for an index that is missing or damaged."""
         if self._stopped():  # asked before each query, and every 10,000 SQLite steps within one
             raise SearchStopped("the search was stopped before it finished")
         try:
             return db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:  # missing, truncated or not SQLite at all
-            if "interrupted" in str(exc) and self._stopped():
+            if self._stopped():  # our progress handler interrupted it
                 raise SearchStopped("the search was stopped before it finished") from None
-            if optional and "no such" in str(exc):
-                return None
-            if "fts5" in str(exc) or "syntax" in str(exc):
-                raise
             raise WorkspaceError(f"{self.reader.path(INDEX)}: the search index is missing or damaged ({exc}); "
                                  "ingest the files again into a new workspace") from None
 
@@ -260,8 +246,6 @@ class Searcher:
         from rlmcli.workspace.cards import Asked, card_text, naming_weight
 
         cards = self._all_cards()
-        if cards is None:
-            return {}  # an index from before documents had cards
         asked = Asked(check_query(query))
         words = _words(query)
         titles = {doc: (_stems(card.get("title", "").split(" — ")[0]) - {"versio"}) or _stems(doc)
@@ -287,7 +271,7 @@ class Searcher:
                 out[doc] = (weight, used)
         return out
 
-    def _all_cards(self) -> dict[str, dict[str, str]] | None:
+    def _all_cards(self) -> dict[str, dict[str, str]]:
         """Every document's card, read again only when the index changed."""
         import json
 
@@ -295,8 +279,8 @@ class Searcher:
         cached = getattr(self._local, "cards", None)
         if cached is not None and cached[0] == version:
             return cached[1]  # type: ignore[no-any-return]
-        rows = self._optional("SELECT doc, card FROM cards", ())
-        cards = None if rows is None else {doc: json.loads(card) for doc, card in rows}
+        rows = self._execute("SELECT doc, card FROM cards", ())
+        cards = {doc: json.loads(card) for doc, card in rows}
         self._local.cards = (version, cards)
         return cards
 
@@ -314,14 +298,14 @@ class Searcher:
         if not docs:
             return []
         marks = ",".join("?" * len(docs))
-        rows = self._optional(f"SELECT doc, title, info FROM doc_cards WHERE doc IN ({marks})", docs)
-        return [(d, (t, i)) for d, t, i in rows or []]
+        rows = self._execute(f"SELECT doc, title, info FROM doc_cards WHERE doc IN ({marks})", docs)
+        return [(d, (t, i)) for d, t, i in rows]
 
     def _ranges(self, docs: list[str]) -> list[Range] | None:
-        """Each document's run of passage rowids; None when the index predates them."""
+        """Each document's run of passage rowids; None when one has no passages."""
         marks = ",".join("?" * len(docs))
-        rows = self._optional(f"SELECT first_row, last_row FROM docs WHERE doc IN ({marks})", docs)
-        if rows is None or any(a is None for a, _ in rows):
+        rows = self._execute(f"SELECT first_row, last_row FROM docs WHERE doc IN ({marks})", docs)
+        if any(a is None for a, _ in rows):
             return None
         return [(int(a), int(b)) for a, b in rows]
 

@@ -12,9 +12,12 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlmcli.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from rlmcli.records import DocumentRecord
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -146,6 +149,7 @@ class WorkspaceReader:
     def __init__(self, root: str | os.PathLike[str] = ".") -> None:
         self.root = os.fspath(root)
         self._manifest: dict[str, Any] | None = None
+        self._records: dict[str, DocumentRecord] | None = None
         self._stamp: tuple[int, int] | None = None
         self._resolved: dict[str, str] = {}
         self._lines: dict[str, list[int] | None] = {}
@@ -174,13 +178,28 @@ class WorkspaceReader:
                 raise WorkspaceError(f"{path}: not an rlm manifest")
             if data.get("format", 0) > FORMAT_VERSION:
                 raise WorkspaceError(f"{self.root}: made by a newer rlm (format {data['format']})")
-            self._manifest, self._stamp, self._resolved, self._lines = data, stamp, {}, {}
+            self._manifest, self._stamp, self._resolved, self._lines, self._records = data, stamp, {}, {}, None
         return self._manifest
 
     @property
     def documents(self) -> dict[str, dict[str, Any]]:
+        """The documents as manifest.json has them (what model code sees in the sandbox)."""
         docs: dict[str, dict[str, Any]] = self.manifest()["documents"]
         return docs
+
+    @property
+    def records(self) -> dict[str, DocumentRecord]:
+        """The documents as typed records, read once per version of the manifest (the parent's
+        view; the sandbox child uses `documents` and need not import the records)."""
+        docs = self.documents
+        if self._records is None:
+            from rlmcli.records import DocumentRecord
+
+            try:
+                self._records = {doc: DocumentRecord.from_json(rec) for doc, rec in docs.items()}
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise WorkspaceError(f"{self.path(MANIFEST)}: a damaged document entry ({exc!r})") from None
+        return self._records
 
     def totals(self) -> dict[str, int]:
         totals: dict[str, int] = self.manifest().get("totals", {})

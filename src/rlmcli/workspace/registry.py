@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlmcli.config import auto_workspaces_dir, links_dir, workspaces_dir
+from rlmcli.config import auto_workspaces_dir, links_dir, rlm_home, workspaces_dir
 from rlmcli.errors import WorkspaceError
 from rlmcli.workspace.store import Workspace
 
@@ -35,6 +35,39 @@ class WorkspaceInfo:
         more = f" +{self.documents - 1}" if self.documents > 1 else ""
         first = self.sources[0] if self.sources else "empty"
         return f"{self.short or self.name} ({first}{more})"
+
+
+def mark_used(root: Path) -> None:
+    """Record a use of the workspace at `root`, for `rlm workspaces` and `--prune`; a workspace
+    outside RLM_HOME gets a link there, so it is listed and can be the last used one."""
+    with contextlib.suppress(OSError):
+        (root / ".last_used").touch()
+    root = root.resolve()
+    if root.is_relative_to(rlm_home().resolve()):
+        return
+    import hashlib
+
+    link = links_dir() / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    with contextlib.suppress(OSError):
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(root, link)
+
+
+def last_used(root: Path) -> float:
+    for name in (".last_used", "manifest.json"):
+        with contextlib.suppress(OSError):
+            return (root / name).stat().st_mtime
+    return 0.0
+
+
+def size_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
 
 
 def _candidates() -> list[tuple[str, Path, bool]]:
@@ -72,7 +105,7 @@ def list_workspaces(with_size: bool = True) -> list[WorkspaceInfo]:
         totals = manifest.get("totals", {})
         sources = [str(rec.get("name") or doc) for doc, rec in list((manifest.get("documents") or {}).items())[:3]]
         infos.append(WorkspaceInfo(name, path, auto, totals.get("documents", 0), totals.get("tokens", 0),
-                                   ws.size_bytes() if with_size else 0, ws.last_used(), sources))
+                                   size_bytes(path) if with_size else 0, last_used(path), sources))
     keys = [i.path.name for i in infos if i.auto]
     for info in infos:
         if info.auto:

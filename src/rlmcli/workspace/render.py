@@ -17,8 +17,8 @@ MAX_IMAGES = 4  # per look
 
 
 def _original(reader: WorkspaceReader, doc: str) -> Path:
-    rec = reader.documents[doc]
-    source = str(rec.get("source") or "")
+    rec = reader.records[doc]
+    source = rec.source
     path = Path(source)
     if source in ("", "-") or "#" in source or not path.is_file():
         raise WorkspaceError(f"look() needs {doc}'s original file, which is not at {source or '(stdin)'} any more")
@@ -26,7 +26,7 @@ def _original(reader: WorkspaceReader, doc: str) -> Path:
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    if digest.hexdigest() != rec.get("sha256"):
+    if digest.hexdigest() != rec.sha256:
         raise WorkspaceError(f"{path} changed since it was ingested: ingest it again before look()")
     return path
 
@@ -44,9 +44,8 @@ def _png(image: object) -> bytes:
 
 def page_images(reader: WorkspaceReader, doc: str, page: int) -> list[tuple[str, bytes]]:
     """[(mime type, bytes)] showing page `page` of `doc`; WorkspaceError saying why not."""
-    rec = reader.documents[doc]
     reader.page_file(doc, page)  # NoSuchPage for a page that is not there
-    kind = rec.get("type")
+    kind = reader.records[doc].type
     if kind == "pdf":
         import pypdfium2 as pdfium
 

@@ -31,7 +31,7 @@ def is_workspace(path: Path) -> bool:
     return all(os.path.lexists(os.path.join(path, mark)) for mark in WORKSPACE_MARKS)
 
 
-@dataclass
+@dataclass(eq=False)  # one input, hashed by identity: a dict keyed by sources holds each once
 class Source:
     name: str  # shown to the user and slugged into the doc id
     path: Path | None  # None for stdin and attachments

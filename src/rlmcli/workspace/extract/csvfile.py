@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlmcli.errors import ExtractError
+from rlmcli.errors import BinaryFile, ExtractError
 from rlmcli.workspace.extract import Extracted
 from rlmcli.workspace.extract.encoding import SNIFF_BYTES, sniff
 from rlmcli.workspace.extract.tables import table_pages
@@ -37,7 +37,7 @@ def extract(path: Path, data: bytes | None, options: object, kind: str) -> Extra
         raise ExtractError("empty file (0 bytes)")
     if looks_binary(head[:8192]):
         raw.close()
-        raise ExtractError("binary file, not CSV text")
+        raise BinaryFile("binary file, not CSV text")
     how = sniff(head, partial=True)
     raw.seek(0)
     text = io.TextIOWrapper(raw, encoding=how.codec, errors=how.errors, newline="")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlmcli.errors import ExtractError
+from rlmcli.errors import BinaryFile, ExtractError
 from rlmcli.workspace.extract import Extracted, Options, pages_named
 
 MAX_PIXELS = 100_000_000  # per page: a 10,000 x 10,000 scan; beyond it a decompression bomb is likelier
@@ -24,7 +24,7 @@ NAMES = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}
 
 def _refuse(options: Options, why: str) -> ExtractError:
     """Found in a folder: skipped as a binary file (counted). Named: the reason, as an error."""
-    return ExtractError(f"binary file: {why}" if not options.explicit else why)
+    return BinaryFile(f"binary file: {why}") if not options.explicit else ExtractError(why)
 
 
 def _open(path: Path, data: bytes | None, what: str) -> Any:

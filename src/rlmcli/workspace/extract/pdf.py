@@ -19,7 +19,7 @@ from typing import Any
 
 from rlmcli.errors import ExtractError
 from rlmcli.workspace.extract import Extracted, Options, OutlineEntry, pages_named
-from rlmcli.workspace.extract.pdf_workers import PAGE_SECONDS, TIMED_OUT, Run, can_fork, in_process
+from rlmcli.workspace.extract.pdf_workers import PAGE_SECONDS, Run, can_fork, in_process
 
 OCR_DPI = 150
 LETTER_SPACED_SHARE = 0.05  # a page whose words stand this much in one-letter runs is named in a warning
@@ -108,7 +108,7 @@ def _open_pdfium(path: Path) -> Any:
     try:
         return pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
-        if "password" in str(exc).lower():
+        if getattr(exc, "err_code", None) == pdfium.raw.FPDF_ERR_PASSWORD:
             raise ExtractError("encrypted PDF: a password is required to open it") from None
         return None
 
@@ -141,15 +141,15 @@ def _extract_pdfium(path: Path, pdf: Any, options: Options, ahead: _Ahead | None
         results = Run(str(path), n).collect(on_page)
     else:
         results = in_process(str(path), n, on_page)
-    pages = [text for text, _, _ in results]
-    failed = [i for i, (_, problem, _) in enumerate(results) if problem]
+    pages = [r.text for r in results]
+    failed = [i for i, r in enumerate(results) if r.problem]
     warnings = []
-    timed_out = [i + 1 for i, (_, problem, _) in enumerate(results) if problem == TIMED_OUT]
+    timed_out = [i + 1 for i, r in enumerate(results) if r.timed_out]
     if timed_out:
         warnings.append(f"extracting {_pages(timed_out)} took over {PAGE_SECONDS:g} s and was stopped")
     if failed:
         _fill_with_pypdf(path, pages, [i for i in failed if i + 1 not in timed_out])
-    spaced = [i + 1 for i, (_, _, share) in enumerate(results) if share > LETTER_SPACED_SHARE]
+    spaced = [i + 1 for i, r in enumerate(results) if r.spaced > LETTER_SPACED_SHARE]
     return Extracted(pages=pages, extractor="pypdfium2", outline=outline, metadata=metadata, warnings=warnings,
                      extra={"letter_spaced_pages": spaced} if spaced else {})
 

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlmcli.errors import ExtractError
 from rlmcli.forking import fork_helper, sigint_held
@@ -31,7 +31,15 @@ PAGES_PER_WORKER = 16  # a worker's share costs an open of the document: worth i
 MAX_WORKERS = 8
 PAGE_SECONDS = 30.0  # one page's extraction may take this long
 
-PageResult = tuple[str, str | None, float]  # text, problem, letter-spaced share
+
+
+class PageResult(NamedTuple):
+    text: str
+    problem: str | None  # why the page has no text from PDFium (pypdf tries it then), or None
+    spaced: float  # the share of its text that is letter-spaced
+    timed_out: bool = False  # stopped after PAGE_SECONDS (pypdf is not tried: it would hang too)
+
+
 TIMED_OUT = f"timed out after {PAGE_SECONDS:g} s"
 
 
@@ -250,21 +258,21 @@ class Run:
                     if worker.fd in ready:
                         try:
                             for index, text, problem, spaced in worker.read():
-                                results[index] = (text, problem, spaced)
+                                results[index] = PageResult(text, problem, spaced)
                                 done += 1
                                 if on_page is not None:
                                     on_page(done)
                         except EOFError:  # died mid-document: its pages left fall to pypdf
                             for index in worker.todo:
-                                results[index] = ("", "the extraction process died", 0.0)
+                                results[index] = PageResult("", "the extraction process died", 0.0)
                             self._replace(worker, [])
                             continue
                     if worker.todo and now - worker.since > PAGE_SECONDS:
-                        results[worker.todo[0]] = ("", TIMED_OUT, 0.0)
+                        results[worker.todo[0]] = PageResult("", TIMED_OUT, 0.0, timed_out=True)
                         self._replace(worker, worker.todo[1:])
         finally:
             self.stop()
-        return [r if r is not None else ("", "not extracted", 0.0) for r in results]
+        return [r if r is not None else PageResult("", "not extracted", 0.0) for r in results]
 
     def _replace(self, worker: _Worker, rest: list[int]) -> None:
         """Stop a worker that hung or died; a fresh one takes the pages it had left."""
@@ -292,7 +300,7 @@ def in_process(path: str, total: int, on_page: Callable[[int], None] | None) -> 
     try:
         for index in range(total):
             _, text, problem, spaced = _result(pdf, index)
-            out.append((text, problem, spaced))
+            out.append(PageResult(text, problem, spaced))
             if on_page is not None:
                 on_page(index + 1)
     finally:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from rlmcli.errors import ExtractError
+from rlmcli.errors import BinaryFile, ExtractError
 from rlmcli.workspace.extract import Extracted
 from rlmcli.workspace.extract.encoding import BOMS, FALLBACK_USES, SNIFF_BYTES, Decoding, decode, fallback_handler, sniff
 from rlmcli.workspace.extract.split import Lines, MarkdownOutline, Sections, markdown_outline, split_text
@@ -56,7 +56,7 @@ def extract_text(path: Path, data: bytes | None = None) -> Extracted:
         return stream_text(path, data)
     raw = read_bytes(path, data)
     if looks_binary(raw[:8192]):
-        raise ExtractError("binary file, not text")
+        raise BinaryFile("binary file, not text")
     text, warning = decode(raw)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
@@ -101,7 +101,7 @@ def stream_text(path: Path, data: bytes | None = None) -> Extracted:
     head = fh.read(SNIFF_BYTES)
     if looks_binary(head[:8192]):
         fh.close()
-        raise ExtractError("binary file, not text")
+        raise BinaryFile("binary file, not text")
     how = sniff(head, partial=True)
     markdown = path.suffix.lower() in {".md", ".markdown"}
     late = [0]
