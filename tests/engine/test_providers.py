@@ -173,12 +173,33 @@ def test_a_reply_cut_short_is_retried_and_never_cached(server: FakeLLM, ws: Work
                          ids=["never-answers", "slow-drip", "endless-stream"])
 def test_timeout_bounds_hung_dripping_and_endless_replies(server: FakeLLM, ws: Workspace, transport: str,
                                                           fault: Reply) -> None:
+    """Each fault would hold the request for a minute or more (the drip sends ~400 bytes 0.3 s
+    apart): the client walking away from every one of them is what the run's 1 s timeout did."""
     server.responder("gpt-4o-mini", lambda p: fault)
-    started = time.monotonic()
     result = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=server.base, transport=transport,
                           timeout=1.0, stream=fault.endless)
     assert result.status == "partial" and result.limit == "timeout"
-    assert time.monotonic() - started < 1.0 + 2.0
+    assert len(server.requests) >= 1 and server.wait_hangups(len(server.requests)) == len(server.requests)
+
+
+def test_a_reply_that_stalls_midway_ends_at_the_deadline_not_a_read_timeout(server: FakeLLM) -> None:
+    """httpx bounds each read, not the whole reply: here each read may wait 2 s, and the reply's
+    first byte comes at once, then nothing for 30 s. The transport's deadline (0.5 s) ends the
+    blocked read by shutting the socket down, so what ends it is not httpx's read timeout."""
+    import httpx
+
+    from rlmcli.engine.providers import transport
+
+    server.responder("m", lambda p: Reply("x" * 50, drip=30.0))
+    client = transport.client()
+    request = client.build_request("POST", server.base + "/chat/completions", json={"model": "m", "messages": []},
+                                   timeout=httpx.Timeout(5.0, read=2.0),
+                                   extensions={transport.DEADLINE: time.monotonic() + 0.5})
+    with pytest.raises(httpx.HTTPError) as caught:
+        client.send(request).read()
+    assert not isinstance(caught.value, httpx.ReadTimeout) and transport.past(request)
+    error = transport.network_error(caught.value, request, 0.5)
+    assert (error.kind, str(error)) == ("timeout", "no complete reply within 0.5 s")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -283,7 +304,7 @@ def test_rlm_models_lists_and_checks(server: FakeLLM) -> None:
                       env={"OPENAI_API_KEY": None})
     assert listing.returncode == 0
     line = listing.stdout.decode().splitlines()[0].split("\t")
-    assert line == ["root", "openai/gpt-4o-mini", "openai via openai-compatible (stdlib)", "OPENAI_API_KEY NOT SET",
+    assert line == ["root", "openai/gpt-4o-mini", "openai via openai-compatible (httpx)", "OPENAI_API_KEY NOT SET",
                     "128000", "$0.15 / $0.6"]  # off a terminal: tab-separated, plain numbers
     checked = run_rlm("models", "--check", "--json", "--model", "openai/gpt-4o-mini", "--api-base", server.base)
     data = json.loads(checked.stdout)
