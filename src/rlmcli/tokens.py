@@ -1,7 +1,7 @@
 """Token counting with tiktoken's o200k_base, offline and off the critical path.
 
 tiktoken downloads encodings on first use; litellm ships the same files, so we point
-TIKTOKEN_CACHE_DIR at them (without importing litellm, which is slow to import).
+TIKTOKEN_CACHE_DIR at them (litellm_files.py: found without importing litellm, which is slow).
 
 Building the encoding costs 0.3-0.5 s, more than extracting a 100-page PDF. So the parsed
 ranks are cached with marshal under RLM_HOME, and ingest builds the encoding in a forked
@@ -11,7 +11,6 @@ helper process (`TokenCounter`) while the parent extracts text.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -21,14 +20,6 @@ from rlmcli import framing
 
 ENCODING = "o200k_base"
 PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
-
-
-def _litellm_tokenizer_dir() -> str | None:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
-    return str(path) if path.is_dir() else None
 
 
 def _cache_path() -> Path:
@@ -51,9 +42,11 @@ def encoding() -> Any:
     except (OSError, ValueError, EOFError, TypeError):
         pass
     if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        found = _litellm_tokenizer_dir()
-        if found:
-            os.environ["TIKTOKEN_CACHE_DIR"] = found
+        from rlmcli import litellm_files
+
+        found = litellm_files.tokenizers()
+        if found is not None:
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(found)
     from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS
 
     kw = ENCODING_CONSTRUCTORS[ENCODING]()
