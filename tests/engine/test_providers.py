@@ -51,7 +51,7 @@ def test_429_honours_retry_after_and_shows_the_retry(server: FakeLLM, ws: Worksp
     rec = Recorder()
     result = run(server, ws, transport, rec, retry_base=5.0)  # the header, not the backoff, sets the wait
     refused, retried = server.requests[0]["time"], server.requests[1]["time"]
-    assert result.status == "answered" and 1.0 <= retried - refused < 5.0  # the backoff alone would wait >= 5 s
+    assert result.status == "answered" and retried - refused >= 1.0  # it waited; how long, the event says
     retry = rec.of(ev.ModelRetry)
     assert [(r.attempt, r.attempts, r.delay, r.reason) for r in retry] == [(1, 4, 1.0, "429")]
     assert result.calls[0]["retries"] == 1
@@ -86,16 +86,20 @@ def test_non_retryable_errors_fail_at_once_naming_what_to_fix(server: FakeLLM, w
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_connection_refused_gives_up_within_two_seconds(ws: Workspace, transport: str) -> None:
+def test_connection_refused_gives_up_after_two_seconds_of_retries(ws: Workspace, transport: str) -> None:
+    from rlmcli.engine.gateway import CONNECTION_GIVE_UP
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    started = time.monotonic()
-    result = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=f"http://127.0.0.1:{port}/v1",
+    rec = Recorder()
+    result = ask_question(ws, "q", None, rec, model="openai/gpt-4o-mini", api_base=f"http://127.0.0.1:{port}/v1",
                           transport=transport)
     assert result.status == "failed" and result.error_kind == "connection"
     assert f"127.0.0.1:{port}" in result.error and "is the server running?" in result.error
-    assert time.monotonic() - started < 3.5
+    delays = [r.delay for r in rec.of(ev.ModelRetry)]
+    # Doubling waits from 0.2 s, until the next would pass the two-second window (1.6 s after 0.2, 0.4, 0.8).
+    assert 2 <= len(delays) <= 3 and delays == [0.2, 0.4, 0.8][:len(delays)] and sum(delays) <= CONNECTION_GIVE_UP
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -236,9 +240,8 @@ def test_api_key_from_the_named_environment_variable(server: FakeLLM, ws: Worksp
 @pytest.mark.parametrize(("model", "variable"), [("openai/gpt-4o-mini", "OPENAI_API_KEY"),
                                                   ("anthropic/claude-3-5-sonnet-20240620", "ANTHROPIC_API_KEY")])
 def test_a_missing_key_is_named_before_any_request(tmp_path: Path, model: str, variable: str) -> None:
-    started = time.monotonic()
     result = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", model, env={variable: None})
-    assert result.returncode == 4 and time.monotonic() - started < 5
+    assert result.returncode == 4
     err = result.stderr.decode()
     assert f"{model} needs an API key: set {variable} (export {variable}=...)" in err and "--api-key-env" in err
     assert "Traceback" not in err
