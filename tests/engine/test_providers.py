@@ -1,5 +1,5 @@
 """Real providers' faults, over real HTTP against the fake server, through both transports: the
-standard-library fast path and litellm. Each fault ends within its bound with a message that
+fast path (httpx) and litellm. Each fault ends within its bound with a message that
 names what to fix."""
 
 from __future__ import annotations
@@ -188,21 +188,21 @@ def test_timeout_bounds_hung_dripping_and_endless_replies(server: FakeLLM, ws: W
 
 def test_a_reply_that_stalls_midway_ends_at_the_deadline_not_a_read_timeout(server: FakeLLM) -> None:
     """httpx bounds each read, not the whole reply: here each read may wait 2 s, and the reply's
-    first byte comes at once, then nothing for 30 s. The transport's deadline (0.5 s) ends the
+    first byte comes at once, then nothing for 30 s. The client's deadline (0.5 s) ends the
     blocked read by shutting the socket down, so what ends it is not httpx's read timeout."""
     import httpx
 
-    from rlmcli.engine.providers import transport
+    from rlmcli.engine.providers import http_client
 
     server.responder("m", lambda p: Reply("x" * 50, drip=30.0))
-    client = transport.client()
+    client = http_client.client()
     request = client.build_request("POST", server.base + "/chat/completions", json={"model": "m", "messages": []},
                                    timeout=httpx.Timeout(5.0, read=2.0),
-                                   extensions={transport.DEADLINE: time.monotonic() + 0.5})
+                                   extensions={http_client.DEADLINE: time.monotonic() + 0.5})
     with pytest.raises(httpx.HTTPError) as caught:
         client.send(request).read()
-    assert not isinstance(caught.value, httpx.ReadTimeout) and transport.past(request)
-    error = transport.network_error(caught.value, request, 0.5)
+    assert not isinstance(caught.value, httpx.ReadTimeout) and http_client.past(request)
+    error = http_client.network_error(caught.value, request, 0.5)
     assert (error.kind, str(error)) == ("timeout", "no complete reply within 0.5 s")
 
 

@@ -285,7 +285,7 @@ class Gateway:
     @staticmethod
     def _attempt(provider: Provider, request: Request, on_delta: Callable[[str], None] | None) -> Completion:
         """One provider.complete, in this thread: the providers bound it by the request's timeout
-        with their HTTP client's own deadlines (engine/providers/transport.py)."""
+        with their HTTP client's own deadlines (engine/providers/http_client.py)."""
         try:
             return provider.complete(request, on_delta)
         except ProviderError:

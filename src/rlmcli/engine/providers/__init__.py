@@ -51,7 +51,7 @@ def prewarm(models: list[str], transport: str = "auto") -> None:
         return
 
     def warm() -> None:
-        from rlmcli.engine.providers.transport import client
+        from rlmcli.engine.providers.http_client import client
 
         provider_for("", "openai")
         client()

@@ -36,11 +36,11 @@ def litellm() -> Any:
             lib.suppress_debug_info = True
             lib.telemetry = False
             lib.drop_params = True
-            from rlmcli.engine.providers import transport
+            from rlmcli.engine.providers import http_client
 
             # OpenAI-protocol providers (openai, azure, openrouter...) send through our client, so
             # the request's timeout bounds the whole reply there too, not each read.
-            lib.client_session = transport.client()
+            lib.client_session = http_client.client()
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
                 logging.getLogger(name).setLevel(logging.ERROR)
             _litellm = lib
@@ -143,7 +143,7 @@ def _message(exc: Exception) -> str:
 
 def classify(exc: Exception) -> ProviderError:
     """A litellm (or httpx/openai) exception as a classified ProviderError."""
-    from rlmcli.engine.providers.transport import network_kind
+    from rlmcli.engine.providers.http_client import network_kind
 
     lib = litellm()
     message = _message(exc)

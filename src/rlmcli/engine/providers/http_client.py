@@ -2,13 +2,14 @@
 
 httpx bounds each network operation (connect, each read, each write), not the whole exchange, so
 a server that answers a byte at a time, or stalls halfway, could hold a request for ever. Here a
-request's timeout is its deadline, connect to last byte: the request hook gives each operation
-only the time left, and once the reply's headers are in, one watcher thread for the process
-shuts the connection's socket down at the deadline, which ends a blocked read at once. No thread
-per request, nothing left running after it.
+request's timeout is also its deadline: httpx's timeouts (the same number) bound connecting and
+waiting for the headers; from the headers on, one watcher thread for the process shuts the
+connection's socket down at the deadline, which ends a blocked read at once, and `chunks` stops
+a reply that keeps arriving. No thread per request, nothing left running after it.
 
 Keep-alive connections are pooled; proxies come from HTTP(S)_PROXY / ALL_PROXY / NO_PROXY; TLS is
-verified against the system's trust store (as the standard library does).
+verified against the system's trust store (as the standard library does). This is the only
+module that imports httpx.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ import heapq
 import itertools
 import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import httpx
+# httpx's __init__ also loads its own command line (httpx._main: rich.syntax, pygments), a third of
+# the fast path's import time and never used here; a None in sys.modules makes that import fail,
+# which httpx expects (its `cli` extra may be missing) and answers with a stub.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from rlmcli.engine.providers.base import ProviderError
+import httpx  # noqa: E402
+
+from rlmcli.engine.providers.base import ProviderError  # noqa: E402
 
 DEADLINE = "rlm.deadline"  # the request extension holding its deadline (time.monotonic())
 
@@ -96,6 +105,47 @@ def client() -> httpx.Client:
                 event_hooks={"request": [_on_request], "response": [_on_response]},
             )
     return _client
+
+
+@contextmanager
+def post(url: str, headers: dict[str, str], content: bytes, seconds: float) -> Iterator[httpx.Response]:
+    """POST and hand over the reply as it starts to arrive (closed after the block: read to its end,
+    its connection goes back to the pool). A network failure, here or while the block reads, is a
+    classified ProviderError; past the deadline, a timeout."""
+    http = client()
+    request: httpx.Request | None = None
+    try:
+        request = http.build_request("POST", url, headers=headers, content=content, timeout=httpx.Timeout(seconds),
+                                     extensions={DEADLINE: time.monotonic() + seconds})
+        response = http.send(request, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+    except ProviderError as exc:
+        if exc.kind in ("incomplete", "reset") and past(request):  # the watcher ended a stream: it looks clean
+            raise ProviderError(f"no complete reply within {seconds:g} s", "timeout") from None
+        raise
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise network_error(exc, request, seconds) from None
+
+
+def chunks(response: httpx.Response, limit: int, seconds: float, partial: bool = False) -> Iterator[bytes]:
+    """The body as it arrives (decompressed): at most `limit` bytes (past it, a ProviderError), and
+    not past the deadline, so a server dripping a byte at a time ends there too. With `partial`
+    (an error page), a body cut short just ends."""
+    size = 0
+    try:
+        for chunk in response.iter_bytes():
+            if past(response.request):
+                raise ProviderError(f"no complete reply within {seconds:g} s", "timeout")
+            size += len(chunk)
+            if size > limit:
+                raise ProviderError(f"the reply is larger than {limit >> 20} MB", "malformed", retryable=False)
+            yield chunk
+    except httpx.RemoteProtocolError:
+        if not partial or past(response.request):
+            raise
 
 
 def past(request: httpx.Request | None) -> bool:
