@@ -85,14 +85,12 @@ def _ask(args: list[str], workspace: Optional[str], refresh: bool, dry_run: bool
 
             for line in check_prices(settings):  # an unenforceable --max-cost: exit 2 before any work
                 say(f"rlm: {line}")
-        from rlmcli.engine.providers import prewarm, uses_fast_path
+        from rlmcli.engine.providers import uses_fast_path
 
         if not all(uses_fast_path(m, settings.transport) for m in config.allowed_models):
-            from rlmcli.engine.providers import litellm_provider
+            from rlmcli.engine.providers.litellm_provider import prewarm
 
-            litellm_provider.prewarm()  # litellm's import overlaps ingest and the sandbox start
-        elif not paths and not dry_run:  # (with files to ingest, the run's Gateway starts it, after the ingest)
-            prewarm(config.allowed_models, settings.transport)  # httpx's import overlaps opening the workspace
+            prewarm()  # litellm's import overlaps ingest and the sandbox start
     ws = workspace_for(paths, workspace, quiet, settings.ocr, announce=not quiet)
     if offline:
         _offline(ws, question, as_json, focus)
