@@ -103,9 +103,17 @@ def bench_startup(tmp: Path) -> None:
            None, "ms", "<= 50", runs, f"{again * 1000:.0f} ms total minus `rlm --help`")
 
 
+def llm_command() -> list[str] | None:
+    """Simon Willison's `llm`, the anchor for the first request: $RLM_BENCH_LLM, else `llm` on PATH.
+    Install it outside the project (`python -m venv /tmp/llmvenv && /tmp/llmvenv/bin/pip install llm`)."""
+    found = os.environ.get("RLM_BENCH_LLM") or shutil.which("llm")
+    return [found] if found else None
+
+
 def bench_first_request(tmp: Path) -> None:
-    """Start to the first model request, `rlm ask` on an ingested workspace, against the time a
-    bare `python -c "import litellm"` takes on the same machine in the same run."""
+    """Start to the first model request, `rlm ask` on an ingested workspace, side by side with
+    `llm` sending one prompt to the same fake server (when `llm` is installed), and against the
+    time a bare `python -c "import litellm"` takes on the same machine in the same run."""
     small = small_workspace(tmp)
     stamps = tmp / "stamps.txt"
     server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--reply",
@@ -114,13 +122,26 @@ def bench_first_request(tmp: Path) -> None:
     assert server.stdout is not None and server.stdin is not None
     base = server.stdout.readline().strip()
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    llm = llm_command()
+    llm_home = tmp / "llm-home"
+    llm_home.mkdir(exist_ok=True)
+    # `llm` reaches an OpenAI-compatible server through a model declared in its user folder.
+    (llm_home / "extra-openai-models.yaml").write_text(f"- model_id: bench\n  model_name: bench\n  api_base: \"{base}\"\n")
+    llm_env = dict(os.environ, LLM_USER_PATH=str(llm_home), OPENAI_API_KEY="sk-bench")
 
-    def first_request() -> float:
+    def stamped(cmd: list[str], cmd_env: dict[str, str]) -> float:
         stamps.write_text("")
         started = time.time()
-        subprocess.run([*RLM, "ask", "-w", str(small), "q", "--model", "openai/bench", "--api-base", base, "--no-cache",
-                        "--max-iterations", "1", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cmd_env)
         return float(stamps.read_text().split()[0]) - started
+
+    def first_request() -> float:
+        return stamped([*RLM, "ask", "-w", str(small), "q", "--model", "openai/bench", "--api-base", base, "--no-cache",
+                        "--max-iterations", "1", "-q"], env)
+
+    def llm_first_request() -> float:
+        assert llm is not None
+        return stamped([*llm, "-m", "bench", "--no-log", "q"], llm_env)
 
     def import_litellm() -> float:
         return timed([sys.executable, "-c", "import litellm"], env=env)
@@ -130,6 +151,12 @@ def bench_first_request(tmp: Path) -> None:
         ours, anchor = medians_alternating(runs, first_request, import_litellm)
         record("rlm ask: start to first model request", ours, anchor, "s",
                "<= 1.0 s; ratio <= 0.5 vs `python -c \"import litellm\"`", runs)
+        if llm is None:
+            print("  (skipped the side-by-side with `llm`: not installed; set RLM_BENCH_LLM)", file=sys.stderr)
+        else:
+            ours, anchor = medians_alternating(runs, first_request, llm_first_request)
+            record("first model request: rlm ask vs llm, same fake server", ours, anchor, "s", "ratio <= 0.5", runs,
+                   " ".join(llm))
     finally:
         server.stdin.close()
         server.wait(timeout=10)

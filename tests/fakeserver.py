@@ -32,7 +32,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     raw: bytes | None = None  # sent as the body verbatim (malformed JSON, say)
-    hang: bool = False  # never answer (until the client gives up or the server stops)
+    hang: bool = False  # never answer (until the client hangs up, the server stops, or a minute passes)
     headers: dict[str, str] | None = None  # extra response headers (Retry-After, say)
     drip: float = 0.0  # send the body one byte at a time, this many seconds apart
     endless: bool = False  # a stream that never ends
@@ -82,6 +82,7 @@ class FakeLLM:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.hangups = 0  # replies the client walked away from before they ended (hung, dripping, endless)
         self.httpd: ThreadingHTTPServer | None = None
         self.stopped = threading.Event()
         self.chaos_rate = 0.0
@@ -167,6 +168,33 @@ class FakeLLM:
                       "total_tokens": words + 11 + self.count_tokens(reply.content)},
         }).encode()
 
+    def _hung_up(self) -> None:
+        with self.lock:
+            self.hangups += 1
+
+    def _until_hangup(self, sock: socket.socket, seconds: float) -> None:
+        """Say nothing until the client closes the connection (counted), the server stops, or `seconds` pass."""
+        import select
+
+        end = time.monotonic() + seconds
+        while not self.stopped.is_set() and time.monotonic() < end:
+            if select.select([sock], [], [], 0.05)[0]:
+                try:
+                    gone = sock.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    self._hung_up()
+                    return
+                self.stopped.wait(0.05)  # the client sent more (it should not): keep waiting
+
+    def wait_hangups(self, count: int, seconds: float = 30.0) -> int:
+        """The hang-ups seen, once there are `count` (a client's close takes the server a moment to notice)."""
+        end = time.monotonic() + seconds
+        while self.hangups < count and time.monotonic() < end:
+            time.sleep(0.02)
+        return self.hangups
+
     def start(self) -> FakeLLM:
         server = self
 
@@ -192,7 +220,7 @@ class FakeLLM:
                     if server.stopped.wait(reply.delay or server.default_delay):
                         return
                     if reply.hang:
-                        server.stopped.wait(60)
+                        server._until_hangup(self.connection, 60)
                         return
                     if reply.reset:
                         self.close_connection = True
@@ -220,7 +248,7 @@ class FakeLLM:
                     else:
                         self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    server._hung_up()
                 finally:
                     with server.lock:
                         server.in_flight -= 1

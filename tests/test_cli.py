@@ -92,7 +92,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_help_does_not_import_heavy_modules() -> None:
     code = ("import sys; sys.argv=['rlm','--help']\nfrom rlmcli.cli import main\ntry: main()\nexcept SystemExit: pass\n"
-            "heavy=[m for m in ('litellm','pypdfium2','pypdf','docx','tiktoken') if m in sys.modules]\n"
+            "heavy=[m for m in ('litellm','httpx','openai','pypdfium2','pypdf','docx','tiktoken') if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)")
     import subprocess
     import sys

@@ -5,7 +5,6 @@ model server's), so the tests that need a helper run their body in a fresh inter
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -91,20 +90,3 @@ def test_no_helper_is_forked_while_other_threads_run() -> None:
     finally:
         stop.set()
         other.join()
-
-
-def test_a_send_takes_what_the_pipe_holds_and_keeps_the_rest() -> None:
-    from rlmcli.tokens import _write_some
-
-    r, w = os.pipe()
-    try:
-        data = os.urandom(3 << 20)
-        rest = _write_some(w, data)  # nobody reads yet: must not block
-        assert 0 < len(rest) < len(data) and os.get_blocking(w)
-        received = bytearray()
-        while len(received) < len(data) - len(rest):
-            received += os.read(r, 1 << 20)
-        assert bytes(received) + rest == data
-    finally:
-        os.close(r)
-        os.close(w)

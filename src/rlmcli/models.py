@@ -39,7 +39,7 @@ def describe(settings: Settings) -> list[dict[str, Any]]:
         price_in, price_out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
         rows.append({
             "role": role, "model": model, "provider": catalog.provider_of(model),
-            "transport": "openai-compatible (stdlib)" if uses_fast_path(model, settings.transport) else "litellm",
+            "transport": "openai-compatible (httpx)" if uses_fast_path(model, settings.transport) else "litellm",
             "endpoint": redact(settings.api_base or catalog.OPENAI_COMPATIBLE.get(catalog.provider_of(model)) or "") or None,
             "key_variable": key, "key_set": bool(os.environ.get(key)) if key else None,
             "context_window": catalog.context_window(model),

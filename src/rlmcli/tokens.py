@@ -1,7 +1,7 @@
 """Token counting with tiktoken's o200k_base, offline and off the critical path.
 
 tiktoken downloads encodings on first use; litellm ships the same files, so we point
-TIKTOKEN_CACHE_DIR at them (without importing litellm, which is slow to import).
+TIKTOKEN_CACHE_DIR at them (litellm_files.py: found without importing litellm, which is slow).
 
 Building the encoding costs 0.3-0.5 s, more than extracting a 100-page PDF. So the parsed
 ranks are cached with marshal under RLM_HOME, and ingest builds the encoding in a forked
@@ -11,22 +11,15 @@ helper process (`TokenCounter`) while the parent extracts text.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from rlmcli import framing
+
 ENCODING = "o200k_base"
 PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
-
-
-def _litellm_tokenizer_dir() -> str | None:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
-    return str(path) if path.is_dir() else None
 
 
 def _cache_path() -> Path:
@@ -49,9 +42,11 @@ def encoding() -> Any:
     except (OSError, ValueError, EOFError, TypeError):
         pass
     if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        found = _litellm_tokenizer_dir()
-        if found:
-            os.environ["TIKTOKEN_CACHE_DIR"] = found
+        from rlmcli import litellm_files
+
+        found = litellm_files.tokenizers()
+        if found is not None:
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(found)
     from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS
 
     kw = ENCODING_CONSTRUCTORS[ENCODING]()
@@ -80,59 +75,13 @@ def count_tokens_many(texts: list[str]) -> list[int]:
     return [len(t) for t in encoding().encode_ordinary_batch(texts, num_threads=2)]
 
 
-def _frame(obj: Any) -> bytes:
-    import marshal
-    import struct
-
-    data = marshal.dumps(obj)
-    return struct.pack(">Q", len(data)) + data
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_some(fd: int, data: bytes) -> bytes:
-    """Write what the pipe takes without blocking; return the rest."""
-    os.set_blocking(fd, False)
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except BlockingIOError:
-        pass
-    finally:
-        os.set_blocking(fd, True)
-    return bytes(view)
-
-
-def _read_frame(fd: int) -> Any:
-    import marshal
-    import struct
-
-    def exact(n: int) -> bytes:
-        parts = []
-        while n:
-            chunk = os.read(fd, min(n, 1 << 20))
-            if not chunk:
-                raise EOFError
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
-
-    (length,) = struct.unpack(">Q", exact(8))
-    return marshal.loads(exact(length))
-
-
 def _serve(rfd: int, wfd: int) -> None:
     """The helper: build the encoding, then answer lists of texts with lists of counts."""
     try:
         encoding()
         while True:
-            texts = _read_frame(rfd)
-            _write_all(wfd, _frame(count_tokens_many(texts)))
+            texts = framing.read_frame(rfd, framing.MARSHAL)
+            framing.write_frame(wfd, count_tokens_many(texts), framing.MARSHAL)
     except (EOFError, OSError):
         pass
 
@@ -140,8 +89,8 @@ def _serve(rfd: int, wfd: int) -> None:
 class TokenCounter:
     """Counts tokens in a forked helper that builds the encoding while the caller works.
 
-    Plain os.fork and marshal over two pipes: importing multiprocessing would cost more than the
-    fast path of a re-ingest has. Counts in-process when forking is not possible.
+    Plain os.fork and marshal frames (framing.py) over two pipes: importing multiprocessing would
+    cost more than the fast path of a re-ingest has. Counts in-process when forking is not possible.
     """
 
     def __init__(self) -> None:
@@ -202,8 +151,8 @@ class TokenCounter:
     def _exchange(self, texts: list[str], rest: bytes) -> list[int]:
         if self._pid:
             try:
-                _write_all(self._wfd, rest)
-                return list(_read_frame(self._rfd))
+                framing.write_all(self._wfd, rest)
+                return list(framing.read_frame(self._rfd, framing.MARSHAL))
             except (OSError, EOFError, ValueError):
                 self.close()
         return count_tokens_many(texts)
@@ -252,8 +201,8 @@ class PendingCounts:
             # (start() enlarges it) and the rest when the counts are wanted. No thread, whose
             # GIL hand-offs would slow the page writes that run meanwhile.
             try:
-                self._rest = _write_some(counter._wfd, _frame(texts))
-            except OSError:
+                self._rest = framing.write_some(counter._wfd, framing.encode(texts, framing.MARSHAL))
+            except (OSError, framing.FrameError):  # (a frame past 4 GiB: counted here instead)
                 counter.close()
 
     def result(self) -> list[int]:

@@ -1,5 +1,5 @@
 """Real providers' faults, over real HTTP against the fake server, through both transports: the
-standard-library fast path and litellm. Each fault ends within its bound with a message that
+fast path (httpx) and litellm. Each fault ends within its bound with a message that
 names what to fix."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_429_honours_retry_after_and_shows_the_retry(server: FakeLLM, ws: Worksp
     rec = Recorder()
     result = run(server, ws, transport, rec, retry_base=5.0)  # the header, not the backoff, sets the wait
     refused, retried = server.requests[0]["time"], server.requests[1]["time"]
-    assert result.status == "answered" and 1.0 <= retried - refused < 5.0  # the backoff alone would wait >= 5 s
+    assert result.status == "answered" and retried - refused >= 1.0  # it waited; how long, the event says
     retry = rec.of(ev.ModelRetry)
     assert [(r.attempt, r.attempts, r.delay, r.reason) for r in retry] == [(1, 4, 1.0, "429")]
     assert result.calls[0]["retries"] == 1
@@ -86,16 +86,20 @@ def test_non_retryable_errors_fail_at_once_naming_what_to_fix(server: FakeLLM, w
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_connection_refused_gives_up_within_two_seconds(ws: Workspace, transport: str) -> None:
+def test_connection_refused_gives_up_after_two_seconds_of_retries(ws: Workspace, transport: str) -> None:
+    from rlmcli.engine.gateway import CONNECTION_GIVE_UP
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    started = time.monotonic()
-    result = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=f"http://127.0.0.1:{port}/v1",
+    rec = Recorder()
+    result = ask_question(ws, "q", None, rec, model="openai/gpt-4o-mini", api_base=f"http://127.0.0.1:{port}/v1",
                           transport=transport)
     assert result.status == "failed" and result.error_kind == "connection"
     assert f"127.0.0.1:{port}" in result.error and "is the server running?" in result.error
-    assert time.monotonic() - started < 3.5
+    delays = [r.delay for r in rec.of(ev.ModelRetry)]
+    # Doubling waits from 0.2 s, until the next would pass the two-second window (1.6 s after 0.2, 0.4, 0.8).
+    assert 2 <= len(delays) <= 3 and delays == [0.2, 0.4, 0.8][:len(delays)] and sum(delays) <= CONNECTION_GIVE_UP
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -173,12 +177,33 @@ def test_a_reply_cut_short_is_retried_and_never_cached(server: FakeLLM, ws: Work
                          ids=["never-answers", "slow-drip", "endless-stream"])
 def test_timeout_bounds_hung_dripping_and_endless_replies(server: FakeLLM, ws: Workspace, transport: str,
                                                           fault: Reply) -> None:
+    """Each fault would hold the request for a minute or more (the drip sends ~400 bytes 0.3 s
+    apart): the client walking away from every one of them is what the run's 1 s timeout did."""
     server.responder("gpt-4o-mini", lambda p: fault)
-    started = time.monotonic()
     result = ask_question(ws, "q", None, model="openai/gpt-4o-mini", api_base=server.base, transport=transport,
                           timeout=1.0, stream=fault.endless)
     assert result.status == "partial" and result.limit == "timeout"
-    assert time.monotonic() - started < 1.0 + 2.0
+    assert len(server.requests) >= 1 and server.wait_hangups(len(server.requests)) == len(server.requests)
+
+
+def test_a_reply_that_stalls_midway_ends_at_the_deadline_not_a_read_timeout(server: FakeLLM) -> None:
+    """httpx bounds each read, not the whole reply: here each read may wait 2 s, and the reply's
+    first byte comes at once, then nothing for 30 s. The client's deadline (0.5 s) ends the
+    blocked read by shutting the socket down, so what ends it is not httpx's read timeout."""
+    import httpx
+
+    from rlmcli.engine.providers import http_client
+
+    server.responder("m", lambda p: Reply("x" * 50, drip=30.0))
+    client = http_client.client()
+    request = client.build_request("POST", server.base + "/chat/completions", json={"model": "m", "messages": []},
+                                   timeout=httpx.Timeout(5.0, read=2.0),
+                                   extensions={http_client.DEADLINE: time.monotonic() + 0.5})
+    with pytest.raises(httpx.HTTPError) as caught:
+        client.send(request).read()
+    assert not isinstance(caught.value, httpx.ReadTimeout) and http_client.past(request)
+    error = http_client.network_error(caught.value, request, 0.5)
+    assert (error.kind, str(error)) == ("timeout", "no complete reply within 0.5 s")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -215,9 +240,8 @@ def test_api_key_from_the_named_environment_variable(server: FakeLLM, ws: Worksp
 @pytest.mark.parametrize(("model", "variable"), [("openai/gpt-4o-mini", "OPENAI_API_KEY"),
                                                   ("anthropic/claude-3-5-sonnet-20240620", "ANTHROPIC_API_KEY")])
 def test_a_missing_key_is_named_before_any_request(tmp_path: Path, model: str, variable: str) -> None:
-    started = time.monotonic()
     result = run_rlm("ask", str(FIXTURES / "notes.md"), "q", "--model", model, env={variable: None})
-    assert result.returncode == 4 and time.monotonic() - started < 5
+    assert result.returncode == 4
     err = result.stderr.decode()
     assert f"{model} needs an API key: set {variable} (export {variable}=...)" in err and "--api-key-env" in err
     assert "Traceback" not in err
@@ -283,7 +307,7 @@ def test_rlm_models_lists_and_checks(server: FakeLLM) -> None:
                       env={"OPENAI_API_KEY": None})
     assert listing.returncode == 0
     line = listing.stdout.decode().splitlines()[0].split("\t")
-    assert line == ["root", "openai/gpt-4o-mini", "openai via openai-compatible (stdlib)", "OPENAI_API_KEY NOT SET",
+    assert line == ["root", "openai/gpt-4o-mini", "openai via openai-compatible (httpx)", "OPENAI_API_KEY NOT SET",
                     "128000", "$0.15 / $0.6"]  # off a terminal: tab-separated, plain numbers
     checked = run_rlm("models", "--check", "--json", "--model", "openai/gpt-4o-mini", "--api-base", server.base)
     data = json.loads(checked.stdout)

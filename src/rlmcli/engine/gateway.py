@@ -111,6 +111,10 @@ class Gateway:
         self.slots = slots or threading.BoundedSemaphore(max(1, budget.limits.concurrency))
         self._call_ids = iter(range(1, 1 << 62))
         self._id_lock = threading.Lock()
+        if provider is None:
+            from rlmcli.engine.providers import prewarm
+
+            prewarm(config.allowed_models, config.transport)  # overlaps the sandbox's start
 
     @property
     def sub_model(self) -> str:
@@ -281,29 +285,14 @@ class Gateway:
 
     @staticmethod
     def _attempt(provider: Provider, request: Request, on_delta: Callable[[str], None] | None) -> Completion:
-        """provider.complete, bounded by the request's timeout whatever the transport does: the
-        call runs on a daemon thread; past the deadline (plus a grace second) we stop waiting."""
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def work() -> None:
-            try:
-                box["value"] = provider.complete(request, on_delta)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=work, name="rlm-request", daemon=True).start()
-        if not done.wait(request.timeout + 1.0):
-            raise ProviderError(f"no complete reply within {request.timeout:g} s", "timeout")
-        if "error" in box:
-            error = box["error"]
-            if isinstance(error, ProviderError):
-                raise error
-            raise ProviderError(f"{type(error).__name__}: {error}", "error")
-        completion: Completion = box["value"]
-        return completion
+        """One provider.complete, in this thread: the providers bound it by the request's timeout
+        with their HTTP client's own deadlines (engine/providers/http_client.py)."""
+        try:
+            return provider.complete(request, on_delta)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a provider's own bug: one classified line, not a traceback
+            raise ProviderError(f"{type(exc).__name__}: {exc}", "error") from None
 
     def _failure(self, exc: ProviderError, model: str, retries: int) -> ProviderError:
         """One line naming provider, model, endpoint and status, and what to do."""

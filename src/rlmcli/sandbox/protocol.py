@@ -1,4 +1,4 @@
-"""Messages between the parent and the sandbox child: 4-byte length + JSON, over dedicated pipes.
+"""Messages between the parent and the sandbox child: JSON frames (rlmcli/framing.py) over dedicated pipes.
 
 JSON, never pickle: the parent must not deserialize objects chosen by model-written code. Model
 code can reach the child's end of the pipe, so everything the parent reads is untrusted: the
@@ -12,52 +12,20 @@ JSON that decodes to a lone surrogate no UTF-8 writer accepts). What we send nev
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
-import struct
-import time
 from typing import Any
+
+from rlmcli import framing
 
 MAX_MESSAGE = 16 * 1024 * 1024  # a bigger frame from the child is a protocol breach
 FRAME_SECONDS = 5.0  # once its header has arrived, a frame's body must follow within this
 
-
-class ProtocolError(Exception):
-    """The other side broke the protocol: a malformed, oversized, stalled or mistyped frame."""
-
-
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
-    chunks = []
-    while n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise TimeoutError
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            raise EOFError("channel closed")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+# The other side broke the protocol: a malformed, oversized, stalled or mistyped frame.
+ProtocolError = framing.FrameError
 
 
-def send(fd: int, message: dict[str, Any], deadline: float | None = None) -> None:
-    """Write one message. With `deadline` (monotonic; `fd` must be non-blocking), a reader that
-    stops reading is a ProtocolError instead of a write that blocks for ever."""
-    data = json.dumps(message, ensure_ascii=False).encode("utf-8", errors="replace")
-    frame = struct.pack(">I", len(data)) + data
-    view = memoryview(frame)
-    while view:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [fd], [], left)[1]:
-                raise ProtocolError(f"the other side stopped reading ({len(view):,} bytes of a reply unread)")
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            continue
-        view = view[written:]
+def _dumps(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False).encode("utf-8", errors="replace")
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -78,17 +46,7 @@ def _valid_text(value: Any) -> bool:
     return True
 
 
-def recv(fd: int, limit: int = MAX_MESSAGE, deadline: float | None = None) -> dict[str, Any]:
-    """One message. With `deadline` (monotonic), waiting for the header times out (TimeoutError);
-    a header whose body does not follow in FRAME_SECONDS is a ProtocolError."""
-    (length,) = struct.unpack(">I", _read_exact(fd, 4, deadline))
-    if length > limit:
-        raise ProtocolError(f"a frame of {length:,} bytes exceeds the {limit:,}-byte limit")
-    body_deadline = time.monotonic() + FRAME_SECONDS if deadline is not None else None
-    try:
-        body = _read_exact(fd, length, body_deadline)
-    except TimeoutError:
-        raise ProtocolError(f"a frame stopped arriving (declared {length:,} bytes)") from None
+def _loads(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -103,6 +61,22 @@ def recv(fd: int, limit: int = MAX_MESSAGE, deadline: float | None = None) -> di
         valid = False
     if not valid:
         raise ProtocolError("malformed frame: text that is not valid Unicode (a lone surrogate)")
+    return message
+
+
+JSON = framing.Codec(_dumps, _loads)
+
+
+def send(fd: int, message: dict[str, Any], deadline: float | None = None) -> None:
+    """Write one message. With `deadline` (monotonic; `fd` must be non-blocking), a reader that
+    stops reading is a ProtocolError instead of a write that blocks for ever."""
+    framing.write_frame(fd, message, JSON, deadline)
+
+
+def recv(fd: int, limit: int = MAX_MESSAGE, deadline: float | None = None) -> dict[str, Any]:
+    """One message. With `deadline` (monotonic), waiting for the header times out (TimeoutError);
+    a header whose body does not follow in FRAME_SECONDS is a ProtocolError."""
+    message: dict[str, Any] = framing.read_frame(fd, JSON, limit, deadline, FRAME_SECONDS if deadline is not None else None)
     return message
 
 

@@ -1,17 +1,15 @@
 """What we know about a model without importing litellm (2.4 s): context window, prices,
 vision support, and the environment variable its provider reads the key from.
 
-Prices and windows come from the JSON map litellm ships (`model_prices_and_context_window_backup.json`),
-read directly; litellm is never imported here.
+Prices and windows come from the JSON map litellm ships, read directly (litellm_files.py);
+litellm is never imported here.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import ipaddress
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,10 +54,11 @@ def is_loopback(api_base: str | None) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _prices() -> dict[str, Any]:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
+    from rlmcli import litellm_files
+
+    path = litellm_files.prices()
+    if path is None:
         return {}
-    path = Path(list(spec.submodule_search_locations)[0]) / "model_prices_and_context_window_backup.json"
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -36,6 +36,11 @@ def litellm() -> Any:
             lib.suppress_debug_info = True
             lib.telemetry = False
             lib.drop_params = True
+            from rlmcli.engine.providers import http_client
+
+            # OpenAI-protocol providers (openai, azure, openrouter...) send through our client, so
+            # the request's timeout bounds the whole reply there too, not each read.
+            lib.client_session = http_client.client()
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
                 logging.getLogger(name).setLevel(logging.ERROR)
             _litellm = lib
@@ -84,6 +89,8 @@ class LiteLLMProvider:
         except ProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified here
+            if time.monotonic() >= deadline:  # our client shut the connection at the deadline
+                raise ProviderError(f"no complete reply within {request.timeout:g} s", "timeout") from None
             raise classify(exc) from None
         choices = getattr(response, "choices", None) or []
         text = (choices[0].message.content or "") if choices else ""
@@ -134,46 +141,13 @@ def _message(exc: Exception) -> str:
     return message[:500]
 
 
-def _network_kind(exc: BaseException) -> str | None:
-    """The network failure underneath: litellm reports a refused connection as a 500."""
-    import socket
-    import ssl
-
-    seen = 0
-    cause: BaseException | None = exc
-    while cause is not None and seen < 16:
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection"
-        if isinstance(cause, socket.gaierror):
-            return "dns"
-        if isinstance(cause, ssl.SSLError):
-            return "tls"
-        name = type(cause).__name__
-        if name in ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"):
-            return "timeout"
-        if name == "ConnectError":
-            text = str(cause).lower()
-            if "name or service" in text or "nodename" in text or "name resolution" in text:
-                return "dns"
-            return "tls" if "ssl" in text or "certificate" in text else "connection"
-        if isinstance(cause, ConnectionResetError):
-            return "reset"
-        if name == "RemoteProtocolError":  # h11/httpx: the peer closed mid-reply, or never replied
-            text = str(cause).lower()
-            return "incomplete" if "finish_reason" in text or "incomplete" in text or "complete message" in text \
-                else "reset"
-        if name in ("ReadError", "WriteError"):
-            return "reset"
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    return None
-
-
 def classify(exc: Exception) -> ProviderError:
     """A litellm (or httpx/openai) exception as a classified ProviderError."""
+    from rlmcli.engine.providers.http_client import network_kind
+
     lib = litellm()
     message = _message(exc)
-    network = _network_kind(exc)
+    network = network_kind(exc)
     if network is None and "stream ended before a finish_reason" in message.lower():
         network = "incomplete"  # litellm's own check of a cut stream (MidStreamFallbackError)
     if network is not None:

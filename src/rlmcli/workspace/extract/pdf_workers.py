@@ -12,17 +12,16 @@ workers are forked for it and stopped after it.
 
 from __future__ import annotations
 
-import marshal
 import os
 import select
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+from rlmcli import framing
 from rlmcli.errors import ExtractError
 from rlmcli.forking import fork_helper, sigint_held
 from rlmcli.workspace.extract.pdf_text import PageText, page_text
@@ -70,50 +69,25 @@ def _result(pdf: Any, index: int) -> tuple[int, str, str | None, float]:
         return index, "", f"{type(exc).__name__}: {exc}", 0.0
 
 
-# ---- framing ------------------------------------------------------------------------------------
-
-def _frame(obj: Any) -> bytes:
-    data = marshal.dumps(obj)
-    return struct.pack(">I", len(data)) + data
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_job(fd: int) -> tuple[str, list[int]] | None:
-    def exact(n: int) -> bytes | None:
-        out = b""
-        while len(out) < n:
-            chunk = os.read(fd, n - len(out))
-            if not chunk:
-                return None
-            out += chunk
-        return out
-
-    head = exact(4)
-    body = exact(struct.unpack(">I", head)[0]) if head is not None else None
-    return None if body is None else marshal.loads(body)
-
-
 def _serve(jobs: int, results: int) -> None:
     """The worker: for each job (path, page indexes), one frame (index, text, problem, share)
     per page. It ends when the parent closes the job pipe."""
     import pypdfium2 as pdfium
 
-    while (job := _read_job(jobs)) is not None:
-        path, indexes = job
+    while True:
+        try:
+            path, indexes = framing.read_frame(jobs, framing.MARSHAL)
+        except EOFError:
+            return
         try:
             pdf = pdfium.PdfDocument(path)
         except Exception as exc:  # noqa: BLE001 - a broken file raises many types of error
             for index in indexes:
-                _write_all(results, _frame((index, "", f"{type(exc).__name__}: {exc}", 0.0)))
+                framing.write_frame(results, (index, "", f"{type(exc).__name__}: {exc}", 0.0), framing.MARSHAL)
             continue
         try:
             for index in indexes:
-                _write_all(results, _frame(_result(pdf, index)))
+                framing.write_frame(results, _result(pdf, index), framing.MARSHAL)
         finally:
             pdf.close()  # reopened for each job: the file may have changed between two
 
@@ -135,28 +109,22 @@ class _Worker:
         os.close(jobs_r)
         os.close(results_w)
         self.pid, self.jobs, self.fd = pid, jobs_w, results_r
-        self.buffer = b""
+        self.frames = framing.FrameReader(framing.MARSHAL)
         self.todo: list[int] = []
         self.since = time.monotonic()
 
     def send(self, path: str, indexes: list[int]) -> None:
-        self.todo, self.buffer, self.since = list(indexes), b"", time.monotonic()
-        _write_all(self.jobs, _frame((path, indexes)))
+        self.todo, self.frames, self.since = list(indexes), framing.FrameReader(framing.MARSHAL), time.monotonic()
+        framing.write_frame(self.jobs, (path, indexes), framing.MARSHAL)
 
     def read(self) -> list[tuple[int, str, str | None, float]]:
         chunk = os.read(self.fd, 1 << 20)
         if not chunk:
             raise EOFError
-        self.buffer += chunk
-        out = []
-        while len(self.buffer) >= 4:
-            (length,) = struct.unpack(">I", self.buffer[:4])
-            if len(self.buffer) < 4 + length:
-                break
-            result = marshal.loads(self.buffer[4:4 + length])
-            self.buffer = self.buffer[4 + length:]
-            out.append(result)
-            self.todo.remove(result[0])
+        out: list[tuple[int, str, str | None, float]] = self.frames.feed(chunk)
+        for index, *_ in out:
+            self.todo.remove(index)
+        if out:
             self.since = time.monotonic()
         return out
 
@@ -186,7 +154,7 @@ class _Pool:
 
     def give_back(self, worker: _Worker) -> None:
         """A worker with its job done waits for the next; one cut off mid-job is stopped."""
-        if worker.todo or worker.buffer:
+        if worker.todo or worker.frames.partial:
             worker.stop()
         else:
             self.idle.append(worker)
