@@ -13,16 +13,20 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from rlmcli.errors import BinaryFile, ExtractError
 from rlmcli.records import DocumentRecord
 from rlmcli.tokens import TokenCounter
 from rlmcli.workspace.reader import PAGE_SEP, TEXT, TEXT_INDEX, TextIndex, page_name
-from rlmcli.workspace.sources import Source
+from rlmcli.workspace.sources import Source, hash_file
 
-if TYPE_CHECKING:
-    from rlmcli.workspace.writer import WorkspaceWriter
+
+class Spooler(Protocol):
+    """Where a streamed document's pages are spooled while it is built (a WorkspaceWriter, or a
+    Ray worker's scratch): the builder needs nothing else of the writer."""
+
+    def new_tmp(self) -> Path: ...
 
 MAX_TEXT_BYTES = 4 << 30  # text is streamed page by page; beyond this it is surely not a document
 MAX_HTML_BYTES = 64 << 20  # HTML is parsed whole
@@ -143,14 +147,6 @@ class Progress(Protocol):
     def page_done(self, name: str, pages: int, total: int = 0) -> None: ...
 
 
-def hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def source_sha(source: Source) -> str:
     if source.data is not None:
         return hashlib.sha256(source.data).hexdigest()
@@ -167,7 +163,7 @@ def source_stat(source: Source) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _spool(writer: WorkspaceWriter, pages: Iterator[str], counter: TokenCounter,
+def _spool(writer: Spooler, pages: Iterator[str], counter: TokenCounter,
            on_page: Callable[[int], None] | None) -> tuple[PageSpool, list[int]]:
     """Write streamed pages to disk as they come, counting their tokens in batches."""
     spool = PageSpool(writer.new_tmp(), on_page)
@@ -217,7 +213,7 @@ Builder = Callable[..., DocumentBuild]  # build_document's signature: extracts o
 MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail: its attachments stop here
 
 
-def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter, writer: WorkspaceWriter,
+def build_document(source: Source, sha: str, size: int, mtime_ns: int, counter: TokenCounter, writer: Spooler,
            progress: Progress | None = None, options: IngestOptions | None = None) -> DocumentBuild:
     from rlmcli.workspace.extract import Options, detect_type, extract
 

@@ -50,7 +50,7 @@ def _remote_build(source: Source, options: IngestOptions) -> DocumentBuild:
     scratch = _Scratch()
     try:
         with token_counter() as counter:
-            build = build_document(source, source_sha(source), size, mtime_ns, counter, scratch, None, options)  # type: ignore[arg-type]
+            build = build_document(source, source_sha(source), size, mtime_ns, counter, scratch, None, options)
             build.page_tokens()
         if isinstance(build.pages, PageSpool):
             build.pages = list(build.pages.texts())

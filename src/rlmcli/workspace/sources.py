@@ -11,6 +11,7 @@ that holds one would add its own pages again, and again at every repeat).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections import Counter
@@ -202,3 +203,11 @@ def discover(inputs: list[str], stdin: BinaryIO | None = None, follow_symlinks: 
         else:
             out.sources.append(Source(path.name, path))
     return out
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -131,7 +131,7 @@ class Workspace:
         if not by_content:
             return None
         try:
-            from rlmcli.workspace.build import hash_file
+            from rlmcli.workspace.sources import hash_file
 
             sha = hash_file(path)
         except OSError:
