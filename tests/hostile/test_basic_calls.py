@@ -15,16 +15,15 @@ import pytest
 
 from rlmcli.sandbox import Sandbox
 from rlmcli.sandbox.process import SandboxLimits
-from tests.sandbox.conftest import tree_digest
-from tests.sandbox.test_isolation import KERNEL
+from tests.sandbox.conftest import need_kernel, tree_digest
 
 CONFIGS = {"basic": ("basic", ()), "auto": ("auto", ()), "kernel-only": ("strict", ("audit",))}
 
 
 @pytest.fixture(params=list(CONFIGS))
 def sandbox(request: pytest.FixtureRequest, workspace: Path) -> Iterator[Sandbox]:
-    if request.param == "kernel-only" and not KERNEL:
-        pytest.skip("this kernel offers no Landlock/namespaces: there is no kernel layer to test")
+    if request.param == "kernel-only":
+        need_kernel()
     level, disable = CONFIGS[request.param]
     with Sandbox(workspace, level=level, disable=disable, limits=SandboxLimits(cell_timeout=20)) as sb:
         yield sb

@@ -9,17 +9,13 @@ from pathlib import Path
 import pytest
 
 from rlmcli.sandbox import Sandbox
-from rlmcli.sandbox.process import SandboxLimits
-from tests.sandbox.test_isolation import KERNEL
+from tests.sandbox.conftest import make_sandbox
 
 CONFIGS = {"auto": ("auto", ()), "basic": ("basic", ()), "kernel-only": ("strict", ("audit",))}
 
 
 def _make(workspace: Path, config: str, **limits: object) -> Sandbox:
-    if config == "kernel-only" and not KERNEL:
-        pytest.skip("this kernel offers no Landlock/namespaces: there is no kernel layer to test")
-    level, disable = CONFIGS[config]
-    return Sandbox(workspace, level=level, disable=disable, limits=SandboxLimits(cell_timeout=60, **limits)).start()
+    return make_sandbox(workspace, config, cell_timeout=60, **limits)
 
 
 def _bytes_on_disk(base: str) -> int:

@@ -27,7 +27,7 @@ import pytest
 from rlmcli.sandbox import Sandbox
 from rlmcli.sandbox.process import SandboxLimits
 from tests.hostile.test_sandbox_hostile import _alive, _descendants
-from tests.sandbox.test_isolation import KERNEL
+from tests.sandbox.conftest import need_kernel
 
 ATTACK_C = r"""
 #define _GNU_SOURCE
@@ -162,8 +162,7 @@ def test_a_library_from_scratch_never_loads(workspace: Path, library: bytes, hos
 
 
 def test_scratch_is_noexec_without_the_audit_hook(workspace: Path, library: bytes, host_ipc: HostIpc) -> None:
-    if not KERNEL:
-        pytest.skip("this kernel offers no unprivileged namespaces, so scratch is a plain directory")
+    need_kernel()  # without the kernel's namespaces scratch is a plain directory
     with Sandbox(workspace, level="strict", disable=("audit",)) as sb:
         assert "mountns" in sb.layers
         report = _attack(sb, library, host_ipc)
@@ -173,8 +172,7 @@ def test_scratch_is_noexec_without_the_audit_hook(workspace: Path, library: byte
 def test_seccomp_and_the_ipc_namespace_refuse_each_native_call(workspace: Path, library: bytes,
                                                               host_ipc: HostIpc) -> None:
     """The library loads (no audit hook, scratch a plain directory): every call it makes fails."""
-    if not KERNEL:
-        pytest.skip("this kernel offers no Landlock/namespaces: there is no kernel layer to test")
+    need_kernel()
     with Sandbox(workspace, level="strict", disable=("audit", "mountns")) as sb:
         report = _attack(sb, library, host_ipc)
     assert "never ran" not in report, report  # the library did load: the kernel layers alone stand
@@ -208,8 +206,8 @@ FOOL = ("import os, signal, threading, time\nparent = os.getppid()\nos.getppid =
 @pytest.mark.parametrize("config", ["auto", "kernel-only"])
 def test_the_sandbox_dies_with_its_parent_whatever_its_code_does(workspace: Path, library: bytes,
                                                                  host_ipc: HostIpc, config: str) -> None:
-    if config == "kernel-only" and not KERNEL:
-        pytest.skip("this kernel offers no Landlock/namespaces: there is no kernel layer to test")
+    if config == "kernel-only":
+        need_kernel()
     level, disable = ("auto", []) if config == "auto" else ("strict", ["audit", "mountns"])
     code = FOOL + LOAD.replace("KEYS", repr(f"{host_ipc.shm_key} {host_ipc.msg_key}")).replace("LIBRARY",
                                                                                              repr(library.hex()))

@@ -23,27 +23,13 @@ import pytest
 
 from rlmcli.sandbox import Sandbox, SandboxError
 from rlmcli.sandbox.process import SandboxLimits
-from tests.sandbox.conftest import tree_digest
+from tests.sandbox.conftest import KERNEL, make_sandbox, tree_digest
 
 CONFIGS = {"full": ("auto", ()), "audit-only": ("basic", ()), "kernel-only": ("strict", ("audit",))}
 
 
-def _kernel_layers_available() -> bool:
-    try:
-        with Sandbox(Path(__file__).parent, level="strict") as sb:
-            return any(layer.startswith("landlock") for layer in sb.layers)
-    except SandboxError:
-        return False
-
-
-KERNEL = _kernel_layers_available()
-
-
 def _make(workspace: Path, config: str, **limits: object) -> Sandbox:
-    if config == "kernel-only" and not KERNEL:
-        pytest.skip("this kernel offers no unprivileged Landlock/namespaces, so there is no kernel layer to test")
-    level, disable = CONFIGS[config]
-    return Sandbox(workspace, level=level, disable=disable, limits=SandboxLimits(cell_timeout=20, **limits)).start()
+    return make_sandbox(workspace, config, **limits)
 
 
 @pytest.fixture(params=list(CONFIGS))
