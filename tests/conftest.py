@@ -31,6 +31,15 @@ def rlm_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 
 
 @pytest.fixture
+def deal(tmp_path: Path) -> Path:
+    """A workspace of the contract fixture, made with `rlm ingest` as a user would."""
+    ws = tmp_path / "deal"
+    done = run_rlm("ingest", str(FIXTURES / "contract.pdf"), "-w", str(ws))
+    assert done.returncode == 0, done.stderr
+    return ws
+
+
+@pytest.fixture
 def server() -> Iterator[object]:
     """A fake OpenAI-compatible server on 127.0.0.1 (tests/fakeserver.py), stopped after the test."""
     from tests.fakeserver import FakeLLM

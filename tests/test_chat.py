@@ -13,7 +13,7 @@ import pexpect
 
 from rlmcli.engine import events as ev
 from rlmcli.trace.store import load
-from tests.conftest import FIXTURES, run_rlm
+from tests.conftest import run_rlm
 from tests.fakeserver import FakeLLM, Reply
 
 
@@ -32,9 +32,8 @@ def _runs(ws: Path) -> dict[str, ev.RunStarted]:
     return out
 
 
-def test_chat_in_a_terminal_shares_variables_and_survives_ctrl_c(server: FakeLLM, tmp_path: Path) -> None:
-    ws = tmp_path / "deal"
-    assert run_rlm("ingest", str(FIXTURES / "contract.pdf"), "-w", str(ws)).returncode == 0
+def test_chat_in_a_terminal_shares_variables_and_survives_ctrl_c(server: FakeLLM, deal: Path) -> None:
+    ws = deal
     server.script("root", [
         # question 1 builds a variable
         "```python\nhits = grep('terminat')\nnotice = 180\nprint(len(hits))\n```",
@@ -102,9 +101,8 @@ def test_chat_in_a_terminal_shares_variables_and_survives_ctrl_c(server: FakeLLM
     assert chain[0].follows is None and [e.follows for e in chain[1:]] == [e.run_id for e in chain[:-1]]
 
 
-def test_chat_from_a_pipe_answers_each_line(server: FakeLLM, tmp_path: Path) -> None:
-    ws = tmp_path / "deal"
-    assert run_rlm("ingest", str(FIXTURES / "contract.pdf"), "-w", str(ws)).returncode == 0
+def test_chat_from_a_pipe_answers_each_line(server: FakeLLM, deal: Path) -> None:
+    ws = deal
     server.script("root", [
         "```python\nfee = read('contract.pdf', 4).split('EUR ')[1].split(' ')[0]\nFINAL(fee)\n```",
         "```python\nprint(len(grep('fee')))\nFINAL('twice: ' + fee)\n```",

@@ -23,9 +23,8 @@ def _first_message(request: dict[str, Any]) -> str:
     return str(request["messages"][1]["content"])
 
 
-def test_continue_sends_the_earlier_questions_answers_and_evidence(server: FakeLLM, tmp_path: Path) -> None:
-    ws = tmp_path / "deal"
-    assert run_rlm("ingest", str(FIXTURES / "contract.pdf"), "-w", str(ws)).returncode == 0
+def test_continue_sends_the_earlier_questions_answers_and_evidence(server: FakeLLM, deal: Path) -> None:
+    ws = deal
     server.script("root", [
         "```python\nclauses = grep('terminat')\nprint(len(clauses))\n```",
         "```python\nFINAL('Convenience, cause and insolvency [contract.pdf p.7]')\n```",

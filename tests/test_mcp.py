@@ -32,9 +32,8 @@ def served(tmp_path: Path) -> Path:
     return root
 
 
-def _session(root: Path, body: Callable[[Client], Awaitable[Any]], *args: str, **client: Any) -> Any:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "rlmcli", "mcp", "-w", "deal", *args],
-                                   cwd=str(root), env=dict(os.environ))
+def serve(params: StdioServerParameters, body: Callable[[Client], Awaitable[Any]], **client: Any) -> Any:
+    """Run `body` against an `rlm mcp` server started with `params`, through the official client."""
     result: list[Any] = []
 
     async def main() -> None:
@@ -45,9 +44,17 @@ def _session(root: Path, body: Callable[[Client], Awaitable[Any]], *args: str, *
     return result[0]
 
 
-def _error(result: Any) -> str:
+def _session(root: Path, body: Callable[[Client], Awaitable[Any]], *args: str, **client: Any) -> Any:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "rlmcli", "mcp", "-w", "deal", *args],
+                                   cwd=str(root), env=dict(os.environ))
+    return serve(params, body, **client)
+
+
+def tool_error(result: Any) -> str:
     assert result.is_error, result
     return str(result.content[0].text)
+
+
 
 
 def test_tools_are_listed_with_schemas_a_model_can_follow(served: Path) -> None:
@@ -107,7 +114,7 @@ def test_bad_inputs_are_tool_errors_and_the_server_lives_on(served: Path) -> Non
         return out
 
     *errors, alive = _session(served, body)
-    messages = [_error(r) for r in errors]
+    messages = [tool_error(r) for r in errors]
     assert "nope.pdf" in messages[0]
     assert "contract.pdf has pages 1 to 8, not 99" in messages[1]
     assert "empty query" in messages[2]
@@ -136,7 +143,7 @@ def test_ingest_reads_only_under_allowed_roots(served: Path, tmp_path: Path) -> 
     ok, refused, linked, dotted, asked, search = _session(served, body)
     assert not ok.is_error and ok.structured_content["added"] == ["contract.docx"]
     for r in (refused, linked, dotted, asked):
-        assert "outside the allowed roots" in _error(r)
+        assert "outside the allowed roots" in tool_error(r)
     assert not search.structured_content["passages"]  # nothing of the secret got in
 
     async def allowed(c: Client) -> Any:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from rlmcli.serve.mcp_server import CODE_CHARS
 from tests.conftest import FIXTURES, run_rlm
+from tests.test_mcp import serve, tool_error
 
 BLOCK = "import time\ntime.sleep(600)"  # a cell that runs until it is stopped
 
@@ -52,20 +53,6 @@ def _params(root: Path, *args: str, workspace: str | None = "deal", shell: str =
     return StdioServerParameters(command=cmd[0], args=cmd[1:], cwd=str(root), env=environ)
 
 
-def _serve(params: StdioServerParameters, body: Callable[[Client], Awaitable[Any]], **client: Any) -> Any:
-    result: list[Any] = []
-
-    async def main() -> None:
-        async with Client(params, **client) as c:
-            result.append(await body(c))
-
-    anyio.run(main)
-    return result[0]
-
-
-def _error(result: Any) -> str:
-    assert result.is_error, result
-    return str(result.content[0].text)
 
 
 def _read(path: str, mode: str = "r") -> Any:
@@ -120,7 +107,7 @@ async def _run_blocked(c: Client, polls: int = 300) -> None:
     """Start a cell that never ends (retrying while the server is busy); returns when cancelled."""
     for _ in range(polls):
         r = await c.call_tool("repl", {"code": BLOCK})
-        assert r.is_error and "busy" in _error(r), r  # it only returns early when refused
+        assert r.is_error and "busy" in tool_error(r), r  # it only returns early when refused
         await anyio.sleep(0.1)
 
 
@@ -128,8 +115,8 @@ async def _repl_until_busy(c: Client, polls: int = 300) -> str:
     """Open sessions with a quick cell until the server says it is busy; its message."""
     for _ in range(polls):
         r = await c.call_tool("repl", {"code": "1"})
-        if r.is_error and "busy" in _error(r):
-            return _error(r)
+        if r.is_error and "busy" in tool_error(r):
+            return tool_error(r)
         await anyio.sleep(0.1)
     raise AssertionError("the server never said it was busy")
 
@@ -154,12 +141,12 @@ def test_oversized_arguments_are_refused_before_any_work(served: Path) -> None:
         out = [await c.call_tool(name, args) for name, args in calls]
         return out, _sandboxes(pid), await c.call_tool("list_documents", {})
 
-    results, sandboxes, alive = _serve(_params(served), body)
+    results, sandboxes, alive = serve(_params(served), body)
     for (name, _args), result in zip(calls, results, strict=True):
-        message = _error(result)
+        message = tool_error(result)
         assert "at most" in message, (name, message)
         assert len(message) < 600, (name, len(message))  # the input is not echoed back
-    assert "300 distinct words" in _error(results[2])
+    assert "300 distinct words" in tool_error(results[2])
     assert sandboxes == []  # refused before a sandbox started (the oversized grep and repl)
     assert not alive.is_error and alive.structured_content["documents"]
 
@@ -191,7 +178,7 @@ def test_closing_stdin_stops_the_work_in_flight(served: Path) -> None:
             tg.cancel_scope.cancel()  # leave with both calls in flight: the client closes stdin
         return True
 
-    _serve(_params(served), body)
+    serve(_params(served), body)
     # The SDK's client kills a server still running 2 s after it closed stdin (and the sandboxes die
     # with it, by their parent-death signal). A server that stopped its work and exited by itself
     # also removed its sandboxes' directories; a killed one leaves them.
@@ -239,7 +226,7 @@ def test_busy_replies_and_quick_tools_answer_while_cells_run(served: Path) -> No
             scopes[1].cancel()
         return out
 
-    out = _serve(_params(served, "--max-sessions", "2"), body)
+    out = serve(_params(served, "--max-sessions", "2"), body)
     assert "all 2 repl sessions are running cells" in out["busy"]
     for key in ("docs", "search", "grep"):
         assert not out[key].is_error, (key, out[key])
@@ -252,7 +239,7 @@ async def _until_ok(c: Client, polls: int = 300) -> Any:
         r = await c.call_tool("repl", {"code": "1 + 1"})
         if not r.is_error:
             return r
-        assert "busy" in _error(r)
+        assert "busy" in tool_error(r)
         await anyio.sleep(0.1)
     raise AssertionError("no repl slot came free")
 
@@ -278,9 +265,9 @@ def test_grep_sandboxes_are_capped_and_closed_when_idle(served: Path, tmp_path: 
         await _until(lambda: not _sandboxes(pid), "idle sandboxes to be closed")
         return counts, await c.call_tool("repl", {"code": "print(x)", "session": session})
 
-    counts, later = _serve(_params(served, "--idle", "1"), body)
+    counts, later = serve(_params(served, "--idle", "1"), body)
     assert max(counts) <= 2 and counts[-1] >= 1  # two warm grep sandboxes at most, over four workspaces
-    assert "no repl session" in _error(later)
+    assert "no repl session" in tool_error(later)
 
 
 def test_the_session_cap_holds_under_concurrent_starts(served: Path) -> None:
@@ -300,8 +287,8 @@ def test_the_session_cap_holds_under_concurrent_starts(served: Path) -> None:
             tg.cancel_scope.cancel()
         return replies, running
 
-    replies, running = _serve(_params(served, "--max-sessions", "3"), body)
-    assert all("all 3 repl sessions are running cells" in _error(r) for r in replies)
+    replies, running = serve(_params(served, "--max-sessions", "3"), body)
+    assert all("all 3 repl sessions are running cells" in tool_error(r) for r in replies)
     assert len(running) == 3
 
 
@@ -317,7 +304,7 @@ def test_a_cells_threads_do_not_outlive_it(served: Path) -> None:
         after = await c.call_tool("repl", {"code": "print('x' in dir())", "session": sid})
         return joined, kept, stray, after
 
-    joined, kept, stray, after = _serve(_params(served), body)
+    joined, kept, stray, after = serve(_params(served), body)
     assert joined.structured_content["output"].strip() == "joined" and not joined.structured_content["restarted"]
     assert kept.structured_content["output"].strip() == "1"
     record = stray.structured_content
@@ -350,7 +337,7 @@ def test_a_session_recovers_after_its_channel_breaks(served: Path) -> None:
             out.append(await c.call_tool("repl", {"code": code, "session": sid}))
         return sid, out
 
-    sid, (broke, met, _, kept, works) = _serve(_params(served), body)
+    sid, (broke, met, _, kept, works) = serve(_params(served), body)
     for r in (broke, met, kept, works):
         assert not r.is_error and "internal error" not in str(r.content), r
         assert r.structured_content["session"] == sid
@@ -369,7 +356,7 @@ def test_ingest_never_walks_a_workspace(served: Path) -> None:
     async def body(c: Client) -> Any:
         return [await c.call_tool("ingest", {"paths": ["."], "workspace": str(ws)}) for _ in range(3)]
 
-    reports = _serve(_params(served), body)
+    reports = serve(_params(served), body)
     first, *again = (r.structured_content for r in reports)
     assert len(first["added"]) == 2 and first["pages"] > 0
     assert all(not r["added"] and not r["replaced"] for r in again)
@@ -385,7 +372,7 @@ def test_workspaces_outside_the_roots_are_not_listed(served: Path, tmp_path: Pat
     async def body(c: Client) -> Any:
         return await c.call_tool("list_documents", {})
 
-    message = _error(_serve(_params(served, workspace=None), body))
+    message = tool_error(serve(_params(served, workspace=None), body))
     assert "deal" in message and str(served / "inside-ws") in message
     assert "private-ws" not in message
 
@@ -401,7 +388,7 @@ def test_credentials_in_the_api_base_are_never_echoed(served: Path) -> None:
     async def body(c: Client) -> Any:
         return await c.call_tool("ask", {"question": "What are the fees?"})
 
-    result = _serve(_params(served, *flags, "--no-cache", env=once), body)
+    result = serve(_params(served, *flags, "--no-cache", env=once), body)
     text = str(result.content) + str(result.structured_content)
     cli = run_rlm("ask", "What are the fees?", "-w", "deal", "--no-cache", *flags, env=once)
     models = run_rlm("models", "--json", "--check", *flags, env=once)
@@ -419,7 +406,7 @@ def test_page_uris_of_a_path_workspace_round_trip(served: Path) -> None:
         page = await c.call_tool("read_page", {"doc": "contract.pdf", "page": 2, "workspace": str(ws)})
         return page, await c.read_resource(page.structured_content["uri"])
 
-    page, resource = _serve(_params(served), body)
+    page, resource = serve(_params(served), body)
     assert "%25" in page.structured_content["uri"]  # the '%' of the path is encoded once
     assert resource.contents[0].text == f"[contract.pdf p.2]\n{page.structured_content['text']}"
 
@@ -448,7 +435,7 @@ def test_auto_says_once_which_layers_are_missing(served: Path, tmp_path: Path) -
                 await c.call_tool("grep", {"pattern": "fee"}),
                 await c.call_tool("repl", {"code": "print(2)"})]
 
-    results = _serve(params, body)
+    results = serve(params, body)
     assert not any(r.is_error for r in results)
     notes = [n for n in log.read_text().splitlines() if n.startswith("rlm: sandbox:")]
     assert len(notes) == 1, notes
@@ -459,10 +446,10 @@ def test_a_low_open_files_limit_does_not_break_the_sandbox(served: Path) -> None
     async def body(c: Client) -> Any:
         return await c.call_tool("grep", {"pattern": "fee"})
 
-    soft = _serve(_params(served, shell="ulimit -Sn 128"), body)
+    soft = serve(_params(served, shell="ulimit -Sn 128"), body)
     assert not soft.is_error and soft.structured_content["hits"]
-    both = _serve(_params(served, shell="ulimit -n 128"), body)  # hard limit too: say what is needed
-    assert "the open-files limit is 128" in _error(both) and "ulimit -n 4096" in _error(both)
+    both = serve(_params(served, shell="ulimit -n 128"), body)  # hard limit too: say what is needed
+    assert "the open-files limit is 128" in tool_error(both) and "ulimit -n 4096" in tool_error(both)
 
 
 # ---- the search the server runs in-process -------------------------------------------------------

@@ -500,6 +500,19 @@ def _batch_in_background(server: FakeLLM, cluster: Cluster, jobs: Path, out: Pat
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
 
+def _lose_node_mid_batch(server: FakeLLM, cluster: Cluster, jobs: Path, out: Path, node: str, before: int,
+                         asked: int) -> tuple[subprocess.Popen[bytes], bytes]:
+    """A batch of `-j 8` on the cluster whose `node` is killed once `asked` jobs wait on the model."""
+    proc = _batch_in_background(server, cluster, jobs, out, "-j", "8")
+    try:
+        _when_asked(server, before, asked, proc)
+        cluster.stop(node, signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    return proc, err
+
+
 def _when_asked(server: FakeLLM, since: int, distinct: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.time() + 180
     while len(set(_asked(server, since))) < distinct and time.time() < deadline and proc.poll() is None:
@@ -518,13 +531,8 @@ def test_losing_nodes_mid_batch_reruns_lost_jobs_and_every_batch_ends_with_its_r
     server.responder("gpt-4o-mini", _answering(delay=4.0))
     (tmp_path / "one").mkdir()
     jobs, out = _jobs_file(tmp_path / "one", 8), tmp_path / "one.jsonl"
-    proc = _batch_in_background(server, ray_cluster, jobs, out, "-j", "8")
-    try:
-        _when_asked(server, 0, 6, proc)  # six of eight jobs waiting on the model: both nodes busy
-        ray_cluster.stop("worker", signal.SIGKILL)
-        _, err = proc.communicate(timeout=240)
-    finally:
-        proc.kill()
+    # six of eight jobs waiting on the model: both nodes busy
+    proc, err = _lose_node_mid_batch(server, ray_cluster, jobs, out, "worker", 0, 6)
     assert not _noise(err), err.decode()[-3000:]
     rows = _results(out)
     assert sorted(r["id"] for r in rows) == sorted(f"job{i}" for i in range(1, 9))  # one row each
@@ -536,13 +544,7 @@ def test_losing_nodes_mid_batch_reruns_lost_jobs_and_every_batch_ends_with_its_r
     (tmp_path / "two").mkdir()
     jobs, out = _jobs_file(tmp_path / "two", 12), tmp_path / "two.jsonl"
     before = len(server.requests)
-    proc = _batch_in_background(server, ray_cluster, jobs, out, "-j", "8")  # the head runs 4, 4 wait for it
-    try:
-        _when_asked(server, before, 3, proc)
-        ray_cluster.stop("head", signal.SIGKILL)
-        _, err = proc.communicate(timeout=240)
-    finally:
-        proc.kill()
+    proc, err = _lose_node_mid_batch(server, ray_cluster, jobs, out, "head", before, 3)  # the head runs 4, 4 wait
     assert not _noise(err), err.decode()[-3000:]
     rows = _results(out)
     assert proc.returncode == 1 and sorted(r["id"] for r in rows) == sorted(f"job{i}" for i in range(1, 9))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -35,3 +35,27 @@ def fork_helper() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     return pid
+
+
+def fork_server(serve: Callable[[int, int], None]) -> tuple[int, int, int]:
+    """A forked helper running `serve(reads, writes)` on two new pipes; returns (its pid, the pipe
+    to write to it, the pipe to read from it). It exits when `serve` returns. Call inside
+    sigint_held(); an OSError from fork leaves no descriptor open."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    try:
+        pid = fork_helper()
+    except OSError:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        raise
+    if pid == 0:  # the helper
+        try:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            serve(to_child_r, from_child_w)
+        finally:
+            os._exit(0)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    return pid, to_child_w, from_child_r

@@ -108,27 +108,14 @@ class TokenCounter:
             # wait on for ever. Count in this process instead: the encoding is then built once
             # and kept for every later ingest of this process.
             return
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        from rlmcli.forking import fork_helper, sigint_held
+        from rlmcli.forking import fork_server, sigint_held
 
         with sigint_held():
             try:
-                pid = fork_helper()
+                self._pid, to_child_w, self._rfd = fork_server(_serve)
             except OSError:
-                for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
-                    os.close(fd)
                 return
-            if pid == 0:  # the helper
-                try:
-                    os.close(to_child_w)
-                    os.close(from_child_r)
-                    _serve(to_child_r, from_child_w)
-                finally:
-                    os._exit(0)
-            os.close(to_child_r)
-            os.close(from_child_w)
-            self._pid, self._rfd, self._wfd = pid, from_child_r, to_child_w
+            self._wfd = to_child_w
         try:  # Linux: room for a few hundred pages of text before the helper reads
             import fcntl
 

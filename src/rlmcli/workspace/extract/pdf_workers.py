@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from rlmcli import framing
 from rlmcli.errors import ExtractError
-from rlmcli.forking import fork_helper, sigint_held
+from rlmcli.forking import fork_server, sigint_held
 from rlmcli.workspace.extract.pdf_text import PageText, page_text
 
 PAGES_PER_WORKER = 16  # a worker's share costs an open of the document: worth it from this many pages
@@ -96,19 +96,7 @@ def _serve(jobs: int, results: int) -> None:
 
 class _Worker:
     def __init__(self) -> None:
-        jobs_r, jobs_w = os.pipe()
-        results_r, results_w = os.pipe()
-        pid = fork_helper()  # Ctrl-C is the parent's to handle
-        if pid == 0:  # the worker
-            try:
-                os.close(jobs_w)
-                os.close(results_r)
-                _serve(jobs_r, results_w)
-            finally:
-                os._exit(0)
-        os.close(jobs_r)
-        os.close(results_w)
-        self.pid, self.jobs, self.fd = pid, jobs_w, results_r
+        self.pid, self.jobs, self.fd = fork_server(_serve)  # Ctrl-C is the parent's to handle
         self.frames = framing.FrameReader(framing.MARSHAL)
         self.todo: list[int] = []
         self.since = time.monotonic()
