@@ -13,7 +13,7 @@ import pexpect
 
 from rlmcli.engine import events as ev
 from rlmcli.trace.store import load
-from tests.conftest import run_rlm
+from tests.conftest import FIXTURES, run_rlm
 from tests.fakeserver import FakeLLM, Reply
 
 
@@ -115,3 +115,14 @@ def test_chat_from_a_pipe_answers_each_line(server: FakeLLM, deal: Path) -> None
     runs = _runs(ws)
     assert len(runs) == 2 and sorted(e.follows is None for e in runs.values()) == [False, True]
     assert [line.split("\t")[1] for line in result.stderr.decode().splitlines() if "\tanswered\t" in line] == ["answered"]
+
+
+def test_chat_takes_files_whose_names_have_spaces_and_names_one_that_is_missing(server: FakeLLM, tmp_path: Path) -> None:
+    spaced = tmp_path / "My Contract.pdf"
+    spaced.write_bytes((FIXTURES / "contract.pdf").read_bytes())
+    server.script("root", ["```python\nFINAL(str(len(grep('fee')) > 0))\n```"])
+    base = ["--model", "openai/root", "--api-base", server.base, "--no-cache"]
+    result = run_rlm("chat", str(spaced), *base, input=b"Is there a fee?\n")
+    assert result.returncode == 0 and result.stdout.decode().splitlines() == ["True"], result.stderr
+    missing = run_rlm("chat", str(tmp_path / "My Contrat.pdf"), *base, input=b"q\n")
+    assert missing.returncode == 2 and b"no such file" in missing.stderr and b"My Contract.pdf" in missing.stderr

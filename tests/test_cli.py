@@ -241,3 +241,19 @@ def test_invalid_workspace_names_are_usage_errors(bad: str) -> None:
     result = runner.invoke(app, ["ingest", str(FIXTURES / "notes.md"), "-w", bad])
     assert result.exit_code == 2
     assert "invalid workspace name" in result.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
+    """`rlm ls | head -1`, `rlm config | grep -q model`: the reader closes the pipe, and the command
+    exits 0 without a word (click and Rich would exit 1, Python would print a traceback)."""
+    import subprocess
+
+    ws = tmp_path / "ws"
+    assert run_rlm("ingest", str(FIXTURES / "contract.pdf"), str(FIXTURES / "notes.md"), "-w", str(ws)).returncode == 0
+    for args in (["ls", "-w", str(ws)], ["workspaces"], ["config"], ["search", "termination", "-w", str(ws)],
+                 ["show", "contract.pdf", "-w", str(ws)]):
+        proc = subprocess.Popen([sys.executable, "-m", "rlmcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before the command has written anything: every write meets a closed pipe
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0 and b"Traceback" not in err, (args, err)
