@@ -13,6 +13,7 @@ Standard library only: the sandbox imports the search that reads these.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -139,8 +140,10 @@ def _file_company(file_name: str, company: str) -> str:
     return short if short and short.lower() != company.lower() and len(short) <= 40 else ""
 
 
-def _name_words(name: str) -> set[str]:
-    return {w for w in re.findall(r"[^\W_]+", name.lower()) if w not in _LEGAL_WORDS}
+@functools.lru_cache(maxsize=1 << 16)
+def _name_words(name: str) -> frozenset[str]:
+    """A name's words without legal ones; cached: every search weighs every card's names."""
+    return frozenset(w for w in re.findall(r"[^\W_]+", name.lower()) if w not in _LEGAL_WORDS)
 
 
 # ---- when ---------------------------------------------------------------------------------------

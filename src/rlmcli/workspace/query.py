@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -50,6 +51,13 @@ BOOST_STOPWORDS = STOPWORDS | frozenset(
 def _stems(text: str) -> set[str]:
     """Content words cut to six letters: 'terminate', 'termination' and 'terminating' meet."""
     return {w[:6] for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in BOOST_STOPWORDS and len(w) > 2}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _title_stems(doc: str, title: str) -> frozenset[str]:
+    """A title's name words, not its version ("Mozilla Public License Version 2.0"); cached, as
+    every search weighs every document's title."""
+    return frozenset((_stems(title.split(" — ")[0]) - {"versio"}) or _stems(doc))
 
 
 def heading_boost(heading: str, terms: set[str]) -> float:
@@ -248,7 +256,7 @@ class Searcher:
         cards = self._all_cards()
         asked = Asked(check_query(query))
         words = _words(query)
-        titles = {doc: (_stems(card.get("title", "").split(" — ")[0]) - {"versio"}) or _stems(doc)
+        titles = {doc: _title_stems(doc, card.get("title", ""))
                   for doc, card in cards.items() if not (card.get("company") and card.get("form"))}
         most = max((len(t & words) for t in titles.values()), default=0) or 1
         out = {}
